@@ -1,0 +1,35 @@
+# Driftline: every target sets up what it needs (idempotent; a second run reuses .venv and the jar cache).
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export DRIFTLINE_CACHE ?= $(CURDIR)/.cache
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+
+.PHONY: demo test bench lint setup clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+	$(PY) -m monitoring.cli jars
+
+demo: setup
+	$(PY) -m monitoring.cli demo --config conf/demo.yaml
+
+test: setup
+	$(PY) -m ruff check monitoring jobs tests benchmarks
+	$(PY) -m pytest -q tests
+
+bench: setup
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+
+lint: setup
+	$(PY) -m ruff check monitoring jobs tests benchmarks
+
+clean:
+	rm -rf data output mlflow.db mlruns spark-warehouse

@@ -1,0 +1,104 @@
+"""Chunk keys as Spark expressions, and chunk metadata.
+
+Period chunks are calendar periods in UTC, identified by their ordinal since 1970-01-01 (so the index
+of a chunk never changes when data is added). Size and count chunks follow the order
+(timestamp, id) over the rows being chunked; see docs/chunking.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from monitoring.config import Chunking, Period
+
+CHUNK_COL = "_dl_chunk"
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_SECONDS = {"h": 3600, "d": 86400, "w": 7 * 86400}
+_MONTHS = {"mo": 1, "q": 3, "y": 12}
+_MONDAY_OFFSET = 4 * 86400  # 1970-01-05 was a Monday
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    """One chunk: its stable index, a readable key and its time bounds ([start, end) for periods)."""
+
+    index: int
+    key: str
+    start: datetime
+    end: datetime
+
+
+def utc_from_micros(micros: int) -> datetime:
+    return datetime.fromtimestamp(micros / 1e6, tz=timezone.utc)
+
+
+def period_index(period: Period, ts: Column) -> Column:
+    """Ordinal of the period holding `ts` (a timestamp column), counted from 1970-01-01 UTC."""
+    if period.unit in _SECONDS:
+        seconds = F.unix_seconds(ts.cast("timestamp"))
+        if period.unit == "w":
+            seconds = seconds - F.lit(_MONDAY_OFFSET)
+        return F.floor(seconds / F.lit(_SECONDS[period.unit] * period.count)).cast("long")
+    months = (F.year(ts) - 1970) * 12 + F.month(ts) - 1
+    return F.floor(months / F.lit(_MONTHS[period.unit] * period.count)).cast("long")
+
+
+def period_bounds(period: Period, index: int) -> tuple[datetime, datetime]:
+    """[start, end) of period number `index`."""
+    if period.unit in _SECONDS:
+        step = _SECONDS[period.unit] * period.count
+        offset = _MONDAY_OFFSET if period.unit == "w" else 0
+        start = EPOCH + timedelta(seconds=index * step + offset)
+        return start, start + timedelta(seconds=step)
+    months = _MONTHS[period.unit] * period.count
+
+    def month_start(m: int) -> datetime:
+        return datetime(1970 + m // 12, m % 12 + 1, 1, tzinfo=timezone.utc)
+
+    return month_start(index * months), month_start((index + 1) * months)
+
+
+def period_key(period: Period, start: datetime) -> str:
+    if period.unit == "h":
+        return start.strftime("%Y-%m-%dT%H:00")
+    if period.unit in ("d", "w"):
+        return start.strftime("%Y-%m-%d")
+    return start.strftime("%Y-%m")
+
+
+def period_chunk(period: Period, index: int) -> ChunkInfo:
+    start, end = period_bounds(period, index)
+    return ChunkInfo(index, period_key(period, start), start, end)
+
+
+def with_chunk_index(df: DataFrame, chunking: Chunking, ts_col: str, id_col: str) -> DataFrame:
+    """`df` with the chunk index in column CHUNK_COL; rows with a null timestamp are left out.
+
+    Period chunks need no extra pass. Size and count chunks need the row count per day first (one
+    small aggregation), then a window per day gives every row its global position in
+    (timestamp, id) order; rows of an incomplete last chunk are dropped when `incomplete: drop`.
+    """
+    df = df.where(F.col(ts_col).isNotNull())
+    if chunking.period:
+        return df.withColumn(CHUNK_COL, period_index(chunking.period, F.col(ts_col)))
+    day = F.floor(F.unix_seconds(F.col(ts_col).cast("timestamp")) / 86400).cast("long")
+    counts = sorted((r[0], r[1]) for r in df.groupBy(day.alias("d")).count().collect())
+    total = sum(c for _, c in counts)
+    size = chunking.size or max(1, math.ceil(total / max(chunking.count or 1, 1)))
+    offsets, running = {}, 0
+    for d, c in counts:
+        offsets[d], running = running, running + c
+    if not offsets:
+        return df.withColumn(CHUNK_COL, F.lit(None).cast("long"))
+    offset_map = F.create_map(*[F.lit(x) for kv in offsets.items() for x in kv])
+    window = Window.partitionBy(day).orderBy(F.col(ts_col), F.col(id_col))
+    position = offset_map[day] + F.row_number().over(window) - 1
+    out = df.withColumn(CHUNK_COL, F.floor(position / F.lit(size)).cast("long"))
+    if chunking.incomplete == "drop" and total % size:
+        out = out.where(F.col(CHUNK_COL) < F.lit(total // size))
+    return out

@@ -1,0 +1,368 @@
+"""Typed monitor configuration: YAML loading and validation with errors that name the key.
+
+Validation happens in two steps: `load_config` checks the file on its own (types, choices, period
+strings); `validate_against_schema` checks it against the real source and label table schemas.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from monitoring.errors import ConfigError
+
+PROBLEM_TYPES = ("binary", "multiclass", "regression")
+FEATURE_KINDS = ("continuous", "categorical")
+INCOMPLETE_CHOICES = ("keep", "drop")
+PERIOD_RE = re.compile(r"^([1-9][0-9]*)(h|d|w|mo|q|y)$")
+PERIOD_UNITS = {"h": "hours", "d": "days", "w": "weeks (Monday-based)", "mo": "months", "q": "quarters", "y": "years"}
+
+
+@dataclass(frozen=True)
+class Period:
+    """A chunk period: `count` units of `unit` (h, d, w, mo, q, y)."""
+
+    count: int
+    unit: str
+
+    @classmethod
+    def parse(cls, text: str, key: str) -> Period:
+        match = PERIOD_RE.match(str(text).strip())
+        if not match:
+            units = ", ".join(f"'{u}' ({n})" for u, n in PERIOD_UNITS.items())
+            raise ConfigError(key, f"'{text}' is not a period; write a positive count and a unit, e.g. "
+                                   f"'1d', '1w', '1mo', '6h'. Units: {units}")
+        return cls(int(match.group(1)), match.group(2))
+
+    def __str__(self) -> str:
+        return f"{self.count}{self.unit}"
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Source:
+    table: str
+    id_column: str
+    timestamp_column: str
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Model outputs. Binary: `score` (probability of the positive class); multiclass: `class_scores`
+    (class label -> column of its probability); regression: `prediction` (numeric)."""
+
+    score: str | None = None
+    class_scores: dict[str, str] = field(default_factory=dict)
+    prediction: str | None = None
+    positive_class: str = "1"
+
+    def columns(self) -> list[str]:
+        cols = [c for c in (self.score, self.prediction) if c]
+        return cols + [c for c in self.class_scores.values() if c not in cols]
+
+
+@dataclass(frozen=True)
+class Labels:
+    table: str
+    id_column: str
+    label_column: str
+    timestamp_column: str
+
+
+@dataclass(frozen=True)
+class Chunking:
+    """Exactly one of `period`, `size` (rows per chunk) or `count` (number of chunks)."""
+
+    period: Period | None = None
+    size: int | None = None
+    count: int | None = None
+    incomplete: str = "keep"
+
+    @property
+    def kind(self) -> str:
+        return "period" if self.period else "size" if self.size else "count"
+
+    def describe(self) -> str:
+        return f"period={self.period}" if self.period else f"size={self.size}" if self.size else f"count={self.count}"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference (the model's test period): a table, a time range of the source, or both."""
+
+    table: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where result tables go: a directory (`path`) or a catalog schema (`schema`, e.g. main.monitoring)."""
+
+    path: str | None = None
+    schema: str | None = None
+
+    def table(self, name: str) -> str:
+        return f"{self.path.rstrip('/')}/{name}" if self.path else f"{self.schema}.{name}"
+
+
+@dataclass(frozen=True)
+class Mlflow:
+    experiment: str
+    tracking_uri: str = "sqlite:///mlflow.db"
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Profile:
+    kll_k: int = 2000
+    top_n: int = 100
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    monitor: str
+    problem_type: str
+    source: Source
+    features: tuple[Feature, ...]
+    outputs: Outputs
+    chunking: Chunking
+    reference: Reference
+    output: Output
+    mlflow: Mlflow
+    profile: Profile = Profile()
+    labels: Labels | None = None
+    spark: dict[str, str] = field(default_factory=dict)
+
+    def monitored_columns(self) -> list[tuple[str, str]]:
+        """(column, kind) for every profiled column: features, then model outputs."""
+        cols = [(f.name, f.kind) for f in self.features]
+        if self.outputs.score:
+            cols.append((self.outputs.score, "continuous"))
+        cols += [(c, "continuous") for c in self.outputs.class_scores.values()]
+        if self.outputs.prediction:
+            kind = "continuous" if self.problem_type == "regression" else "categorical"
+            cols.append((self.outputs.prediction, kind))
+        return cols
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+class _Section:
+    """A mapping read with key paths, rejecting unknown keys with a suggestion."""
+
+    def __init__(self, data: Any, path: str, allowed: tuple[str, ...]):
+        if not isinstance(data, dict):
+            raise ConfigError(path or "<root>", f"expected a mapping, got {type(data).__name__}")
+        unknown = [k for k in data if k not in allowed]
+        if unknown:
+            k = unknown[0]
+            near = difflib.get_close_matches(str(k), allowed, n=1)
+            hint = f" Did you mean '{near[0]}'?" if near else ""
+            raise ConfigError(_join(path, str(k)), f"unknown key.{hint} Valid keys: {', '.join(allowed)}")
+        self.data, self.path = data, path
+
+    def key(self, name: str) -> str:
+        return _join(self.path, name)
+
+    def get(self, name: str, typ: type | tuple[type, ...], default: Any = ..., required: bool = False) -> Any:
+        if name not in self.data or self.data[name] is None:
+            if required or default is ...:
+                raise ConfigError(self.key(name), "is required")
+            return default
+        value = self.data[name]
+        if typ is int and isinstance(value, bool) or not isinstance(value, typ):
+            names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+            raise ConfigError(self.key(name), f"expected {names}, got {value!r}")
+        return value
+
+    def text(self, name: str, default: Any = ...) -> Any:
+        value = self.get(name, str, default)
+        if isinstance(value, str) and not value.strip():
+            raise ConfigError(self.key(name), "must not be empty")
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: Any = ...) -> str:
+        value = self.text(name, default)
+        if value not in choices:
+            raise ConfigError(self.key(name), f"'{value}' is not valid; choose one of: {', '.join(choices)}")
+        return value
+
+    def positive_int(self, name: str, default: Any = ..., minimum: int = 1, maximum: int | None = None) -> Any:
+        value = self.get(name, int, default)
+        if value is not None and (value < minimum or (maximum is not None and value > maximum)):
+            upper = f" and at most {maximum}" if maximum is not None else ""
+            raise ConfigError(self.key(name), f"{value} is out of range; use at least {minimum}{upper}")
+        return value
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _timestamp(value: Any, key: str) -> datetime:
+    if isinstance(value, datetime):
+        ts = value
+    elif hasattr(value, "year") and hasattr(value, "month"):  # a YAML date
+        ts = datetime(value.year, value.month, value.day)
+    else:
+        try:
+            ts = datetime.fromisoformat(str(value))
+        except ValueError:
+            raise ConfigError(key, f"'{value}' is not an ISO date or timestamp (e.g. 2025-01-01)") from None
+    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
+
+
+def parse_config(data: Any) -> MonitorConfig:
+    """Build a MonitorConfig from parsed YAML, validating everything that needs no data."""
+    root = _Section(data, "", ("monitor", "problem_type", "source", "features", "outputs", "labels",
+                               "chunking", "reference", "output", "mlflow", "profile", "spark"))
+    monitor = root.text("monitor")
+    if not re.match(r"^[A-Za-z0-9_.-]+$", monitor):
+        raise ConfigError("monitor", f"'{monitor}' may only hold letters, digits, '_', '-' and '.'")
+    problem_type = root.choice("problem_type", PROBLEM_TYPES)
+
+    s = _Section(root.get("source", dict), "source", ("table", "id_column", "timestamp_column"))
+    source = Source(s.text("table"), s.text("id_column"), s.text("timestamp_column"))
+
+    raw_features = root.get("features", list)
+    if not raw_features:
+        raise ConfigError("features", "list at least one feature as {name: ..., kind: continuous|categorical}")
+    features = []
+    for i, item in enumerate(raw_features):
+        f = _Section(item, f"features[{i}]", ("name", "kind"))
+        features.append(Feature(f.text("name"), f.choice("kind", FEATURE_KINDS)))
+    dupes = sorted({f.name for f in features if [g.name for g in features].count(f.name) > 1})
+    if dupes:
+        raise ConfigError("features", f"column(s) listed twice: {', '.join(dupes)}")
+
+    o = _Section(root.get("outputs", dict), "outputs", ("score", "class_scores", "prediction", "positive_class"))
+    class_scores = o.get("class_scores", dict, {})
+    outputs = Outputs(o.text("score", None), {str(k): str(v) for k, v in class_scores.items()},
+                      o.text("prediction", None), str(o.get("positive_class", (str, int, bool), "1")))
+    _check_outputs(problem_type, outputs)
+
+    labels = None
+    if root.get("labels", dict, None) is not None:
+        lab = _Section(root.data["labels"], "labels", ("table", "id_column", "label_column", "timestamp_column"))
+        labels = Labels(lab.text("table"), lab.text("id_column", source.id_column), lab.text("label_column"),
+                        lab.text("timestamp_column"))
+
+    c = _Section(root.get("chunking", dict), "chunking", ("period", "size", "count", "incomplete"))
+    given = [k for k in ("period", "size", "count") if c.data.get(k) is not None]
+    if len(given) != 1:
+        raise ConfigError("chunking", f"set exactly one of period, size, count (got {', '.join(given) or 'none'})")
+    period = Period.parse(c.get("period", (str,)), "chunking.period") if "period" in given else None
+    chunking = Chunking(period, c.positive_int("size", None), c.positive_int("count", None),
+                        c.choice("incomplete", INCOMPLETE_CHOICES, "keep"))
+
+    r = _Section(root.get("reference", dict), "reference", ("table", "start", "end"))
+    start = _timestamp(r.data["start"], "reference.start") if r.data.get("start") is not None else None
+    end = _timestamp(r.data["end"], "reference.end") if r.data.get("end") is not None else None
+    reference = Reference(r.text("table", None), start, end)
+    if reference.table is None and (start is None or end is None):
+        raise ConfigError("reference", "give a reference table, or start and end of a time range of the source")
+    if start and end and start >= end:
+        raise ConfigError("reference.end", f"{end.isoformat()} must be after reference.start {start.isoformat()}")
+
+    out = _Section(root.get("output", dict), "output", ("path", "schema"))
+    output = Output(out.text("path", None), out.text("schema", None))
+    if (output.path is None) == (output.schema is None):
+        raise ConfigError("output", "set exactly one of path (a directory) or schema (catalog.schema)")
+
+    m = _Section(root.get("mlflow", dict, {}), "mlflow", ("experiment", "tracking_uri", "enabled"))
+    mlflow_conf = Mlflow(m.text("experiment", f"driftline/{monitor}"), m.text("tracking_uri", "sqlite:///mlflow.db"),
+                         m.get("enabled", bool, True))
+
+    p = _Section(root.get("profile", dict, {}), "profile", ("kll_k", "top_n"))
+    profile = Profile(p.positive_int("kll_k", 2000, minimum=8, maximum=65535),
+                      p.positive_int("top_n", 100, maximum=100_000))
+
+    spark = {str(k): str(v) for k, v in root.get("spark", dict, {}).items()}
+    return MonitorConfig(monitor, problem_type, source, tuple(features), outputs, chunking, reference,
+                         output, mlflow_conf, profile, labels, spark)
+
+
+def _check_outputs(problem_type: str, outputs: Outputs) -> None:
+    if problem_type == "binary" and not outputs.score:
+        raise ConfigError("outputs.score", "binary models need the score column (probability of the positive class)")
+    if problem_type == "multiclass" and len(outputs.class_scores) < 2:
+        raise ConfigError("outputs.class_scores", "multiclass models need a mapping class -> score column, "
+                                                  "at least two classes")
+    if problem_type == "regression" and not outputs.prediction:
+        raise ConfigError("outputs.prediction", "regression models need the prediction column")
+
+
+def load_config(path: str | Path) -> MonitorConfig:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("<file>", f"config file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError("<file>", f"'{path}' is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_config(data)
+
+
+# ------------------------------------------------------------------------------------- schema checks
+
+NUMERIC_TYPES = ("byte", "short", "integer", "long", "float", "double", "decimal")
+TIME_TYPES = ("timestamp", "timestamp_ntz", "date")
+
+
+def _type_name(dtype: Any) -> str:
+    return dtype.typeName()
+
+
+def _require_column(fields: dict[str, Any], column: str, key: str, table: str, types: tuple[str, ...] = ()) -> None:
+    if column not in fields:
+        near = difflib.get_close_matches(column, list(fields), n=3)
+        hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+        raise ConfigError(key, f"column '{column}' is not in table '{table}'.{hint} "
+                               f"Columns: {', '.join(sorted(fields))}")
+    if types and _type_name(fields[column]) not in types:
+        raise ConfigError(key, f"column '{column}' of table '{table}' has type {fields[column].simpleString()}; "
+                               f"expected one of: {', '.join(types)}")
+
+
+def validate_against_schema(config: MonitorConfig, source_schema: Any, labels_schema: Any = None) -> None:
+    """Check every configured column against the real table schemas (pyspark StructType)."""
+    fields = {f.name: f.dataType for f in source_schema.fields}
+    table = config.source.table
+    _require_column(fields, config.source.id_column, "source.id_column", table)
+    _require_column(fields, config.source.timestamp_column, "source.timestamp_column", table, TIME_TYPES)
+    for i, feat in enumerate(config.features):
+        types = NUMERIC_TYPES + ("boolean",) if feat.kind == "continuous" else ()
+        _require_column(fields, feat.name, f"features[{i}].name", table)
+        if types and _type_name(fields[feat.name]) not in types:
+            raise ConfigError(f"features[{i}].kind", f"column '{feat.name}' has type "
+                                                     f"{fields[feat.name].simpleString()}, which cannot be "
+                                                     "continuous; use kind: categorical")
+    out = config.outputs
+    if out.score:
+        _require_column(fields, out.score, "outputs.score", table, NUMERIC_TYPES)
+    for cls, col in out.class_scores.items():
+        _require_column(fields, col, f"outputs.class_scores.{cls}", table, NUMERIC_TYPES)
+    if out.prediction:
+        types = NUMERIC_TYPES if config.problem_type == "regression" else ()
+        _require_column(fields, out.prediction, "outputs.prediction", table, types)
+    if config.labels and labels_schema is not None:
+        lf = {f.name: f.dataType for f in labels_schema.fields}
+        lt = config.labels.table
+        _require_column(lf, config.labels.id_column, "labels.id_column", lt)
+        _require_column(lf, config.labels.label_column, "labels.label_column", lt)
+        _require_column(lf, config.labels.timestamp_column, "labels.timestamp_column", lt, TIME_TYPES)

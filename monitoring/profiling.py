@@ -1,0 +1,104 @@
+"""The one Spark pass: per chunk, every monitored column's sketch state.
+
+Two aggregations over the chunked rows, each one Spark job whatever the number of columns or chunks:
+continuous columns (counts, moments, KLL) grouped by chunk, and categorical value counts grouped by
+chunk x column x value (top-N kept per chunk and column inside Spark). See docs/performance.md for why
+the two are not fused into one aggregate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from monitoring.chunking import CHUNK_COL, ChunkInfo, period_chunk, utc_from_micros
+from monitoring.config import Chunking
+from monitoring.sketches import CATEGORICAL, CONTINUOUS, HLL_LG_K, ColumnProfile, continuous_aggs, top_counts
+
+
+@dataclass
+class ChunkProfile:
+    """All column states of one chunk (and slice)."""
+
+    chunk: ChunkInfo
+    row_count: int
+    columns: dict[str, ColumnProfile] = field(default_factory=dict)
+    slice_key: str = ""
+    slice_value: str = ""
+
+
+def quote(name: str) -> str:
+    """A column reference that survives dots, spaces and backticks in the name."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chunking, ts_col: str,
+                   kll_k: int, top_n: int) -> list[ChunkProfile]:
+    """Profile every column of `df` (which holds CHUNK_COL) per chunk; returns chunks in index order."""
+    continuous = [c for c, k in columns if k == CONTINUOUS]
+    categorical = [c for c, k in columns if k == CATEGORICAL]
+    micros = F.unix_micros(F.col(quote(ts_col)).cast("timestamp"))
+    aggs = [F.count(F.lit(1)).alias("rows"), F.min(micros).alias("ts_min"), F.max(micros).alias("ts_max")]
+    for i, name in enumerate(continuous):
+        aggs += continuous_aggs(quote(name), f"c{i}", kll_k)
+    rows = df.groupBy(CHUNK_COL).agg(*aggs).collect()
+
+    chunks: dict[int, ChunkProfile] = {}
+    for r in rows:
+        index = int(r[CHUNK_COL])
+        info = period_chunk(chunking.period, index) if chunking.period else ChunkInfo(
+            index, f"chunk-{index}", utc_from_micros(r["ts_min"]), utc_from_micros(r["ts_max"]))
+        cp = ChunkProfile(info, int(r["rows"]))
+        for i, name in enumerate(continuous):
+            cp.columns[name] = _continuous_profile(name, r, f"c{i}", cp.row_count)
+        chunks[index] = cp
+
+    if categorical:
+        for r in _categorical_counts(df, categorical, top_n).collect():
+            name = categorical[r["i"]]
+            chunk = chunks[int(r[CHUNK_COL])]
+            chunk.columns[name] = ColumnProfile(
+                column=name, kind=CATEGORICAL, row_count=chunk.row_count, null_count=int(r["nulls"]),
+                valid_count=chunk.row_count - int(r["nulls"]),
+                categories=top_counts({k: int(v) for k, v in (r["top"] or {}).items()}, top_n),
+                other_count=int(r["other"] or 0), distinct_count=int(r["distinct"]), hll=r["hll"])
+    return [chunks[i] for i in sorted(chunks)]
+
+
+def _continuous_profile(name: str, r, alias: str, row_count: int) -> ColumnProfile:
+    kll = r[f"{alias}__kll"]
+    nonnull, nan = int(r[f"{alias}__nonnull"]), int(r[f"{alias}__nan"])
+    p = ColumnProfile(column=name, kind=CONTINUOUS, row_count=row_count, null_count=row_count - nonnull,
+                      nan_count=nan, kll=bytes(kll) if kll is not None else None)
+    sk = p.sketch()
+    n = int(sk.n) if sk is not None else 0
+    p.valid_count, p.inf_count = n, nonnull - nan - n
+    if n:
+        p.min, p.max = float(sk.get_min_value()), float(sk.get_max_value())
+        p.mean = float(r[f"{alias}__sum"]) / n
+        p.m2 = float(r[f"{alias}__var"]) * n
+    return p
+
+
+def _categorical_counts(df: DataFrame, categorical: list[str], top_n: int) -> DataFrame:
+    """Per chunk and categorical column: top-N value counts as a map, the rest's total, nulls,
+    the exact number of distinct values and an HLL sketch of them (for merges)."""
+    pairs = F.explode(F.array(*[
+        F.struct(F.lit(i).alias("i"), F.col(quote(name)).cast("string").alias("v"))
+        for i, name in enumerate(categorical)
+    ])).alias("kv")
+    counts = (df.select(CHUNK_COL, pairs).select(CHUNK_COL, "kv.i", "kv.v")
+              .groupBy(CHUNK_COL, "i", "v").agg(F.count(F.lit(1)).alias("n")))
+    order = Window.partitionBy(CHUNK_COL, "i").orderBy(F.col("v").isNull(), F.desc("n"), F.asc("v"))
+    ranked = counts.withColumn("rank", F.row_number().over(order))
+    is_value = F.col("v").isNotNull()
+    kept = is_value & (F.col("rank") <= top_n)
+    return ranked.groupBy(CHUNK_COL, "i").agg(
+        F.map_from_entries(F.collect_list(F.when(kept, F.struct("v", "n")))).alias("top"),
+        F.sum(F.when(is_value & ~kept, F.col("n"))).alias("other"),
+        F.coalesce(F.sum(F.when(~is_value, F.col("n"))), F.lit(0)).alias("nulls"),
+        F.count("v").alias("distinct"),
+        F.hll_sketch_agg("v", F.lit(HLL_LG_K)).alias("hll"),
+    )

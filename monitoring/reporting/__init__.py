@@ -1,0 +1,1 @@
+"""Reporting: MLflow runs and console summaries built from stored results."""

@@ -1,0 +1,101 @@
+"""The SparkSession: the platform's where there is one, else an embedded local Spark with Delta.
+
+Decision order (see docs/architecture.md):
+1. an active session (notebook, Databricks job, a test) is used as it is;
+2. `SPARK_REMOTE` set: a Spark Connect session to that address;
+3. running under spark-submit or on Databricks: the session the platform configured (jars untouched);
+4. otherwise the embedded default: local Spark with the Delta jars from the local cache. The first run
+   asks Spark's resolver (Ivy, Maven Central) for them and caches them; later runs pass the cached jars
+   with `spark.jars` and need no network.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+SCALA_VERSION = "2.13"
+# Jars Spark already ships; Ivy lists them as Delta's transitive dependencies.
+_PROVIDED_PREFIXES = ("org.apache.logging.log4j_", "org.slf4j_")
+
+
+def cache_dir() -> Path:
+    """Driftline's local cache (jars): $DRIFTLINE_CACHE, else ~/.cache/driftline."""
+    return Path(os.environ.get("DRIFTLINE_CACHE") or Path.home() / ".cache" / "driftline")
+
+
+def delta_coordinate() -> str:
+    """Maven coordinate of the Delta jar matching the installed pyspark and delta-spark."""
+    import pyspark
+
+    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
+    return f"io.delta:delta-spark_{spark_minor}_{SCALA_VERSION}:{version('delta-spark')}"
+
+
+def _ivy_dir() -> Path:
+    return cache_dir() / ("ivy-" + delta_coordinate().replace(":", "_"))
+
+
+def cached_delta_jars() -> list[str]:
+    """The cached Delta jars (empty before the first resolution)."""
+    jar_dir = _ivy_dir() / "jars"
+    if not jar_dir.is_dir():
+        return []
+    jars = sorted(str(p) for p in jar_dir.glob("*.jar") if not p.name.startswith(_PROVIDED_PREFIXES))
+    return jars if any("delta-spark" in j for j in jars) else []
+
+
+def platform_provides_spark() -> bool:
+    """True under spark-submit (the launcher sets PYSPARK_GATEWAY_PORT) or on Databricks."""
+    return bool(os.environ.get("PYSPARK_GATEWAY_PORT") or os.environ.get("DATABRICKS_RUNTIME_VERSION"))
+
+
+def get_spark(extra_conf: dict[str, str] | None = None, app_name: str = "driftline") -> SparkSession:
+    """Return the session to run on (see module docstring); sets the session time zone to UTC."""
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        if os.environ.get("SPARK_REMOTE"):
+            spark = SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).appName(app_name).getOrCreate()
+        elif platform_provides_spark():
+            spark = SparkSession.builder.appName(app_name).getOrCreate()
+        else:
+            spark = embedded_session(extra_conf or {}, app_name)
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    return spark
+
+
+def embedded_session(extra_conf: dict[str, str], app_name: str = "driftline") -> SparkSession:
+    """A local Spark with Delta configured; `extra_conf` (the config's `spark:` section) wins."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.master(extra_conf.get("spark.master", "local[*]"))
+        .appName(app_name)
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.driver.memory", "4g")
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.databricks.delta.snapshotPartitions", "2")
+        .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "2")
+    )
+    jars = cached_delta_jars()
+    if jars:
+        builder = builder.config("spark.jars", ",".join(jars))
+    else:
+        log.info("resolving %s from Maven Central into %s (once)", delta_coordinate(), _ivy_dir())
+        builder = builder.config("spark.jars.packages", delta_coordinate()).config("spark.jars.ivy", str(_ivy_dir()))
+    for key, value in extra_conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    if not jars and not cached_delta_jars():
+        log.warning("Delta jars were not cached under %s; the next run will resolve them again", _ivy_dir())
+    return spark

@@ -1,0 +1,179 @@
+"""Per-column sketch states: how Spark computes them in one pass, and how they merge on the driver.
+
+A `ColumnProfile` is a semigroup state: `merge` is associative and commutative (up to the KLL
+sketch's own randomized compaction), so reference windows, slices and incremental runs are merges
+of stored states, never rescans. Conventions (NaN/inf handling, moments) are in docs/profiles.md.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field, replace
+
+import datasketches as ds
+import numpy as np
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+CONTINUOUS = "continuous"
+CATEGORICAL = "categorical"
+HLL_LG_K = 12  # HLL of distinct categories: ~1.6% relative standard error
+
+
+def finite(x: Column) -> Column:
+    """`x` as double with NaN and +-inf mapped to null: they are counted, not measured."""
+    x = x.cast("double")
+    return F.when(F.isnan(x) | (F.abs(x) == F.lit(float("inf"))), F.lit(None)).otherwise(x)
+
+
+def continuous_aggs(col: str, alias: str, kll_k: int) -> list[Column]:
+    """Aggregates for one continuous column. The KLL sketch also yields the exact count, min and
+    max of the finite values, so the only other aggregates are counts, the sum and the variance."""
+    x = F.col(col).cast("double")
+    fx = finite(F.col(col))
+    return [
+        F.count(x).alias(f"{alias}__nonnull"),
+        F.count_if(F.isnan(x)).alias(f"{alias}__nan"),
+        F.sum(fx).alias(f"{alias}__sum"),
+        F.var_pop(fx).alias(f"{alias}__var"),
+        F.kll_sketch_agg_double(fx, F.lit(kll_k)).alias(f"{alias}__kll"),
+    ]
+
+
+@dataclass
+class ColumnProfile:
+    """Mergeable state of one column in one chunk (and slice).
+
+    Continuous: counts, exact min/max/mean/m2 (sum of squared deviations) of the finite values, a KLL
+    sketch of them. Categorical: the top-N value counts, the rest summed in `other_count`, and an HLL
+    sketch of the distinct values (exact `distinct_count` from one pass; HLL estimate after merges).
+    """
+
+    column: str
+    kind: str
+    row_count: int = 0
+    null_count: int = 0
+    nan_count: int = 0
+    inf_count: int = 0
+    valid_count: int = 0
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    m2: float | None = None
+    kll: bytes | None = None
+    categories: dict[str, int] = field(default_factory=dict)
+    other_count: int = 0
+    distinct_count: int = 0
+    hll: bytes | None = None
+
+    # ------------------------------------------------------------------ derived statistics
+    @property
+    def variance(self) -> float | None:
+        return self.m2 / self.valid_count if self.valid_count and self.m2 is not None else None
+
+    @property
+    def std(self) -> float | None:
+        v = self.variance
+        return math.sqrt(v) if v is not None else None
+
+    @property
+    def missing_rate(self) -> float | None:
+        return self.null_count / self.row_count if self.row_count else None
+
+    def sketch(self) -> ds.kll_doubles_sketch | None:
+        return ds.kll_doubles_sketch.deserialize(self.kll) if self.kll else None
+
+    def quantiles(self, ranks: list[float] | np.ndarray) -> np.ndarray:
+        sk = self.sketch()
+        if sk is None or sk.is_empty():
+            return np.full(len(ranks), np.nan)
+        return np.asarray(sk.get_quantiles(list(map(float, ranks))))
+
+    def cdf(self, points: list[float] | np.ndarray) -> np.ndarray:
+        """Estimated P(X <= t) at each point (inclusive ranks)."""
+        sk = self.sketch()
+        if sk is None or sk.is_empty():
+            return np.full(len(points), np.nan)
+        return np.asarray([sk.get_rank(float(t), True) for t in points])
+
+    # ------------------------------------------------------------------ merging
+    def merge(self, other: ColumnProfile, top_n: int | None = None) -> ColumnProfile:
+        """The state of the union of both row sets (Chan et al. for the moments)."""
+        if (self.column, self.kind) != (other.column, other.kind):
+            raise ValueError(f"cannot merge profiles of {self.column}/{self.kind} and {other.column}/{other.kind}")
+        n = self.valid_count + other.valid_count
+        mean, m2 = self.mean, self.m2
+        if other.valid_count and self.valid_count:
+            delta = other.mean - self.mean
+            mean = self.mean + delta * other.valid_count / n
+            m2 = self.m2 + other.m2 + delta * delta * self.valid_count * other.valid_count / n
+        elif other.valid_count:
+            mean, m2 = other.mean, other.m2
+        merged = replace(
+            self,
+            row_count=self.row_count + other.row_count,
+            null_count=self.null_count + other.null_count,
+            nan_count=self.nan_count + other.nan_count,
+            inf_count=self.inf_count + other.inf_count,
+            valid_count=n,
+            min=_opt(min, self.min, other.min),
+            max=_opt(max, self.max, other.max),
+            mean=mean,
+            m2=m2,
+            kll=_merge_kll(self.kll, other.kll),
+            hll=_merge_hll(self.hll, other.hll),
+        )
+        if self.kind == CATEGORICAL:
+            counts = dict(self.categories)
+            for value, count in other.categories.items():
+                counts[value] = counts.get(value, 0) + count
+            kept = top_counts(counts, top_n or max(len(self.categories), len(other.categories), 1))
+            merged.categories = kept
+            merged.other_count = self.other_count + other.other_count + sum(counts.values()) - sum(kept.values())
+            merged.distinct_count = _hll_estimate(merged.hll) if merged.hll else len(counts)
+        return merged
+
+
+def top_counts(counts: dict[str, int], n: int) -> dict[str, int]:
+    """The n largest counts (ties broken by value, so the choice is deterministic)."""
+    return dict(heapq.nsmallest(n, counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def merge_all(profiles: list[ColumnProfile], top_n: int | None = None) -> ColumnProfile:
+    if not profiles:
+        raise ValueError("nothing to merge")
+    out = profiles[0]
+    for p in profiles[1:]:
+        out = out.merge(p, top_n)
+    return out
+
+
+def _opt(fn, a, b):
+    return b if a is None else a if b is None else fn(a, b)
+
+
+def _merge_kll(a: bytes | None, b: bytes | None) -> bytes | None:
+    if not a or not b:
+        return a or b
+    sk = ds.kll_doubles_sketch.deserialize(a)
+    sk.merge(ds.kll_doubles_sketch.deserialize(b))
+    return sk.serialize()
+
+
+def _merge_hll(a: bytes | None, b: bytes | None) -> bytes | None:
+    if not a or not b:
+        return a or b
+    union = ds.hll_union(HLL_LG_K)
+    union.update(ds.hll_sketch.deserialize(a))
+    union.update(ds.hll_sketch.deserialize(b))
+    return union.get_result(ds.tgt_hll_type.HLL_8).serialize_compact()
+
+
+def _hll_estimate(blob: bytes) -> int:
+    return int(round(ds.hll_sketch.deserialize(blob).get_estimate()))
+
+
+def kll_rank_error(k: int) -> float:
+    """DataSketches' a-priori normalized rank error (99% confidence, single-sided ranks)."""
+    return ds.kll_doubles_sketch.get_normalized_rank_error(k, False)
