@@ -21,7 +21,7 @@ END = datetime(2026, 1, 1, tzinfo=timezone.utc)
 REFERENCE_END = datetime(2025, 4, 1, tzinfo=timezone.utc)
 SHIFT_START = datetime(2025, 7, 1, tzinfo=timezone.utc)
 CONCEPT_START = datetime(2025, 10, 1, tzinfo=timezone.utc)
-LABELS_AS_OF = datetime(2026, 1, 15, tzinfo=timezone.utc)
+LABELS_AS_OF = datetime(2026, 1, 1, tzinfo=timezone.utc)
 ROWS_PER_PARTITION = 500_000
 CLASSES = ("repaid", "late", "default")
 
@@ -134,7 +134,7 @@ def demo_frame(spark: SparkSession, rows: int, variant: str = "binary", seed: in
     # The model learnt the reference relation; after CONCEPT_START the true effect of debt-to-income triples.
     true_logit = common + F.when(concept, 2.4).otherwise(0.8) * dti
     model_logit = (common + 0.8 * dti) * 0.95 + 0.25 * z(12)
-    delay_days = F.lit(14.0) - F.log(1 - u(13)) * 40.0
+    delay_days = F.lit(30.0) - F.log(1 - u(13)) * 40.0
     df = df.withColumn("label_ts", F.timestamp_seconds(F.unix_seconds("ts") + (delay_days * 86400).cast("long")))
     df = df.withColumn("never_labelled", u(14) < 0.03)
     if variant == "binary":

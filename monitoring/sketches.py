@@ -104,7 +104,9 @@ class ColumnProfile:
             raise ValueError(f"cannot merge profiles of {self.column}/{self.kind} and {other.column}/{other.kind}")
         n = self.valid_count + other.valid_count
         mean, m2 = self.mean, self.m2
-        if other.valid_count and self.valid_count:
+        if self.kind == CATEGORICAL:
+            mean = m2 = None
+        elif other.valid_count and self.valid_count:
             delta = other.mean - self.mean
             mean = self.mean + delta * other.valid_count / n
             m2 = self.m2 + other.m2 + delta * delta * self.valid_count * other.valid_count / n

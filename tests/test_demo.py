@@ -1,0 +1,85 @@
+"""Demo data and the end-to-end demo command, on a small row count."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitoring import demo_data
+from monitoring.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def demo_tables(spark, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("demo") / "binary")
+    return demo_data.write_demo(spark, out, rows=60_000), out
+
+
+def test_demo_data_has_the_injected_shifts(spark, demo_tables):
+    tables, out = demo_tables
+    pdf = spark.read.format("delta").load(tables.predictions).toPandas()
+    assert len(pdf) == 60_000 and pdf["id"].is_unique
+    assert set(demo_data.FEATURES) <= set(pdf.columns)
+    ts = pdf["ts"].dt.tz_localize(None) if pdf["ts"].dt.tz is not None else pdf["ts"]
+    before = ts < np.datetime64(demo_data.SHIFT_START.replace(tzinfo=None))
+    ref = ts < np.datetime64(demo_data.REFERENCE_END.replace(tzinfo=None))
+    # covariate shift: the older cohort after SHIFT_START (+10 years of age, longer tenure)
+    assert pdf.loc[~before, "customer_age"].mean() - pdf.loc[before, "customer_age"].mean() == pytest.approx(10, abs=1)
+    assert pdf.loc[~before, "driver_tenure"].mean() > pdf.loc[before, "driver_tenure"].mean() + 2
+    for unchanged in ("car_value", "debt_to_income_ratio"):
+        a, b = pdf.loc[ref, unchanged], pdf.loc[~before, unchanged]
+        assert abs(a.mean() - b.mean()) < 0.05 * a.std()
+    # scores are probabilities, roughly calibrated against the labels on the reference
+    labels = spark.read.format("delta").load(tables.labels).toPandas()
+    joined = pdf.merge(labels, on="id")
+    early = joined[joined["ts"] < joined["ts"].min() + np.timedelta64(90, "D")]
+    assert early["y_score"].between(0, 1).all()
+    assert early["y_score"].mean() == pytest.approx(early["label"].mean(), abs=0.03)
+    # labels arrive late: none after the as-of date, recent months mostly unlabelled
+    assert labels["label_ts"].max() <= np.datetime64(demo_data.LABELS_AS_OF.replace(tzinfo=None))
+    coverage = len(joined[joined["ts"].dt.month == 12]) / max(1, (pdf["ts"].dt.month == 12).sum())
+    assert coverage < 0.05
+    assert len(joined[joined["ts"].dt.month == 2]) / (pdf["ts"].dt.month == 2).sum() > 0.9
+    truth = json.loads((Path(out) / "ground_truth.json").read_text())
+    assert truth["covariate_shift_features"] == ["customer_age", "driver_tenure"]
+
+
+@pytest.mark.parametrize("variant", ["multiclass", "regression"])
+def test_demo_variants(spark, tmp_path, variant):
+    df = demo_data.demo_frame(spark, 5_000, variant)
+    pdf = df.toPandas()
+    if variant == "multiclass":
+        total = pdf[["p_repaid", "p_late", "p_default"]].sum(axis=1)
+        assert np.allclose(total, 1.0) and set(pdf["label"]) == set(demo_data.CLASSES)
+    else:
+        assert (pdf["y_pred"] > 0).all() and np.corrcoef(np.log(pdf["y_pred"]), np.log(pdf["label"]))[0, 1] > 0.3
+
+
+def test_demo_command_end_to_end(spark, workdir, demo_tables):
+    """`driftline demo` on a prepared demo table: reference + analysis profiles, one MLflow run."""
+    import mlflow
+    import yaml
+
+    _, out = demo_tables
+    shutil.copytree(out, workdir / "data/demo/binary")
+    config = yaml.safe_load((ROOT / "conf" / "demo.yaml").read_text())
+    (workdir / "demo.yaml").write_text(yaml.safe_dump(config))
+    assert main(["demo", "--config", "demo.yaml"]) == 0
+    profiles = spark.read.format("delta").load(str(workdir / "output/car_loans/profiles"))
+    columns = len(config["features"]) + 2
+    assert profiles.where("dataset = 'reference'").count() == 3 * columns
+    assert profiles.where("dataset = 'analysis'").count() == 9 * columns
+    client = mlflow.tracking.MlflowClient("sqlite:///mlflow.db")
+    exp = client.get_experiment_by_name("driftline/car_loans")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    history = client.get_metric_history(runs[0].info.run_id, "profile.rows")
+    assert [m.step for m in history] == sorted(m.step for m in history) and len(history) == 9
+    expected_rows = profiles.where("dataset = 'analysis' AND column_name = 'y_score'").groupBy().sum("row_count")
+    assert sum(m.value for m in history) == expected_rows.collect()[0][0]
