@@ -1,9 +1,10 @@
-"""The one Spark pass: per chunk, every monitored column's sketch state.
+"""The Spark pass: per chunk, every monitored column's sketch state.
 
-Two aggregations over the chunked rows, each one Spark job whatever the number of columns or chunks:
-continuous columns (counts, moments, KLL) grouped by chunk, and categorical value counts grouped by
-chunk x column x value (top-N kept per chunk and column inside Spark). See docs/performance.md for why
-the two are not fused into one aggregate.
+Three aggregations over the chunked rows, each a fixed number of Spark jobs whatever the number of
+columns or chunks: counts and moments of continuous columns (Spark's code-generated hash aggregate),
+their KLL sketches (an object aggregate: mixing declarative aggregates into it makes them run
+uncompiled, several times slower, see docs/performance.md), and categorical value counts grouped by
+chunk x column x value with the top-N kept per chunk and column inside Spark.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from pyspark.sql import functions as F
 
 from monitoring.chunking import CHUNK_COL, ChunkInfo, period_chunk, utc_from_micros
 from monitoring.config import Chunking
-from monitoring.sketches import CATEGORICAL, CONTINUOUS, HLL_LG_K, ColumnProfile, continuous_aggs, top_counts
+from monitoring.sketches import (
+    CATEGORICAL,
+    CONTINUOUS,
+    HLL_LG_K,
+    ColumnProfile,
+    continuous_inputs,
+    kll_agg,
+    moment_aggs,
+    top_counts,
+)
 
 
 @dataclass
@@ -40,19 +50,24 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     continuous = [c for c, k in columns if k == CONTINUOUS]
     categorical = [c for c, k in columns if k == CATEGORICAL]
     micros = F.unix_micros(F.col(quote(ts_col)).cast("timestamp"))
-    aggs = [F.count(F.lit(1)).alias("rows"), F.min(micros).alias("ts_min"), F.max(micros).alias("ts_max")]
-    for i, name in enumerate(continuous):
-        aggs += continuous_aggs(quote(name), f"c{i}", kll_k)
-    rows = df.groupBy(CHUNK_COL).agg(*aggs).collect()
+    aliases = [f"c{i}" for i in range(len(continuous))]
+    inputs = df.select(CHUNK_COL, micros.alias("_dl_ts"),
+                       *[c for name, a in zip(continuous, aliases, strict=True)
+                         for c in continuous_inputs(quote(name), a)])
+    moments = inputs.groupBy(CHUNK_COL).agg(
+        F.count(F.lit(1)).alias("rows"), F.min("_dl_ts").alias("ts_min"), F.max("_dl_ts").alias("ts_max"),
+        *[m for a in aliases for m in moment_aggs(a)]).collect()
+    sketches = {r[CHUNK_COL]: r for r in inputs.groupBy(CHUNK_COL).agg(
+        *[kll_agg(a, kll_k) for a in aliases]).collect()} if continuous else {}
 
     chunks: dict[int, ChunkProfile] = {}
-    for r in rows:
+    for r in moments:
         index = int(r[CHUNK_COL])
         info = period_chunk(chunking.period, index) if chunking.period else ChunkInfo(
             index, f"chunk-{index}", utc_from_micros(r["ts_min"]), utc_from_micros(r["ts_max"]))
         cp = ChunkProfile(info, int(r["rows"]))
         for i, name in enumerate(continuous):
-            cp.columns[name] = _continuous_profile(name, r, f"c{i}", cp.row_count)
+            cp.columns[name] = _continuous_profile(name, r, sketches[r[CHUNK_COL]], f"c{i}", cp.row_count)
         chunks[index] = cp
 
     if categorical:
@@ -67,10 +82,11 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     return [chunks[i] for i in sorted(chunks)]
 
 
-def _continuous_profile(name: str, r, alias: str, row_count: int) -> ColumnProfile:
-    kll = r[f"{alias}__kll"]
-    nonnull, nan = int(r[f"{alias}__nonnull"]), int(r[f"{alias}__nan"])
-    p = ColumnProfile(column=name, kind=CONTINUOUS, row_count=row_count, null_count=row_count - nonnull,
+def _continuous_profile(name: str, r, sketch_row, alias: str, row_count: int) -> ColumnProfile:
+    kll = sketch_row[f"{alias}__kll"]
+    nulls, nan = int(r[f"{alias}__nulls"]), int(r[f"{alias}__nan"])
+    nonnull = row_count - nulls
+    p = ColumnProfile(column=name, kind=CONTINUOUS, row_count=row_count, null_count=nulls,
                       nan_count=nan, kll=bytes(kll) if kll is not None else None)
     sk = p.sketch()
     n = int(sk.n) if sk is not None else 0

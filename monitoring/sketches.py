@@ -27,18 +27,23 @@ def finite(x: Column) -> Column:
     return F.when(F.isnan(x) | (F.abs(x) == F.lit(float("inf"))), F.lit(None)).otherwise(x)
 
 
-def continuous_aggs(col: str, alias: str, kll_k: int) -> list[Column]:
-    """Aggregates for one continuous column. The KLL sketch also yields the exact count, min and
-    max of the finite values, so the only other aggregates are counts, the sum and the variance."""
+def continuous_inputs(col: str, alias: str) -> list[Column]:
+    """Per-row inputs of one continuous column, computed in a code-generated projection before the
+    aggregations (an expression inside the KLL aggregate is evaluated row by row, uncompiled)."""
     x = F.col(col).cast("double")
-    fx = finite(F.col(col))
-    return [
-        F.count(x).alias(f"{alias}__nonnull"),
-        F.count_if(F.isnan(x)).alias(f"{alias}__nan"),
-        F.sum(fx).alias(f"{alias}__sum"),
-        F.var_pop(fx).alias(f"{alias}__var"),
-        F.kll_sketch_agg_double(fx, F.lit(kll_k)).alias(f"{alias}__kll"),
-    ]
+    return [finite(F.col(col)).alias(f"{alias}__f"), x.isNull().cast("int").alias(f"{alias}__isnull"),
+            F.isnan(x).cast("int").alias(f"{alias}__isnan")]
+
+
+def moment_aggs(alias: str) -> list[Column]:
+    """Declarative aggregates of one continuous column (Spark's code-generated hash aggregate)."""
+    return [F.sum(f"{alias}__isnull").alias(f"{alias}__nulls"), F.sum(f"{alias}__isnan").alias(f"{alias}__nan"),
+            F.sum(f"{alias}__f").alias(f"{alias}__sum"), F.var_pop(f"{alias}__f").alias(f"{alias}__var")]
+
+
+def kll_agg(alias: str, kll_k: int) -> Column:
+    """The KLL sketch of the finite values; it also yields their exact count, min and max."""
+    return F.kll_sketch_agg_double(f"{alias}__f", F.lit(kll_k)).alias(f"{alias}__kll")
 
 
 @dataclass
