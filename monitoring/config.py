@@ -67,10 +67,6 @@ class Outputs:
     prediction: str | None = None
     positive_class: str = "1"
 
-    def columns(self) -> list[str]:
-        cols = [c for c in (self.score, self.prediction) if c]
-        return cols + [c for c in self.class_scores.values() if c not in cols]
-
 
 @dataclass(frozen=True)
 class Labels:
@@ -88,10 +84,6 @@ class Chunking:
     size: int | None = None
     count: int | None = None
     incomplete: str = "keep"
-
-    @property
-    def kind(self) -> str:
-        return "period" if self.period else "size" if self.size else "count"
 
     def describe(self) -> str:
         return f"period={self.period}" if self.period else f"size={self.size}" if self.size else f"count={self.count}"

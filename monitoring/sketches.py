@@ -1,4 +1,4 @@
-"""Per-column sketch states: how Spark computes them in one pass, and how they merge on the driver.
+"""Per-column sketch states: the Spark expressions that compute them, and how they merge on the driver.
 
 A `ColumnProfile` is a semigroup state: `merge` is associative and commutative (up to the KLL
 sketch's own randomized compaction), so reference windows, slices and incremental runs are merges
@@ -8,7 +8,6 @@ of stored states, never rescans. Conventions (NaN/inf handling, moments) are in 
 from __future__ import annotations
 
 import heapq
-import math
 from dataclasses import dataclass, field, replace
 
 import datasketches as ds
@@ -74,15 +73,6 @@ class ColumnProfile:
 
     # ------------------------------------------------------------------ derived statistics
     @property
-    def variance(self) -> float | None:
-        return self.m2 / self.valid_count if self.valid_count and self.m2 is not None else None
-
-    @property
-    def std(self) -> float | None:
-        v = self.variance
-        return math.sqrt(v) if v is not None else None
-
-    @property
     def missing_rate(self) -> float | None:
         return self.null_count / self.row_count if self.row_count else None
 
@@ -94,13 +84,6 @@ class ColumnProfile:
         if sk is None or sk.is_empty():
             return np.full(len(ranks), np.nan)
         return np.asarray(sk.get_quantiles(list(map(float, ranks))))
-
-    def cdf(self, points: list[float] | np.ndarray) -> np.ndarray:
-        """Estimated P(X <= t) at each point (inclusive ranks)."""
-        sk = self.sketch()
-        if sk is None or sk.is_empty():
-            return np.full(len(points), np.nan)
-        return np.asarray([sk.get_rank(float(t), True) for t in points])
 
     # ------------------------------------------------------------------ merging
     def merge(self, other: ColumnProfile, top_n: int | None = None) -> ColumnProfile:
