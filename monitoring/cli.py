@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("py4j", "alembic", "urllib3"):
+    for noisy in ("alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.fn(args)

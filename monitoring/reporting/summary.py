@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
+
 from monitoring.config import MonitorConfig
 from monitoring.pipeline import ProfileResult
 
@@ -22,4 +26,6 @@ def print_summary(config: MonitorConfig, result: ProfileResult, run_id: str | No
     print(f"profiles table: {config.output.table('profiles')}")
     if run_id:
         print(f"MLflow run {run_id} in experiment '{config.mlflow.experiment}'")
-        print(f"open it with: mlflow ui --backend-store-uri {config.mlflow.tracking_uri}")
+        beside = Path(sys.executable).parent / "mlflow"
+        mlflow_cmd = str(beside) if beside.exists() and not shutil.which("mlflow") else "mlflow"
+        print(f"open it with: {mlflow_cmd} ui --backend-store-uri {config.mlflow.tracking_uri}")
