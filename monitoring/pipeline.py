@@ -13,8 +13,8 @@ from monitoring.chunking import with_chunk_index
 from monitoring.config import MonitorConfig, validate_against_schema
 from monitoring.errors import DataError
 from monitoring.profile_store import read_profiles, write_profiles
-from monitoring.profiling import ChunkProfile, profile_chunks, quote
-from monitoring.tables import VersionedTable, read_delta
+from monitoring.profiling import ChunkProfile, profile_chunks
+from monitoring.tables import VersionedTable, quote_part, read_delta
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def analysis_rows(spark: SparkSession, config: MonitorConfig) -> tuple[DataFrame
 
 
 def _time_range(df: DataFrame, config: MonitorConfig, start, end) -> DataFrame:
-    ts = F.col(quote(config.source.timestamp_column))
+    ts = F.col(quote_part(config.source.timestamp_column))
     if start is not None:
         df = df.where(ts >= F.lit(start))
     if end is not None:

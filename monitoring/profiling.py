@@ -26,6 +26,7 @@ from monitoring.sketches import (
     moment_aggs,
     top_counts,
 )
+from monitoring.tables import quote_part
 
 
 @dataclass
@@ -39,21 +40,16 @@ class ChunkProfile:
     slice_value: str = ""
 
 
-def quote(name: str) -> str:
-    """A column reference that survives dots, spaces and backticks in the name."""
-    return "`" + name.replace("`", "``") + "`"
-
-
 def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chunking, ts_col: str,
                    kll_k: int, top_n: int) -> list[ChunkProfile]:
     """Profile every column of `df` (which holds CHUNK_COL) per chunk; returns chunks in index order."""
     continuous = [c for c, k in columns if k == CONTINUOUS]
     categorical = [c for c, k in columns if k == CATEGORICAL]
-    micros = F.unix_micros(F.col(quote(ts_col)).cast("timestamp"))
+    micros = F.unix_micros(F.col(quote_part(ts_col)).cast("timestamp"))
     aliases = [f"c{i}" for i in range(len(continuous))]
     inputs = df.select(CHUNK_COL, micros.alias("_dl_ts"),
                        *[c for name, a in zip(continuous, aliases, strict=True)
-                         for c in continuous_inputs(quote(name), a)])
+                         for c in continuous_inputs(quote_part(name), a)])
     moments = inputs.groupBy(CHUNK_COL).agg(
         F.count(F.lit(1)).alias("rows"), F.min("_dl_ts").alias("ts_min"), F.max("_dl_ts").alias("ts_max"),
         *[m for a in aliases for m in moment_aggs(a)]).collect()
@@ -102,7 +98,7 @@ def _categorical_counts(df: DataFrame, categorical: list[str], top_n: int) -> Da
     """Per chunk and categorical column: top-N value counts as a map, the rest's total, nulls,
     the exact number of distinct values and an HLL sketch of them (for merges)."""
     pairs = F.explode(F.array(*[
-        F.struct(F.lit(i).alias("i"), F.col(quote(name)).cast("string").alias("v"))
+        F.struct(F.lit(i).alias("i"), F.col(quote_part(name)).cast("string").alias("v"))
         for i, name in enumerate(categorical)
     ])).alias("kv")
     counts = (df.select(CHUNK_COL, pairs).select(CHUNK_COL, "kv.i", "kv.v")

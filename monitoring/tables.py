@@ -22,6 +22,7 @@ def is_path(name: str) -> bool:
 
 
 def quote_part(part: str) -> str:
+    """A quoted identifier (table name part or column) that survives dots, spaces and backticks."""
     return "`" + part.replace("`", "``") + "`"
 
 

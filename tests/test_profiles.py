@@ -12,7 +12,6 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from monitoring.chunking import CHUNK_COL
 from monitoring.pipeline import ANALYSIS, fit, profile_dataset, profiles_table, run
 from monitoring.profile_store import read_profiles
 from monitoring.sketches import kll_rank_error, merge_all
@@ -143,4 +142,3 @@ def test_merged_chunks_equal_whole_table(spark, dataset):
     values, nulls = cols["city"]
     assert city.null_count == nulls.sum()
     assert sum(city.categories.values()) + city.other_count == (~nulls).sum()
-    assert CHUNK_COL.startswith("_dl")
