@@ -29,6 +29,7 @@ from monitoring.config import Chunking, Period  # noqa: E402
 from monitoring.profiling import profile_chunks  # noqa: E402
 from monitoring.session import embedded_session  # noqa: E402
 from monitoring.sketches import continuous_inputs, kll_agg, moment_aggs  # noqa: E402
+from monitoring.slices import with_slices  # noqa: E402
 
 CONTINUOUS = [f"x{i}" for i in range(11)]
 CATEGORICAL = ["c0", "c1", "c2"]
@@ -72,7 +73,7 @@ def main() -> None:
     generate(spark, path, rows)
     df = spark.read.format("delta").load(path)
     chunking = Chunking(period=Period(1, "mo"))
-    chunked = with_chunk_index(df, chunking, "ts", "id")
+    chunked = with_slices(with_chunk_index(df, chunking, "ts", "id"), {})
     columns = [(c, "continuous") for c in CONTINUOUS] + [(c, "categorical") for c in CATEGORICAL]
     sc = spark.sparkContext  # benchmarks may use the classic API; monitoring/ may not
     tracker = sc.statusTracker()

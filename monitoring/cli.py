@@ -43,33 +43,58 @@ def cmd_demo_data(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    from monitoring.pipeline import fit
     from monitoring.session import get_spark
 
     config = _config(args)
-    result = fit(get_spark(config.spark), config)
-    print(f"reference of '{config.monitor}': {len(result.chunks)} chunks, {result.row_count:,} rows, "
-          f"stored in {config.output.table('profiles')}")
+    _fit(get_spark(config.spark), config, args.refresh)
     return 0
+
+
+def _fit(spark, config: MonitorConfig, refresh: bool) -> None:
+    from monitoring.pipeline import fit, reference_table
+    from monitoring.slices import WHOLE
+
+    ref = fit(spark, config, refresh)
+    chunks = ref.chunks_of(WHOLE)
+    print(f"reference of '{config.monitor}': {len(chunks)} chunks, {sum(c.row_count for c in chunks):,} rows, "
+          f"{len(ref.slices()) - 1} slice values; stored in {reference_table(config)}")
 
 
 def cmd_run(args) -> int:
-    from monitoring.pipeline import run
-    from monitoring.reporting.summary import print_summary
     from monitoring.session import get_spark
 
     config = _config(args)
-    result = run(get_spark(config.spark), config)
-    run_id = _log_mlflow(config, result)
-    print_summary(config, result, run_id)
+    _run(get_spark(config.spark), config, args.refresh)
     return 0
+
+
+def _run(spark, config: MonitorConfig, refresh: bool) -> None:
+    """Run the monitor inside an MLflow run (when enabled) and print the summary."""
+    from monitoring.pipeline import run
+    from monitoring.reporting.summary import column_drift, print_summary
+
+    mlflow_run = None
+    if config.mlflow.enabled:
+        from monitoring.reporting.mlflow_log import finish_run, start_run
+
+        mlflow_run = start_run(config, f"{config.monitor}-{time.strftime('%Y%m%d-%H%M%S')}", {})
+    try:
+        result = run(spark, config, mlflow_run, refresh)
+    except BaseException:
+        if mlflow_run:
+            finish_run(config, mlflow_run, [], [], {}, failed=True)
+        raise
+    if mlflow_run:
+        drifted = ",".join(d.column for d in column_drift(result.metrics) if d.first_alert)
+        finish_run(config, mlflow_run, result.chunks, result.metrics,
+                   {"driftline.source_version": str(result.source_version),
+                    "driftline.drifted_columns": drifted[:5000] or "-"})
+    print_summary(config, result, mlflow_run)
 
 
 def cmd_demo(args) -> int:
     """Generate the demo data (once), fit the reference, run the monitor, log to MLflow, summarise."""
     from monitoring.demo_data import write_demo
-    from monitoring.pipeline import fit, run
-    from monitoring.reporting.summary import print_summary
     from monitoring.session import get_spark
 
     config = _config(args)
@@ -80,20 +105,9 @@ def cmd_demo(args) -> int:
         tables = write_demo(spark, out_dir, args.rows, config.problem_type)
         log.info("demo data: %d rows, %d labels in %.0fs", tables.rows, tables.labels_written,
                  time.monotonic() - started)
-    fit(spark, config)
-    result = run(spark, config)
-    run_id = _log_mlflow(config, result)
-    print_summary(config, result, run_id)
+    _fit(spark, config, args.refresh)
+    _run(spark, config, args.refresh)
     return 0
-
-
-def _log_mlflow(config: MonitorConfig, result) -> str | None:
-    if not config.mlflow.enabled:
-        return None
-    from monitoring.reporting.mlflow_log import log_run
-
-    return log_run(config, f"{config.monitor}-{time.strftime('%Y%m%d-%H%M%S')}", result.chunks,
-                   {"driftline.source_version": str(result.source_version)})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,12 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
                            ("run", cmd_run, "monitor the analysis chunks")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", required=True)
+        p.add_argument("--refresh", action="store_true", help="recompute profiles even if the source is unchanged")
         p.set_defaults(fn=fn)
 
     p = sub.add_parser("demo", help="demo data + fit + run + MLflow, end to end")
     p.add_argument("--config", default="conf/demo.yaml")
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--regenerate", action="store_true", help="rewrite the demo data even if present")
+    p.add_argument("--refresh", action="store_true", help="recompute profiles even if the source is unchanged")
     p.set_defaults(fn=cmd_demo)
     return parser
 

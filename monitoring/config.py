@@ -15,7 +15,9 @@ from typing import Any
 
 import yaml
 
+from monitoring.drift.methods import CATEGORICAL_METHODS, CONTINUOUS_METHODS, METRIC_RANGE
 from monitoring.errors import ConfigError
+from monitoring.thresholds import THRESHOLD_TYPES, ThresholdRule
 
 PROBLEM_TYPES = ("binary", "multiclass", "regression")
 FEATURE_KINDS = ("continuous", "categorical")
@@ -123,6 +125,25 @@ class Profile:
 
 
 @dataclass(frozen=True)
+class Drift:
+    """Univariate drift: methods per column kind, histogram bins, PSI epsilon, threshold rules."""
+
+    continuous_methods: tuple[str, ...] = CONTINUOUS_METHODS
+    categorical_methods: tuple[str, ...] = CATEGORICAL_METHODS
+    bins: int = 10
+    psi_epsilon: float = 1e-4
+    thresholds: tuple[ThresholdRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class Slices:
+    """Slice expressions (column expressions); the `top_n` most frequent values of each in the reference."""
+
+    expressions: tuple[str, ...] = ()
+    top_n: int = 10
+
+
+@dataclass(frozen=True)
 class MonitorConfig:
     monitor: str
     problem_type: str
@@ -134,6 +155,8 @@ class MonitorConfig:
     output: Output
     mlflow: Mlflow
     profile: Profile = Profile()
+    drift: Drift = Drift()
+    slices: Slices = Slices()
     labels: Labels | None = None
     spark: dict[str, str] = field(default_factory=dict)
 
@@ -219,7 +242,7 @@ def _timestamp(value: Any, key: str) -> datetime:
 def parse_config(data: Any) -> MonitorConfig:
     """Build a MonitorConfig from parsed YAML, validating everything that needs no data."""
     root = _Section(data, "", ("monitor", "problem_type", "source", "features", "outputs", "labels",
-                               "chunking", "reference", "output", "mlflow", "profile", "spark"))
+                               "chunking", "reference", "output", "mlflow", "profile", "drift", "slices", "spark"))
     monitor = root.text("monitor")
     if not re.match(r"^[A-Za-z0-9_.-]+$", monitor):
         raise ConfigError("monitor", f"'{monitor}' may only hold letters, digits, '_', '-' and '.'")
@@ -281,9 +304,67 @@ def parse_config(data: Any) -> MonitorConfig:
     profile = Profile(p.positive_int("kll_k", 2000, minimum=8, maximum=65535),
                       p.positive_int("top_n", 100, maximum=100_000))
 
+    outputs_cols = [c for c in (outputs.score, outputs.prediction, *outputs.class_scores.values()) if c]
+    drift = _drift(root.get("drift", dict, {}), [f.name for f in features] + outputs_cols)
+    sl = _Section(root.get("slices", dict, {}), "slices", ("expressions", "top_n"))
+    expressions = sl.get("expressions", list, [])
+    for i, e in enumerate(expressions):
+        if not isinstance(e, str) or not e.strip():
+            raise ConfigError(f"slices.expressions[{i}]", "expected a non-empty column expression, e.g. region")
+    slices = Slices(tuple(e.strip() for e in expressions), sl.positive_int("top_n", 10, maximum=1000))
+
     spark = {str(k): str(v) for k, v in root.get("spark", dict, {}).items()}
     return MonitorConfig(monitor, problem_type, source, tuple(features), outputs, chunking, reference,
-                         output, mlflow_conf, profile, labels, spark)
+                         output, mlflow_conf, profile, drift, slices, labels, spark)
+
+
+def _methods(d: _Section, name: str, valid: tuple[str, ...]) -> tuple[str, ...]:
+    chosen = d.get(name, list, list(valid))
+    for i, m in enumerate(chosen):
+        if m not in valid:
+            near = difflib.get_close_matches(str(m), valid, n=1)
+            hint = f" Did you mean '{near[0]}'?" if near else ""
+            raise ConfigError(f"drift.{name}[{i}]", f"unknown method '{m}'.{hint} Valid: {', '.join(valid)}")
+    return tuple(dict.fromkeys(chosen))
+
+
+def _drift(data: Any, columns: list[str]) -> Drift:
+    d = _Section(data, "drift", ("continuous_methods", "categorical_methods", "bins", "psi_epsilon", "thresholds"))
+    epsilon = d.get("psi_epsilon", (int, float), 1e-4)
+    if not 0 < epsilon < 0.1:
+        raise ConfigError("drift.psi_epsilon", f"{epsilon} is out of range; use a small positive share like 1e-4")
+    rules = []
+    for i, item in enumerate(d.get("thresholds", list, [])):
+        t = _Section(item, f"drift.thresholds[{i}]", ("metric", "type", "columns", "comparison", "std_lower",
+                                                       "std_upper", "lower", "upper", "alpha"))
+        metric = t.text("metric")
+        if metric != "*" and metric not in METRIC_RANGE:
+            near = difflib.get_close_matches(metric, list(METRIC_RANGE), n=1)
+            hint = f" Did you mean '{near[0]}'?" if near else ""
+            raise ConfigError(t.key("metric"), f"unknown metric '{metric}'.{hint} Valid: {', '.join(METRIC_RANGE)}")
+        kind = t.choice("type", THRESHOLD_TYPES, "std")
+        cols = t.get("columns", (list, str), [])
+        cols = [cols] if isinstance(cols, str) else cols
+        for c in cols:
+            if c not in columns:
+                raise ConfigError(t.key("columns"), f"'{c}' is not a monitored column; choose from: "
+                                                   f"{', '.join(columns)}")
+        comparison = t.choice("comparison", ("BASELINE", "CONSECUTIVE"), None)
+        number = (int, float)
+        if kind == "pvalue" and not metric.endswith("_pvalue"):
+            raise ConfigError(t.key("type"), f"pvalue thresholds apply to p-value metrics "
+                                             f"(kolmogorov_smirnov_pvalue, chi2_pvalue), not '{metric}'")
+        rule = ThresholdRule(metric, kind, tuple(cols), comparison, t.get("std_lower", number, None),
+                             t.get("std_upper", number, 3.0 if kind == "std" else None),
+                             t.get("lower", number, None), t.get("upper", number, None), t.get("alpha", number, 0.05))
+        if kind == "constant" and rule.lower is None and rule.upper is None:
+            raise ConfigError(f"drift.thresholds[{i}]", "a constant threshold needs lower and/or upper")
+        if not 0 < rule.alpha < 1:
+            raise ConfigError(t.key("alpha"), f"{rule.alpha} is not a significance level in (0, 1)")
+        rules.append(rule)
+    return Drift(_methods(d, "continuous_methods", CONTINUOUS_METHODS),
+                 _methods(d, "categorical_methods", CATEGORICAL_METHODS),
+                 d.positive_int("bins", 10, minimum=2, maximum=1000), float(epsilon), tuple(rules))
 
 
 def _check_outputs(problem_type: str, outputs: Outputs) -> None:

@@ -1,4 +1,5 @@
-"""The `profiles` Delta table: one row per monitor x dataset x chunk x slice x column."""
+"""Stored states: the `profiles` table (one row per monitor x dataset x chunk x slice x column) and
+the schema of the `reference` table (the merged reference state per slice x column)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import datetime, timezone
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
+    ArrayType,
     BinaryType,
     DoubleType,
     IntegerType,
@@ -25,17 +27,7 @@ from monitoring.tables import merge_rows, table_exists, table_ident
 
 PROFILE_KEYS = ["monitor", "dataset", "chunk_index", "slice_key", "slice_value", "column_name"]
 
-PROFILE_SCHEMA = StructType([
-    StructField("monitor", StringType(), False),
-    StructField("dataset", StringType(), False),  # reference | analysis
-    StructField("chunk_index", LongType(), False),
-    StructField("chunk_key", StringType(), False),
-    StructField("chunk_start", TimestampType(), False),
-    StructField("chunk_end", TimestampType(), False),
-    StructField("slice_key", StringType(), False),
-    StructField("slice_value", StringType(), False),
-    StructField("column_name", StringType(), False),
-    StructField("column_kind", StringType(), False),
+STATE_FIELDS = [
     StructField("row_count", LongType(), False),
     StructField("null_count", LongType(), False),
     StructField("nan_count", LongType(), False),
@@ -51,29 +43,81 @@ PROFILE_SCHEMA = StructType([
     StructField("other_count", LongType(), False),
     StructField("distinct_count", LongType(), False),
     StructField("hll", BinaryType(), True),
+]
+_STATE_NAMES = [f.name for f in STATE_FIELDS if f.name != "kll_k"]
+
+PROFILE_SCHEMA = StructType([
+    StructField("monitor", StringType(), False),
+    StructField("dataset", StringType(), False),  # reference | analysis
+    StructField("chunk_index", LongType(), False),
+    StructField("chunk_key", StringType(), False),
+    StructField("chunk_start", TimestampType(), False),
+    StructField("chunk_end", TimestampType(), False),
+    StructField("slice_key", StringType(), False),
+    StructField("slice_value", StringType(), False),
+    StructField("column_name", StringType(), False),
+    StructField("column_kind", StringType(), False),
+    *STATE_FIELDS,
     StructField("source_version", LongType(), True),
+    StructField("signature", StringType(), False),  # hash of the settings the states depend on
     StructField("computed_at", TimestampType(), False),
 ])
 
-_STATE_FIELDS = ["row_count", "null_count", "nan_count", "inf_count", "valid_count", "min", "max", "mean", "m2",
-                 "kll", "categories", "other_count", "distinct_count", "hll"]
+REFERENCE_KEYS = ["monitor", "slice_key", "slice_value", "column_name"]
+REFERENCE_SCHEMA = StructType([
+    StructField("monitor", StringType(), False),
+    StructField("slice_key", StringType(), False),
+    StructField("slice_value", StringType(), False),
+    StructField("column_name", StringType(), False),
+    StructField("column_kind", StringType(), False),
+    StructField("chunk_count", LongType(), False),
+    *STATE_FIELDS,
+    StructField("bin_edges", ArrayType(DoubleType(), False), True),
+    StructField("source_version", LongType(), True),
+    StructField("signature", StringType(), False),
+    StructField("fitted_at", TimestampType(), False),
+])
+
+
+def state_values(p: ColumnProfile, kll_k: int) -> tuple:
+    """The STATE_FIELDS of one column state, in schema order."""
+    return (p.row_count, p.null_count, p.nan_count, p.inf_count, p.valid_count, p.min, p.max, p.mean, p.m2, p.kll,
+            kll_k if p.kll else None, p.categories or None, p.other_count, p.distinct_count, p.hll)
+
+
+def state_from_row(r) -> dict:
+    """ColumnProfile keyword arguments from a stored row."""
+    state = {f: r[f] for f in _STATE_NAMES}
+    state["kll"] = bytes(state["kll"]) if state["kll"] is not None else None
+    state["hll"] = bytes(state["hll"]) if state["hll"] is not None else None
+    state["categories"] = dict(state["categories"] or {})
+    return {"column": r["column_name"], "kind": r["column_kind"], **state}
 
 
 def write_profiles(spark: SparkSession, table: str, monitor: str, dataset: str, chunks: list[ChunkProfile],
-                   kll_k: int, source_version: int | None) -> int:
-    """MERGE the chunk profiles into `table`; returns the number of rows written."""
+                   kll_k: int, source_version: int | None, signature: str) -> int:
+    """MERGE the chunk profiles into `table`, replacing every earlier row of this monitor and dataset;
+    returns the number of rows written."""
     now = datetime.now(timezone.utc)
     rows = []
     for cp in chunks:
         c = cp.chunk
         for p in cp.columns.values():
             rows.append((monitor, dataset, c.index, c.key, c.start, c.end, cp.slice_key, cp.slice_value,
-                         p.column, p.kind, p.row_count, p.null_count, p.nan_count, p.inf_count, p.valid_count,
-                         p.min, p.max, p.mean, p.m2, p.kll, kll_k if p.kll else None, p.categories or None,
-                         p.other_count, p.distinct_count, p.hll, source_version, now))
+                         p.column, p.kind, *state_values(p, kll_k), source_version, signature, now))
     if rows:
-        merge_rows(spark, table, spark.createDataFrame(rows, PROFILE_SCHEMA), PROFILE_KEYS)
+        merge_rows(spark, table, spark.createDataFrame(rows, PROFILE_SCHEMA), PROFILE_KEYS,
+                   {"monitor": monitor, "dataset": dataset})
     return len(rows)
+
+
+def stored_signatures(spark: SparkSession, table: str, monitor: str, dataset: str) -> set[tuple[int, str]]:
+    """The distinct (source_version, signature) of the stored rows of one monitor and dataset."""
+    if not table_exists(spark, table):
+        return set()
+    df = spark.sql(f"SELECT DISTINCT source_version, signature, monitor, dataset FROM {table_ident(table)}")
+    rows = df.where((F.col("monitor") == monitor) & (F.col("dataset") == dataset)).collect()
+    return {(r["source_version"], r["signature"]) for r in rows}
 
 
 def read_profiles(spark: SparkSession, table: str, monitor: str, dataset: str) -> list[ChunkProfile]:
@@ -90,10 +134,6 @@ def read_profiles(spark: SparkSession, table: str, monitor: str, dataset: str) -
             start, end = utc_from_micros(r["start_us"]), utc_from_micros(r["end_us"])
             info = ChunkInfo(r["chunk_index"], r["chunk_key"], start, end)
             chunks[key] = ChunkProfile(info, r["row_count"], slice_key=r["slice_key"], slice_value=r["slice_value"])
-        state = {f: r[f] for f in _STATE_FIELDS}
-        state["kll"] = bytes(state["kll"]) if state["kll"] is not None else None
-        state["hll"] = bytes(state["hll"]) if state["hll"] is not None else None
-        state["categories"] = dict(state["categories"] or {})
-        column = ColumnProfile(column=r["column_name"], kind=r["column_kind"], **state)
+        column = ColumnProfile(**state_from_row(r))
         chunks[key].columns[column.column] = column
     return [chunks[k] for k in sorted(chunks)]

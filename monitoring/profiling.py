@@ -26,7 +26,10 @@ from monitoring.sketches import (
     moment_aggs,
     top_counts,
 )
+from monitoring.slices import SLICE_KEY, SLICE_VALUE, WHOLE
 from monitoring.tables import quote_part
+
+GROUP = [CHUNK_COL, SLICE_KEY, SLICE_VALUE]
 
 
 @dataclass
@@ -42,40 +45,47 @@ class ChunkProfile:
 
 def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chunking, ts_col: str,
                    kll_k: int, top_n: int) -> list[ChunkProfile]:
-    """Profile every column of `df` (which holds CHUNK_COL) per chunk; returns chunks in index order."""
+    """Profile every column of `df` per chunk and slice (`df` holds CHUNK_COL, SLICE_KEY and SLICE_VALUE,
+    see `monitoring.slices.with_slices`); returns chunks in (index, slice) order."""
     continuous = [c for c, k in columns if k == CONTINUOUS]
     categorical = [c for c, k in columns if k == CATEGORICAL]
     micros = F.unix_micros(F.col(quote_part(ts_col)).cast("timestamp"))
     aliases = [f"c{i}" for i in range(len(continuous))]
-    inputs = df.select(CHUNK_COL, micros.alias("_dl_ts"),
+    inputs = df.select(*GROUP, micros.alias("_dl_ts"),
                        *[c for name, a in zip(continuous, aliases, strict=True)
                          for c in continuous_inputs(quote_part(name), a)])
-    moments = inputs.groupBy(CHUNK_COL).agg(
+    moments = inputs.groupBy(*GROUP).agg(
         F.count(F.lit(1)).alias("rows"), F.min("_dl_ts").alias("ts_min"), F.max("_dl_ts").alias("ts_max"),
         *[m for a in aliases for m in moment_aggs(a)]).collect()
-    sketches = {r[CHUNK_COL]: r for r in inputs.groupBy(CHUNK_COL).agg(
+    sketches = {_key(r): r for r in inputs.groupBy(*GROUP).agg(
         *[kll_agg(a, kll_k) for a in aliases]).collect()} if continuous else {}
 
-    chunks: dict[int, ChunkProfile] = {}
+    # a chunk's bounds come from the whole table, so every slice of a chunk shares them
+    infos = {int(r[CHUNK_COL]): period_chunk(chunking.period, int(r[CHUNK_COL])) if chunking.period else ChunkInfo(
+        int(r[CHUNK_COL]), f"chunk-{r[CHUNK_COL]}", utc_from_micros(r["ts_min"]), utc_from_micros(r["ts_max"]))
+        for r in moments if (r[SLICE_KEY], r[SLICE_VALUE]) == WHOLE}
+    chunks: dict[tuple[int, str, str], ChunkProfile] = {}
     for r in moments:
-        index = int(r[CHUNK_COL])
-        info = period_chunk(chunking.period, index) if chunking.period else ChunkInfo(
-            index, f"chunk-{index}", utc_from_micros(r["ts_min"]), utc_from_micros(r["ts_max"]))
-        cp = ChunkProfile(info, int(r["rows"]))
+        key = _key(r)
+        cp = ChunkProfile(infos[key[0]], int(r["rows"]), slice_key=key[1], slice_value=key[2])
         for i, name in enumerate(continuous):
-            cp.columns[name] = _continuous_profile(name, r, sketches[r[CHUNK_COL]], f"c{i}", cp.row_count)
-        chunks[index] = cp
+            cp.columns[name] = _continuous_profile(name, r, sketches[key], f"c{i}", cp.row_count)
+        chunks[key] = cp
 
     if categorical:
         for r in _categorical_counts(df, categorical, top_n).collect():
             name = categorical[r["i"]]
-            chunk = chunks[int(r[CHUNK_COL])]
+            chunk = chunks[_key(r)]
             chunk.columns[name] = ColumnProfile(
                 column=name, kind=CATEGORICAL, row_count=chunk.row_count, null_count=int(r["nulls"]),
                 valid_count=chunk.row_count - int(r["nulls"]),
                 categories=top_counts({k: int(v) for k, v in (r["top"] or {}).items()}, top_n),
                 other_count=int(r["other"] or 0), distinct_count=int(r["distinct"]), hll=r["hll"])
-    return [chunks[i] for i in sorted(chunks)]
+    return [chunks[k] for k in sorted(chunks)]
+
+
+def _key(r) -> tuple[int, str, str]:
+    return int(r[CHUNK_COL]), r[SLICE_KEY], r[SLICE_VALUE]
 
 
 def _continuous_profile(name: str, r, sketch_row, alias: str, row_count: int) -> ColumnProfile:
@@ -101,13 +111,13 @@ def _categorical_counts(df: DataFrame, categorical: list[str], top_n: int) -> Da
         F.struct(F.lit(i).alias("i"), F.col(quote_part(name)).cast("string").alias("v"))
         for i, name in enumerate(categorical)
     ])).alias("kv")
-    counts = (df.select(CHUNK_COL, pairs).select(CHUNK_COL, "kv.i", "kv.v")
-              .groupBy(CHUNK_COL, "i", "v").agg(F.count(F.lit(1)).alias("n")))
-    order = Window.partitionBy(CHUNK_COL, "i").orderBy(F.col("v").isNull(), F.desc("n"), F.asc("v"))
+    counts = (df.select(*GROUP, pairs).select(*GROUP, "kv.i", "kv.v")
+              .groupBy(*GROUP, "i", "v").agg(F.count(F.lit(1)).alias("n")))
+    order = Window.partitionBy(*GROUP, "i").orderBy(F.col("v").isNull(), F.desc("n"), F.asc("v"))
     ranked = counts.withColumn("rank", F.row_number().over(order))
     is_value = F.col("v").isNotNull()
     kept = is_value & (F.col("rank") <= top_n)
-    return ranked.groupBy(CHUNK_COL, "i").agg(
+    return ranked.groupBy(*GROUP, "i").agg(
         F.map_from_entries(F.collect_list(F.when(kept, F.struct("v", "n")))).alias("top"),
         F.sum(F.when(is_value & ~kept, F.col("n"))).alias("other"),
         F.coalesce(F.sum(F.when(~is_value, F.col("n"))), F.lit(0)).alias("nulls"),

@@ -74,7 +74,8 @@ class ColumnProfile:
     # ------------------------------------------------------------------ derived statistics
     @property
     def missing_rate(self) -> float | None:
-        return self.null_count / self.row_count if self.row_count else None
+        """Share of rows that are null or NaN."""
+        return (self.null_count + self.nan_count) / self.row_count if self.row_count else None
 
     def sketch(self) -> ds.kll_doubles_sketch | None:
         return ds.kll_doubles_sketch.deserialize(self.kll) if self.kll else None

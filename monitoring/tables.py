@@ -70,16 +70,30 @@ def read_delta(spark: SparkSession, name: str, key: str) -> VersionedTable:
     return VersionedTable(name, int(version), df)
 
 
-def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str]) -> None:
-    """Upsert `rows` into Delta table `name` by `keys` (created on first use): a rerun replaces rows."""
+def sql_string(value: str) -> str:
+    """A SQL string literal (Spark's backslash escapes)."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
+               replace_scope: dict[str, str] | None = None) -> None:
+    """Upsert `rows` into Delta table `name` by `keys` (created on first use): a rerun replaces rows.
+    With `replace_scope` (column -> value), target rows in that scope that `rows` no longer hold are
+    deleted in the same MERGE, so the scope ends up holding exactly `rows` (one atomic commit)."""
     ident = table_ident(name)
     ensure_table(spark, name, rows.schema)
     view = f"_dl_merge_{abs(hash((name, tuple(keys)))) % 10**8}"
     rows.createOrReplaceTempView(view)
     on = " AND ".join(f"t.{quote_part(k)} <=> s.{quote_part(k)}" for k in keys)
-    spark.sql(f"MERGE INTO {ident} t USING {view} s ON {on} "
-              "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *")
-    spark.catalog.dropTempView(view)
+    delete = ""
+    if replace_scope:
+        scope = " AND ".join(f"t.{quote_part(k)} = {sql_string(v)}" for k, v in replace_scope.items())
+        delete = f" WHEN NOT MATCHED BY SOURCE AND {scope} THEN DELETE"
+    try:
+        spark.sql(f"MERGE INTO {ident} t USING {view} s ON {on} "
+                  f"WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *{delete}")
+    finally:
+        spark.catalog.dropTempView(view)
 
 
 def ensure_table(spark: SparkSession, name: str, schema: StructType) -> None:

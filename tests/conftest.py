@@ -15,7 +15,8 @@ def spark():
     from monitoring.session import embedded_session
 
     session = embedded_session({"spark.master": "local[2]", "spark.sql.shuffle.partitions": "2",
-                                "spark.driver.memory": "2g", "spark.ui.enabled": "true"}, "driftline-tests")
+                                "spark.driver.memory": "2g", "spark.ui.enabled": "true",
+                                "spark.sql.execution.arrow.pyspark.enabled": "true"}, "driftline-tests")
     session.conf.set("spark.sql.session.timeZone", "UTC")
     yield session
     session.stop()

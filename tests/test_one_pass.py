@@ -14,6 +14,7 @@ import pandas as pd
 from monitoring.chunking import with_chunk_index
 from monitoring.config import Chunking, Period
 from monitoring.profiling import profile_chunks
+from monitoring.slices import with_slices
 
 
 def _jobs_in_group(spark, group: str) -> int:
@@ -26,7 +27,7 @@ def _jobs_in_group(spark, group: str) -> int:
 
 def _profile_jobs(spark, df, columns, days: int, group: str) -> int:
     chunking = Chunking(period=Period(1, "d"))
-    chunked = with_chunk_index(df, chunking, "ts", "id")
+    chunked = with_slices(with_chunk_index(df, chunking, "ts", "id"), {})
     spark.sparkContext.setJobGroup(group, group)
     try:
         chunks = profile_chunks(chunked, columns, chunking, "ts", 200, 20)

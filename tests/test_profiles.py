@@ -117,9 +117,9 @@ def test_profiles_match_numpy(spark, dataset):
 def test_rerun_replaces_rows(spark, dataset):
     config, _, _ = dataset
     table = f"delta.`{profiles_table(config)}`"
-    profile_dataset(spark, config, ANALYSIS)
+    profile_dataset(spark, config, ANALYSIS, refresh=True)
     before = spark.sql(f"SELECT * FROM {table}").count()
-    profile_dataset(spark, config, ANALYSIS)
+    profile_dataset(spark, config, ANALYSIS, refresh=True)
     after = spark.sql(f"SELECT * FROM {table}").count()
     assert before == after == (DAYS * len(FEATURES + [("score", "")]))
 

@@ -1,15 +1,21 @@
-"""Log a run's profiles to MLflow: one run per job execution, metrics as time series over chunks.
+"""Log a run to MLflow: one MLflow run per job execution, metrics as time series over chunks.
 
-Metric names read well in the UI (`profile.rows`, `quality.missing_rate.<column>`,
-`profile.mean.<column>`), with step = chunk index and timestamp = chunk end, logged in batches.
+Metric names read well in the UI: `profile.rows`, `quality.missing_rate.<column>`,
+`profile.mean.<column>`, `drift.<metric>.<column>` (BASELINE, whole table), `alerts.<column>` (number
+of alerting drift metrics) and `alerts.total`; step = chunk index, timestamp = chunk end. The MLflow
+run id is also the `run_id` of the metrics table rows, so both point at each other.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+
 from monitoring import __version__
 from monitoring.config import MonitorConfig
+from monitoring.drift.compare import ANALYSIS, BASELINE, DRIFT, MetricResult
 from monitoring.profiling import ChunkProfile
 from monitoring.sketches import CONTINUOUS
+from monitoring.slices import WHOLE
 
 BATCH = 1000  # MLflow's log_batch limit on metrics per call
 
@@ -19,12 +25,18 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "_-. :/" else "_" for ch in name)
 
 
+def _ms(chunk) -> int:
+    return int(chunk.end.timestamp() * 1000)
+
+
 def profile_metrics(chunks: list[ChunkProfile]):
     from mlflow.entities import Metric
 
     out = []
     for cp in chunks:
-        step, ts = cp.chunk.index, int(cp.chunk.end.timestamp() * 1000)
+        if (cp.slice_key, cp.slice_value) != WHOLE:
+            continue
+        step, ts = cp.chunk.index, _ms(cp.chunk)
         out.append(Metric("profile.rows", float(cp.row_count), ts, step))
         for p in cp.columns.values():
             name = _safe(p.column)
@@ -35,10 +47,27 @@ def profile_metrics(chunks: list[ChunkProfile]):
     return out
 
 
-def log_run(config: MonitorConfig, run_name: str, chunks: list[ChunkProfile], tags: dict[str, str]) -> str:
-    """Create one MLflow run with params, tags and per-chunk metrics; returns the run id."""
+def drift_metrics(results: list[MetricResult]):
+    from mlflow.entities import Metric
+
+    out, alerts, totals, chunks = [], Counter(), Counter(), {}
+    for r in results:
+        if (r.period, r.family, r.comparison, r.slice_key, r.slice_value) != (ANALYSIS, DRIFT, BASELINE, *WHOLE):
+            continue
+        chunks[r.chunk.index] = r.chunk
+        if r.value is not None:
+            out.append(Metric(f"drift.{r.metric}.{_safe(r.column)}", float(r.value), _ms(r.chunk), r.chunk.index))
+        alerts[(r.column, r.chunk.index)] += int(r.alert)
+        totals[r.chunk.index] += int(r.alert)
+    out += [Metric(f"alerts.{_safe(c)}", float(n), _ms(chunks[i]), i) for (c, i), n in alerts.items()]
+    out += [Metric("alerts.total", float(n), _ms(chunks[i]), i) for i, n in totals.items()]
+    return out
+
+
+def start_run(config: MonitorConfig, run_name: str, tags: dict[str, str]) -> str:
+    """Create the MLflow run (experiment created on first use) with params and tags; returns its id."""
     import mlflow
-    from mlflow.entities import Param, RunTag
+    from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(config.mlflow.tracking_uri)
@@ -54,11 +83,25 @@ def log_run(config: MonitorConfig, run_name: str, chunks: list[ChunkProfile], ta
         "chunking": config.chunking.describe(),
         "reference": str(config.reference.table or f"{config.reference.start} .. {config.reference.end}"),
         "features": ",".join(f.name for f in config.features)[:6000],
+        "drift.continuous_methods": ",".join(config.drift.continuous_methods),
+        "drift.categorical_methods": ",".join(config.drift.categorical_methods),
+        "drift.bins": config.drift.bins,
+        "slices": ",".join(config.slices.expressions)[:6000] or "-",
     }
-    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()],
-                     tags=[RunTag(k, v) for k, v in tags.items()])
-    metrics = profile_metrics(chunks)
-    for i in range(0, len(metrics), BATCH):
-        client.log_batch(run.info.run_id, metrics=metrics[i:i + BATCH])
-    client.set_terminated(run.info.run_id)
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     return run.info.run_id
+
+
+def finish_run(config: MonitorConfig, run_id: str, chunks: list[ChunkProfile], results: list[MetricResult],
+               tags: dict[str, str], failed: bool = False) -> None:
+    """Log the per-chunk metrics in batches, set the tags and close the run."""
+    from mlflow.entities import RunTag
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(config.mlflow.tracking_uri)
+    if not failed:
+        metrics = profile_metrics(chunks) + drift_metrics(results)
+        for i in range(0, len(metrics), BATCH):
+            client.log_batch(run_id, metrics=metrics[i:i + BATCH])
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    client.set_terminated(run_id, "FAILED" if failed else "FINISHED")

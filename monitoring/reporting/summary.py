@@ -1,31 +1,96 @@
-"""The readable summary printed at the end of a run: what was profiled, where results are, what to open."""
+"""The readable summary printed at the end of a run: which columns drifted, since when, how much;
+where the results are and what to open."""
 
 from __future__ import annotations
 
 import shutil
 import sys
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from monitoring.config import MonitorConfig
-from monitoring.pipeline import ProfileResult
+from monitoring.drift.compare import ANALYSIS, BASELINE, DATA_QUALITY, DRIFT, MetricResult
+from monitoring.pipeline import RunResult, metrics_table, profiles_table, reference_table
+from monitoring.slices import WHOLE
+
+HEADLINE = ("kolmogorov_smirnov", "jensen_shannon", "l_infinity", "hellinger", "total_variation", "psi",
+            "wasserstein_normalized", "chi2")
 
 
-def print_summary(config: MonitorConfig, result: ProfileResult, run_id: str | None) -> None:
-    chunks = result.chunks
+@dataclass(frozen=True)
+class ColumnDrift:
+    """BASELINE drift of one column over the analysis chunks."""
+
+    column: str
+    kind: str
+    first_alert: str | None
+    alerted_chunks: int
+    chunks: int
+    alerted_metrics: tuple[str, ...]
+    headline: str | None
+    latest: float | None
+    upper_threshold: float | None
+
+
+def column_drift(results: list[MetricResult], slice_key: tuple[str, str] = WHOLE) -> list[ColumnDrift]:
+    """Per column: the first chunk with a BASELINE drift alert, how many chunks alerted, on which metrics."""
+    by_column: dict[str, list[MetricResult]] = defaultdict(list)
+    for r in results:
+        if (r.period, r.family, r.comparison) == (ANALYSIS, DRIFT, BASELINE) and \
+                (r.slice_key, r.slice_value) == slice_key:
+            by_column[r.column].append(r)
+    out = []
+    for column, rows in by_column.items():
+        alerted = sorted({r.chunk.index: r.chunk.key for r in rows if r.alert}.items())
+        metrics = {r.metric for r in rows}
+        headline = next((m for m in HEADLINE if m in metrics), None)
+        last = max((r for r in rows if r.metric == headline), key=lambda r: r.chunk.index, default=None)
+        out.append(ColumnDrift(column, rows[0].kind, alerted[0][1] if alerted else None, len(alerted),
+                               len({r.chunk.index for r in rows}), tuple(sorted({r.metric for r in rows if r.alert})),
+                               headline, last.value if last else None, last.upper_threshold if last else None))
+    return out
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def print_summary(config: MonitorConfig, result: RunResult, mlflow_run: str | None) -> None:
+    whole = result.profiles.whole
     print()
     print(f"== Driftline: monitor '{config.monitor}' ==")
-    if chunks:
-        print(f"analysis: {len(chunks)} chunks ({config.chunking.describe()}), {result.row_count:,} rows, "
-              f"{chunks[0].chunk.key} .. {chunks[-1].chunk.key}, source version {result.source_version}")
-        print(f"{'chunk':<12}{'rows':>10}  most missing column")
-        for cp in chunks:
-            worst = max(cp.columns.values(), key=lambda p: p.missing_rate or 0.0)
-            print(f"{cp.chunk.key:<12}{cp.row_count:>10,}  {worst.column} {100 * (worst.missing_rate or 0):.1f}%")
-    else:
+    if not whole:
         print("analysis: no rows after the reference window")
-    print(f"profiles table: {config.output.table('profiles')}")
-    if run_id:
-        print(f"MLflow run {run_id} in experiment '{config.mlflow.experiment}'")
+    else:
+        reused = " (stored profiles reused: source unchanged)" if result.profiles.reused else ""
+        print(f"analysis: {len(whole)} chunks ({config.chunking.describe()}), {result.profiles.row_count:,} rows, "
+              f"{whole[0].chunk.key} .. {whole[-1].chunk.key}, source version {result.source_version}{reused}")
+        ref_chunks = [c for c in result.reference.chunks if (c.slice_key, c.slice_value) == WHOLE]
+        print(f"reference: {len(ref_chunks)} chunks, {sum(c.row_count for c in ref_chunks):,} rows; thresholds "
+              "learnt from them (docs/statistics.md)")
+        drifts = column_drift(result.metrics)
+        drifted = [d for d in drifts if d.first_alert]
+        print(f"\ndrift vs reference: {len(drifted)} of {len(drifts)} columns alerted")
+        print(f"  {'column':<26}{'since':<12}{'chunks':>8}  {'latest':<34}alerting metrics")
+        for d in sorted(drifts, key=lambda d: (d.first_alert is None, d.first_alert or "", d.column)):
+            latest = f"{d.headline} {_fmt(d.latest)} (thr {_fmt(d.upper_threshold)})" if d.headline else "-"
+            print(f"  {d.column:<26}{d.first_alert or '-':<12}{f'{d.alerted_chunks}/{d.chunks}':>8}  {latest:<34}"
+                  f"{', '.join(d.alerted_metrics) or '-'}")
+        quality = sorted({(r.column, r.chunk.key) for r in result.metrics if r.family == DATA_QUALITY and r.alert
+                          and r.period == ANALYSIS and (r.slice_key, r.slice_value) == WHOLE})
+        if quality:
+            print("missing-value alerts: " + ", ".join(f"{c} ({k})" for c, k in quality[:20]))
+        for key in result.reference.slices():
+            if key == WHOLE:
+                continue
+            sliced = [d for d in column_drift(result.metrics, key) if d.first_alert]
+            names = ", ".join(f"{d.column} (since {d.first_alert})" for d in sliced) or "none"
+            print(f"slice {key[0]} = {key[1]}: drifted columns: {names}")
+    print(f"\ntables: {metrics_table(config)} (metrics), {profiles_table(config)} (profiles), "
+          f"{reference_table(config)} (reference)")
+    if mlflow_run:
+        print(f"MLflow run {mlflow_run} in experiment '{config.mlflow.experiment}'")
         beside = Path(sys.executable).parent / "mlflow"
         mlflow_cmd = str(beside) if beside.exists() and not shutil.which("mlflow") else "mlflow"
         print(f"open it with: {mlflow_cmd} ui --backend-store-uri {config.mlflow.tracking_uri}")

@@ -1,0 +1,1 @@
+"""Drift: distributions rebuilt from stored states, univariate methods, and the comparisons."""

@@ -1,0 +1,126 @@
+"""Comparisons of chunk states: BASELINE (chunk vs the whole reference) and CONSECUTIVE (chunk vs the
+previous chunk), for reference chunks (to learn thresholds) and analysis chunks, then thresholds and
+alerts. Reference chunks are compared leave-one-out: with the reference minus themselves, so their
+values show what an unchanged analysis chunk would score (see docs/statistics.md)."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitoring.chunking import ChunkInfo
+from monitoring.config import Drift
+from monitoring.drift.distributions import CategoryCounts, WeightedSample, quantile_edges
+from monitoring.drift.methods import METRIC_RANGE, categorical_metrics, continuous_metrics
+from monitoring.profiling import ChunkProfile
+from monitoring.sketches import CONTINUOUS, ColumnProfile, merge_all
+from monitoring.thresholds import bounds, resolve
+
+BASELINE, CONSECUTIVE, NO_COMPARISON = "BASELINE", "CONSECUTIVE", "NONE"
+DRIFT, DATA_QUALITY = "drift", "data_quality"
+REFERENCE, ANALYSIS = "reference", "analysis"
+
+
+@dataclass
+class MetricResult:
+    """One value of one metric for one column of one chunk (and slice), with thresholds and alert."""
+
+    period: str
+    chunk: ChunkInfo
+    slice_key: str
+    slice_value: str
+    column: str
+    kind: str
+    family: str
+    metric: str
+    comparison: str
+    value: float | None
+    row_count: int
+    lower_threshold: float | None = None
+    upper_threshold: float | None = None
+    alert: bool = False
+
+
+Dist = WeightedSample | CategoryCounts
+
+
+def _dist(p: ColumnProfile | None) -> Dist | None:
+    if p is None or p.valid_count == 0:
+        return None
+    if p.kind == CONTINUOUS:
+        return WeightedSample.from_kll(p.kll, p.mean)
+    return CategoryCounts.of(p.categories, p.other_count)
+
+
+def _concat(dists: list[Dist]) -> Dist | None:
+    if not dists:
+        return None
+    return (WeightedSample if isinstance(dists[0], WeightedSample) else CategoryCounts).concat(dists)
+
+
+def _std(profiles: list[ColumnProfile]) -> float:
+    merged = merge_all(profiles)
+    return math.sqrt(merged.m2 / merged.valid_count) if merged.valid_count else 0.0
+
+
+def _metrics(reference: Dist, current: Dist, edges: np.ndarray | None, std: float, config: Drift):
+    if isinstance(reference, WeightedSample):
+        if edges is None:
+            edges = quantile_edges(reference, config.bins)
+        return continuous_metrics(reference, current, edges, std, config.continuous_methods, config.psi_epsilon)
+    return categorical_metrics(reference, current, config.categorical_methods, config.psi_epsilon)
+
+
+def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], columns: list[tuple[str, str]],
+                  edges: dict[str, np.ndarray], config: Drift) -> list[MetricResult]:
+    """All drift and data-quality results of one slice, thresholds and alerts applied."""
+    results: list[MetricResult] = []
+    sequence = [(REFERENCE, cp) for cp in reference] + [(ANALYSIS, cp) for cp in analysis]
+
+    def add(period: str, cp: ChunkProfile, column: str, kind: str, family: str, comparison: str,
+            values: dict[str, float | None]) -> None:
+        p = cp.columns.get(column)
+        for metric, value in values.items():
+            results.append(MetricResult(period, cp.chunk, cp.slice_key, cp.slice_value, column, kind, family,
+                                        metric, comparison, value, p.row_count if p else cp.row_count))
+
+    for column, kind in columns:
+        ref_profiles = [cp.columns[column] for cp in reference if column in cp.columns]
+        dists = [_dist(cp.columns.get(column)) for _, cp in sequence]
+        ref_dists = dists[:len(reference)]
+        present = [d for d in ref_dists if d is not None]
+        whole = _concat(present)
+        std = _std(ref_profiles) if kind == CONTINUOUS and ref_profiles else 0.0
+        for i, ((period, cp), dist) in enumerate(zip(sequence, dists, strict=True)):
+            p = cp.columns.get(column)
+            if p is not None and p.row_count:
+                add(period, cp, column, kind, DATA_QUALITY, NO_COMPARISON, {"missing_rate": p.missing_rate})
+            if dist is None or whole is None:
+                continue
+            if period == REFERENCE:
+                others = _concat([d for j, d in enumerate(ref_dists) if j != i and d is not None])
+                if others is not None:
+                    add(period, cp, column, kind, DRIFT, BASELINE, _metrics(others, dist, None, std, config))
+            else:
+                add(period, cp, column, kind, DRIFT, BASELINE, _metrics(whole, dist, edges.get(column), std, config))
+            previous = dists[i - 1] if i > 0 else None
+            if previous is not None:
+                add(period, cp, column, kind, DRIFT, CONSECUTIVE, _metrics(previous, dist, None, std, config))
+    apply_thresholds(results, config)
+    return results
+
+
+def apply_thresholds(results: list[MetricResult], config: Drift) -> None:
+    """Thresholds per column x metric x comparison from the reference chunks' values; alert flags."""
+    groups: dict[tuple[str, str, str], list[MetricResult]] = defaultdict(list)
+    for r in results:
+        groups[(r.column, r.metric, r.comparison)].append(r)
+    for (column, metric, comparison), rows in groups.items():
+        rule = resolve(config.thresholds, metric, column, comparison)
+        reference_values = [r.value for r in rows if r.period == REFERENCE]
+        b = bounds(rule, reference_values, METRIC_RANGE.get(metric, (-math.inf, math.inf)))
+        for r in rows:
+            r.lower_threshold, r.upper_threshold, r.alert = b.lower, b.upper, b.alert(r.value)

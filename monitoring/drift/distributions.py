@@ -1,0 +1,113 @@
+"""Distributions rebuilt from stored states, on the driver: no raw rows.
+
+A continuous column's distribution is the weighted sample a KLL sketch retains (items with their
+weights); several chunks' samples are combined by concatenation, which is exact and deterministic
+(a sketch merge would compact, randomly). A categorical column's distribution is its value counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import datasketches as ds
+import numpy as np
+
+OTHER = "__other__"  # values a profile did not keep individually (beyond top-N)
+
+
+@dataclass(frozen=True)
+class WeightedSample:
+    """Sorted distinct values with their total weights: the step CDF of a (merged) sketch."""
+
+    values: np.ndarray
+    weights: np.ndarray
+    cumulative: np.ndarray = field(repr=False)
+    mean: float | None = None  # the exact mean of the sketched values (from the moments), when known
+
+    @classmethod
+    def of(cls, values: np.ndarray, weights: np.ndarray, mean: float | None = None) -> WeightedSample:
+        values, weights = np.asarray(values, float), np.asarray(weights, float)
+        distinct, inverse = np.unique(values, return_inverse=True)
+        summed = np.bincount(inverse, weights=weights, minlength=len(distinct))
+        return cls(distinct, summed, np.cumsum(summed), mean)
+
+    @classmethod
+    def from_kll(cls, blob: bytes | None, mean: float | None = None) -> WeightedSample:
+        if not blob:
+            return cls.of(np.empty(0), np.empty(0))
+        items = np.array(list(ds.kll_doubles_sketch.deserialize(blob)), dtype=float).reshape(-1, 2)
+        return cls.of(items[:, 0], items[:, 1], mean)
+
+    @classmethod
+    def concat(cls, samples: list[WeightedSample]) -> WeightedSample:
+        if not samples:
+            return cls.of(np.empty(0), np.empty(0))
+        mean = None
+        if all(s.mean is not None for s in samples):
+            mean = sum(s.mean * s.n for s in samples) / sum(s.n for s in samples)
+        return cls.of(np.concatenate([s.values for s in samples]), np.concatenate([s.weights for s in samples]),
+                      mean)
+
+    @property
+    def n(self) -> float:
+        return float(self.cumulative[-1]) if len(self.cumulative) else 0.0
+
+    def cdf(self, x: np.ndarray | float, inclusive: bool = True) -> np.ndarray:
+        """P(X <= x) (inclusive) or P(X < x)."""
+        idx = np.searchsorted(self.values, x, side="right" if inclusive else "left")
+        below = np.where(idx > 0, self.cumulative[np.maximum(idx - 1, 0)], 0.0)
+        return below / self.n
+
+    def quantiles(self, ranks: np.ndarray) -> np.ndarray:
+        """The smallest value whose CDF reaches each rank (the inverse of the step CDF)."""
+        idx = np.searchsorted(self.cumulative / self.n, np.asarray(ranks, float) - 1e-12, side="left")
+        return self.values[np.minimum(idx, len(self.values) - 1)]
+
+    def bin_probabilities(self, edges: np.ndarray) -> np.ndarray:
+        """Mass per bin for reference `edges` [min, e1, ..., max]: (-inf, min), [min, e1), ...,
+        [e_last, max], (max, inf): the first and last are the leftover bins outside the reference range."""
+        bounds = self.cdf(edges, inclusive=False)
+        bounds[-1] = self.cdf(edges[-1], inclusive=True)
+        return np.diff(np.concatenate([[0.0], bounds, [1.0]]))
+
+
+def quantile_edges(sample: WeightedSample, bins: int) -> np.ndarray:
+    """Reference bin edges: min, the inner quantiles 1/bins .. (bins-1)/bins, max; duplicates dropped
+    (discrete data yields fewer, wider bins)."""
+    if sample.n == 0:
+        return np.empty(0)
+    inner = sample.quantiles(np.arange(1, bins) / bins)
+    return np.unique(np.concatenate([[sample.values[0]], inner, [sample.values[-1]]]))
+
+
+@dataclass(frozen=True)
+class CategoryCounts:
+    """Counts of the non-null values of a categorical column; values beyond top-N sit in OTHER."""
+
+    counts: dict[str, float]
+
+    @classmethod
+    def of(cls, categories: dict[str, int], other: int) -> CategoryCounts:
+        counts = {str(k): float(v) for k, v in categories.items() if v}
+        if other:
+            counts[OTHER] = counts.get(OTHER, 0.0) + float(other)
+        return cls(counts)
+
+    @classmethod
+    def concat(cls, parts: list[CategoryCounts]) -> CategoryCounts:
+        total: dict[str, float] = {}
+        for part in parts:
+            for k, v in part.counts.items():
+                total[k] = total.get(k, 0.0) + v
+        return cls(total)
+
+    @property
+    def n(self) -> float:
+        return float(sum(self.counts.values()))
+
+
+def aligned(reference: CategoryCounts, current: CategoryCounts) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Both count vectors over the union of categories (sorted; categories absent from both dropped)."""
+    keys = sorted(set(reference.counts) | set(current.counts))
+    return (keys, np.array([reference.counts.get(k, 0.0) for k in keys]),
+            np.array([current.counts.get(k, 0.0) for k in keys]))

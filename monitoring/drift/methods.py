@@ -1,0 +1,153 @@
+"""Univariate drift methods on rebuilt distributions. Formulas, bins, epsilon and log base are in
+docs/statistics.md; every function here is pure numpy/scipy on small arrays."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+from monitoring.drift.distributions import CategoryCounts, WeightedSample, aligned
+
+CONTINUOUS_METHODS = ("kolmogorov_smirnov", "wasserstein", "jensen_shannon", "hellinger", "psi", "out_of_range")
+CATEGORICAL_METHODS = ("chi2", "jensen_shannon", "hellinger", "l_infinity", "total_variation", "psi", "unseen")
+
+# metric -> (lowest, highest) value: thresholds are clamped to this range
+METRIC_RANGE: dict[str, tuple[float, float]] = {
+    "kolmogorov_smirnov": (0.0, 1.0), "kolmogorov_smirnov_pvalue": (0.0, 1.0),
+    "wasserstein": (0.0, math.inf), "wasserstein_normalized": (0.0, math.inf),
+    "jensen_shannon": (0.0, 1.0), "hellinger": (0.0, 1.0), "psi": (0.0, math.inf),
+    "out_of_range": (0.0, 1.0), "chi2": (0.0, math.inf), "chi2_pvalue": (0.0, 1.0),
+    "l_infinity": (0.0, 1.0), "total_variation": (0.0, 1.0), "unseen": (0.0, 1.0), "missing_rate": (0.0, 1.0),
+}
+
+
+# ------------------------------------------------------------------------------ on two distributions
+
+def ks(reference: WeightedSample, current: WeightedSample) -> tuple[float, float]:
+    """Two-sample Kolmogorov-Smirnov statistic (sup of the CDF difference, evaluated at every point
+    of both samples) and its asymptotic p-value for the true sizes, as scipy's ks_2samp 'asymp'."""
+    points = np.union1d(reference.values, current.values)
+    d = float(np.max(np.abs(reference.cdf(points) - current.cdf(points))))
+    en = reference.n * current.n / (reference.n + current.n)
+    return d, float(stats.kstwo.sf(d, np.round(en)))
+
+
+def wasserstein(reference: WeightedSample, current: WeightedSample) -> float:
+    """Wasserstein-1 = A + B, A and B the integrals of the positive and negative parts of F_ref - F_cur.
+    A - B = mean_cur - mean_ref, known exactly from the moments when both means are given; then only
+    the smaller part comes from the sketches (W = |A - B| + 2 min(A, B)), which removes most of the
+    sketch error for shifts (see docs/statistics.md)."""
+    points = np.union1d(reference.values, current.values)
+    diff = (reference.cdf(points) - current.cdf(points))[:-1] * np.diff(points)
+    above, below = float(np.sum(diff[diff > 0])), float(-np.sum(diff[diff < 0]))
+    if reference.mean is None or current.mean is None:
+        return above + below
+    return abs(current.mean - reference.mean) + 2 * min(above, below)
+
+
+def out_of_range(reference: WeightedSample, current: WeightedSample) -> float:
+    """Share of the current values below the reference minimum or above its maximum."""
+    lo, hi = reference.values[0], reference.values[-1]
+    return float(current.cdf(lo, inclusive=False) + 1.0 - current.cdf(hi, inclusive=True))
+
+
+def unseen(reference: CategoryCounts, current: CategoryCounts) -> float:
+    """Share of the current non-null values whose category the reference never kept."""
+    new = sum(v for k, v in current.counts.items() if k not in reference.counts)
+    return float(new / current.n)
+
+
+def chi2(reference_counts: np.ndarray, current_counts: np.ndarray) -> tuple[float, float]:
+    """Pearson chi-square of the 2 x K contingency table (no continuity correction); categories with
+    no count on either side are dropped, so unseen categories add finite terms."""
+    table = np.vstack([reference_counts, current_counts]).astype(float)
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
+        return 0.0, 1.0
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    statistic = float(np.sum((table - expected) ** 2 / expected))
+    return statistic, float(stats.chi2.sf(statistic, table.shape[1] - 1))
+
+
+# ------------------------------------------------------------------------------ on two histograms
+
+def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon distance, log base 2 (in [0, 1])."""
+    m = (p + q) / 2
+
+    def kl(a: np.ndarray) -> float:
+        nz = a > 0
+        return float(np.sum(a[nz] * np.log2(a[nz] / m[nz])))
+
+    return math.sqrt(max(0.0, (kl(p) + kl(q)) / 2))
+
+
+def hellinger(p: np.ndarray, q: np.ndarray) -> float:
+    """Hellinger distance: ||sqrt(p) - sqrt(q)||_2 / sqrt(2) (in [0, 1])."""
+    return float(np.sqrt(np.sum((np.sqrt(p) - np.sqrt(q)) ** 2) / 2))
+
+
+def psi(p: np.ndarray, q: np.ndarray, epsilon: float) -> float:
+    """Population stability index sum((q - p) ln(q / p)), proportions floored at `epsilon`."""
+    p, q = np.maximum(p, epsilon), np.maximum(q, epsilon)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def l_infinity(p: np.ndarray, q: np.ndarray) -> float:
+    return float(np.max(np.abs(p - q)))
+
+
+def total_variation(p: np.ndarray, q: np.ndarray) -> float:
+    return float(np.sum(np.abs(p - q)) / 2)
+
+
+# ------------------------------------------------------------------------------ per column kind
+
+def continuous_metrics(reference: WeightedSample, current: WeightedSample, edges: np.ndarray, reference_std: float,
+                       methods: tuple[str, ...], epsilon: float) -> dict[str, float | None]:
+    """Every metric of the chosen methods, reference vs current (both non-empty)."""
+    out: dict[str, float | None] = {}
+    p = q = None
+    if {"jensen_shannon", "hellinger", "psi"} & set(methods):
+        p, q = reference.bin_probabilities(edges), current.bin_probabilities(edges)
+    for method in methods:
+        if method == "kolmogorov_smirnov":
+            out["kolmogorov_smirnov"], out["kolmogorov_smirnov_pvalue"] = ks(reference, current)
+        elif method == "wasserstein":
+            w = wasserstein(reference, current)
+            out["wasserstein"] = w
+            out["wasserstein_normalized"] = w / reference_std if reference_std > 0 else None
+        elif method == "jensen_shannon":
+            out[method] = jensen_shannon(p, q)
+        elif method == "hellinger":
+            out[method] = hellinger(p, q)
+        elif method == "psi":
+            out[method] = psi(p, q, epsilon)
+        elif method == "out_of_range":
+            out[method] = out_of_range(reference, current)
+    return out
+
+
+def categorical_metrics(reference: CategoryCounts, current: CategoryCounts, methods: tuple[str, ...],
+                        epsilon: float) -> dict[str, float | None]:
+    _, ref_counts, cur_counts = aligned(reference, current)
+    p, q = ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum()
+    out: dict[str, float | None] = {}
+    for method in methods:
+        if method == "chi2":
+            out["chi2"], out["chi2_pvalue"] = chi2(ref_counts, cur_counts)
+        elif method == "jensen_shannon":
+            out[method] = jensen_shannon(p, q)
+        elif method == "hellinger":
+            out[method] = hellinger(p, q)
+        elif method == "l_infinity":
+            out[method] = l_infinity(p, q)
+        elif method == "total_variation":
+            out[method] = total_variation(p, q)
+        elif method == "psi":
+            out[method] = psi(p, q, epsilon)
+        elif method == "unseen":
+            out[method] = unseen(reference, current)
+    return out

@@ -1,0 +1,69 @@
+"""The `metrics` Delta table: long format, one row per monitor x period x chunk x slice x column x
+family x metric x comparison (see docs/architecture.md), written by one MERGE per run."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+from pyspark.sql import SparkSession
+from pyspark.sql.types import (
+    BooleanType,
+    DoubleType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from monitoring.drift.compare import MetricResult
+from monitoring.tables import merge_rows
+
+METRIC_KEYS = ["monitor", "period", "chunk_index", "slice_key", "slice_value", "column_name", "family", "metric",
+               "comparison"]
+
+METRICS_SCHEMA = StructType([
+    StructField("monitor", StringType(), False),
+    StructField("period", StringType(), False),  # reference | analysis
+    StructField("chunk_index", LongType(), False),
+    StructField("chunk_key", StringType(), False),
+    StructField("chunk_start", TimestampType(), False),
+    StructField("chunk_end", TimestampType(), False),
+    StructField("slice_key", StringType(), False),
+    StructField("slice_value", StringType(), False),
+    StructField("column_name", StringType(), False),
+    StructField("column_kind", StringType(), True),
+    StructField("family", StringType(), False),  # drift | data_quality | performance | ...
+    StructField("metric", StringType(), False),
+    StructField("comparison", StringType(), False),  # BASELINE | CONSECUTIVE | NONE
+    StructField("value", DoubleType(), True),
+    StructField("sampling_error", DoubleType(), True),
+    StructField("lower_confidence", DoubleType(), True),
+    StructField("upper_confidence", DoubleType(), True),
+    StructField("lower_threshold", DoubleType(), True),
+    StructField("upper_threshold", DoubleType(), True),
+    StructField("alert", BooleanType(), False),
+    StructField("label_coverage", DoubleType(), True),
+    StructField("row_count", LongType(), True),
+    StructField("run_id", StringType(), False),
+    StructField("source_version", LongType(), True),
+    StructField("computed_at", TimestampType(), False),
+])
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def write_metrics(spark: SparkSession, table: str, monitor: str, run_id: str, results: list[MetricResult],
+                  source_version: int | None) -> int:
+    """Replace this monitor's metrics by `results` (MERGE on METRIC_KEYS; rows no longer produced are
+    deleted in the same commit). Returns the number of rows."""
+    now = datetime.now(timezone.utc)
+    rows = [(monitor, r.period, r.chunk.index, r.chunk.key, r.chunk.start, r.chunk.end, r.slice_key, r.slice_value,
+             r.column, r.kind, r.family, r.metric, r.comparison, _num(r.value), None, None, None,
+             _num(r.lower_threshold), _num(r.upper_threshold), bool(r.alert), None, r.row_count, run_id,
+             source_version, now) for r in results]
+    merge_rows(spark, table, spark.createDataFrame(rows, METRICS_SCHEMA), METRIC_KEYS, {"monitor": monitor})
+    return len(rows)

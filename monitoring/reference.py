@@ -1,0 +1,98 @@
+"""The reference: per-reference-chunk profiles (for thresholds) plus the merged whole-reference state
+per slice and column, with the bin edges drift methods use. Stored in the `reference` table."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from monitoring.drift.distributions import WeightedSample, quantile_edges
+from monitoring.profile_store import REFERENCE_KEYS, REFERENCE_SCHEMA, state_from_row, state_values
+from monitoring.profiling import ChunkProfile
+from monitoring.sketches import CONTINUOUS, ColumnProfile, merge_all
+from monitoring.slices import WHOLE
+from monitoring.tables import merge_rows, table_exists, table_ident
+
+SliceKey = tuple[str, str]
+
+
+@dataclass
+class ReferenceColumn:
+    state: ColumnProfile
+    edges: np.ndarray
+    chunk_count: int
+
+
+@dataclass
+class FittedReference:
+    """Reference chunk profiles and merged states, keyed by slice (WHOLE = the whole table)."""
+
+    chunks: list[ChunkProfile]
+    columns: dict[SliceKey, dict[str, ReferenceColumn]] = field(default_factory=dict)
+    source_version: int | None = None
+    signature: str = ""
+
+    def slices(self) -> list[SliceKey]:
+        return sorted(self.columns)
+
+    def chunks_of(self, key: SliceKey) -> list[ChunkProfile]:
+        return [cp for cp in self.chunks if (cp.slice_key, cp.slice_value) == key]
+
+    def edges(self, key: SliceKey) -> dict[str, np.ndarray]:
+        return {c: rc.edges for c, rc in self.columns.get(key, {}).items()}
+
+    def slice_values(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = defaultdict(list)
+        for k, v in self.slices():
+            if (k, v) != WHOLE:
+                out[k].append(v)
+        return dict(out)
+
+
+def merge_reference(chunks: list[ChunkProfile], bins: int, top_n: int) -> dict[SliceKey, dict[str, ReferenceColumn]]:
+    """Merge the chunk states per slice and column; continuous columns get reference-quantile bin edges
+    from the concatenated chunk sketches (deterministic, see docs/statistics.md)."""
+    grouped: dict[SliceKey, dict[str, list[ColumnProfile]]] = defaultdict(lambda: defaultdict(list))
+    for cp in chunks:
+        for name, p in cp.columns.items():
+            grouped[(cp.slice_key, cp.slice_value)][name].append(p)
+    out: dict[SliceKey, dict[str, ReferenceColumn]] = {}
+    for key, columns in grouped.items():
+        out[key] = {}
+        for name, profiles in columns.items():
+            edges = np.empty(0)
+            if profiles[0].kind == CONTINUOUS:
+                edges = quantile_edges(WeightedSample.concat([WeightedSample.from_kll(p.kll) for p in profiles]), bins)
+            out[key][name] = ReferenceColumn(merge_all(profiles, top_n), edges, len(profiles))
+    return out
+
+
+def write_reference(spark: SparkSession, table: str, monitor: str, ref: FittedReference, kll_k: int) -> int:
+    """Replace this monitor's rows of the `reference` table by `ref`'s merged states (one MERGE)."""
+    now = datetime.now(timezone.utc)
+    rows = [(monitor, key[0], key[1], name, rc.state.kind, rc.chunk_count, *state_values(rc.state, kll_k),
+             [float(e) for e in rc.edges] if rc.state.kind == CONTINUOUS else None, ref.source_version,
+             ref.signature, now)
+            for key, columns in ref.columns.items() for name, rc in columns.items()]
+    merge_rows(spark, table, spark.createDataFrame(rows, REFERENCE_SCHEMA), REFERENCE_KEYS, {"monitor": monitor})
+    return len(rows)
+
+
+def read_reference(spark: SparkSession, table: str, monitor: str) -> tuple[dict[SliceKey, dict[str, ReferenceColumn]],
+                                                                          int | None, str]:
+    """The stored merged states of one monitor, its source version and signature."""
+    if not table_exists(spark, table):
+        return {}, None, ""
+    rows = spark.sql(f"SELECT * FROM {table_ident(table)}").where(F.col("monitor") == monitor).collect()
+    out: dict[SliceKey, dict[str, ReferenceColumn]] = defaultdict(dict)
+    for r in rows:
+        edges = np.asarray(r["bin_edges"] or [], float)
+        out[(r["slice_key"], r["slice_value"])][r["column_name"]] = ReferenceColumn(
+            ColumnProfile(**state_from_row(r)), edges, int(r["chunk_count"]))
+    version = rows[0]["source_version"] if rows else None
+    return dict(out), version, rows[0]["signature"] if rows else ""
