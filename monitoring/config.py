@@ -132,6 +132,7 @@ class Drift:
     categorical_methods: tuple[str, ...] = CATEGORICAL_METHODS
     bins: int = 10
     psi_epsilon: float = 1e-4
+    std_multiplier: float = 3.0
     thresholds: tuple[ThresholdRule, ...] = ()
 
 
@@ -210,6 +211,8 @@ class _Section:
 
     def choice(self, name: str, choices: tuple[str, ...], default: Any = ...) -> str:
         value = self.text(name, default)
+        if value is None and default is None:
+            return None
         if value not in choices:
             raise ConfigError(self.key(name), f"'{value}' is not valid; choose one of: {', '.join(choices)}")
         return value
@@ -329,7 +332,11 @@ def _methods(d: _Section, name: str, valid: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _drift(data: Any, columns: list[str]) -> Drift:
-    d = _Section(data, "drift", ("continuous_methods", "categorical_methods", "bins", "psi_epsilon", "thresholds"))
+    d = _Section(data, "drift", ("continuous_methods", "categorical_methods", "bins", "psi_epsilon", "std_multiplier",
+                                 "thresholds"))
+    multiplier = d.get("std_multiplier", (int, float), 3.0)
+    if not 0 < multiplier <= 20:
+        raise ConfigError("drift.std_multiplier", f"{multiplier} is out of range; use a positive number like 3")
     epsilon = d.get("psi_epsilon", (int, float), 1e-4)
     if not 0 < epsilon < 0.1:
         raise ConfigError("drift.psi_epsilon", f"{epsilon} is out of range; use a small positive share like 1e-4")
@@ -355,7 +362,7 @@ def _drift(data: Any, columns: list[str]) -> Drift:
             raise ConfigError(t.key("type"), f"pvalue thresholds apply to p-value metrics "
                                              f"(kolmogorov_smirnov_pvalue, chi2_pvalue), not '{metric}'")
         rule = ThresholdRule(metric, kind, tuple(cols), comparison, t.get("std_lower", number, None),
-                             t.get("std_upper", number, 3.0 if kind == "std" else None),
+                             t.get("std_upper", number, float(multiplier) if kind == "std" else None),
                              t.get("lower", number, None), t.get("upper", number, None), t.get("alpha", number, 0.05))
         if kind == "constant" and rule.lower is None and rule.upper is None:
             raise ConfigError(f"drift.thresholds[{i}]", "a constant threshold needs lower and/or upper")
@@ -364,7 +371,7 @@ def _drift(data: Any, columns: list[str]) -> Drift:
         rules.append(rule)
     return Drift(_methods(d, "continuous_methods", CONTINUOUS_METHODS),
                  _methods(d, "categorical_methods", CATEGORICAL_METHODS),
-                 d.positive_int("bins", 10, minimum=2, maximum=1000), float(epsilon), tuple(rules))
+                 d.positive_int("bins", 10, minimum=2, maximum=1000), float(epsilon), float(multiplier), tuple(rules))
 
 
 def _check_outputs(problem_type: str, outputs: Outputs) -> None:

@@ -16,9 +16,10 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 VARIANTS = ("binary", "multiclass", "regression")
-START = datetime(2025, 1, 1, tzinfo=timezone.utc)
-END = datetime(2026, 1, 1, tzinfo=timezone.utc)
-REFERENCE_END = datetime(2025, 4, 1, tzinfo=timezone.utc)
+# 52 whole Monday-based weeks, so weekly chunks are all complete; the reference is the first 13 weeks.
+START = datetime(2024, 12, 30, tzinfo=timezone.utc)
+END = datetime(2025, 12, 29, tzinfo=timezone.utc)
+REFERENCE_END = datetime(2025, 3, 31, tzinfo=timezone.utc)
 SHIFT_START = datetime(2025, 7, 1, tzinfo=timezone.utc)
 CONCEPT_START = datetime(2025, 10, 1, tzinfo=timezone.utc)
 LABELS_AS_OF = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -98,6 +99,11 @@ def demo_frame(spark: SparkSession, rows: int, variant: str = "binary", seed: in
     def u(k: int) -> Column:
         return F.rand(seed * 1000 + k)
 
+    def uniform(k: int) -> Column:
+        """A uniform drawn once per row: a `rand` referenced in several CASE branches would advance
+        only where evaluated, skewing the draw."""
+        return F.col(f"_u{k}")
+
     def z(k: int) -> Column:
         return F.randn(seed * 1000 + k)
 
@@ -106,20 +112,21 @@ def demo_frame(spark: SparkSession, rows: int, variant: str = "binary", seed: in
     df = spark.range(0, rows, 1, parts).withColumn("ts", F.timestamp_seconds(ts_seconds))
     shifted = F.col("ts") >= F.lit(SHIFT_START)
     concept = F.col("ts") >= F.lit(CONCEPT_START)
+    df = df.select("*", *[u(k).alias(f"_u{k}") for k in (6, 7, 9, 10, 11)])
     df = (
         df.withColumn("customer_age", F.least(F.greatest(F.lit(42.0) + 11 * z(1) + F.when(shifted, 10.0)
                                                          .otherwise(0.0), F.lit(18.0)), F.lit(90.0)))
         .withColumn("driver_tenure", F.greatest((F.col("customer_age") - 18) * 0.3 + 3 * z(2), F.lit(0.0)))
         .withColumn("car_value", F.when(u(3) < 0.01, F.lit(None)).otherwise(F.round(F.exp(10.1 + 0.45 * z(4)), 2)))
         .withColumn("debt_to_income_ratio", 1 / (1 + F.exp(1.0 - 0.8 * z(5))))
-        .withColumn("salary_range", _pick(u(6), ["0 - 20K €", "20K - 40K €", "40K - 60K €", "60K+ €"],
+        .withColumn("salary_range", _pick(uniform(6), ["0 - 20K €", "20K - 40K €", "40K - 60K €", "60K+ €"],
                                           [0.25, 0.35, 0.25, 0.15]))
-        .withColumn("loan_length", _pick(u(7), [12, 24, 36, 48, 60, 72], [0.05, 0.15, 0.3, 0.25, 0.15, 0.1]))
+        .withColumn("loan_length", _pick(uniform(7), [12, 24, 36, 48, 60, 72], [0.05, 0.15, 0.3, 0.25, 0.15, 0.1]))
         .withColumn("repaid_loan_on_prev_car", F.when(u(8) < 0.15, F.lit(None))
-                    .otherwise(_pick(u(9), ["yes", "no"], [0.8, 0.2])))
-        .withColumn("size_of_downpayment", _pick(u(10), ["0%", "10%", "20%", "30%", "40%"],
+                    .otherwise(_pick(uniform(9), ["yes", "no"], [0.8, 0.2])))
+        .withColumn("size_of_downpayment", _pick(uniform(10), ["0%", "10%", "20%", "30%", "40%"],
                                                  [0.2, 0.3, 0.25, 0.15, 0.1]))
-        .withColumn("region", _pick(u(11), ["north", "south", "east", "west", "central"],
+        .withColumn("region", _pick(uniform(11), ["north", "south", "east", "west", "central"],
                                     [0.3, 0.25, 0.2, 0.15, 0.1]))
     )
     car = (F.log(F.coalesce(F.col("car_value"), F.lit(24300.0))) - 10.1) / 0.45
@@ -136,7 +143,7 @@ def demo_frame(spark: SparkSession, rows: int, variant: str = "binary", seed: in
     model_logit = (common + 0.8 * dti) * 0.95 + 0.25 * z(12)
     delay_days = F.lit(30.0) - F.log(1 - u(13)) * 40.0
     df = df.withColumn("label_ts", F.timestamp_seconds(F.unix_seconds("ts") + (delay_days * 86400).cast("long")))
-    df = df.withColumn("never_labelled", u(14) < 0.03)
+    df = df.withColumn("never_labelled", u(14) < 0.03).drop(*[f"_u{k}" for k in (6, 7, 9, 10, 11)])
     if variant == "binary":
         return (df.withColumn("y_score", F.round(1 / (1 + F.exp(-model_logit)), 6))
                 .withColumn("y_pred", (F.col("y_score") >= 0.5).cast("int"))

@@ -37,20 +37,26 @@ class ThresholdRule:
 
 DISTANCES = ("kolmogorov_smirnov", "wasserstein", "wasserstein_normalized", "jensen_shannon", "hellinger", "psi",
              "chi2", "l_infinity", "total_variation")
-DEFAULT_RULES: tuple[ThresholdRule, ...] = (
-    *(ThresholdRule(m) for m in DISTANCES),
-    ThresholdRule("kolmogorov_smirnov_pvalue", "none"),
-    ThresholdRule("chi2_pvalue", "none"),
-    ThresholdRule("out_of_range", "constant", upper=0.01),
-    ThresholdRule("unseen", "constant", upper=0.01),
-    ThresholdRule("missing_rate", "std", std_lower=3.0, std_upper=3.0),
-)
 
 
-def resolve(rules: tuple[ThresholdRule, ...], metric: str, column: str, comparison: str) -> ThresholdRule | None:
+def default_rules(std_multiplier: float = 3.0) -> tuple[ThresholdRule, ...]:
+    """Distances: upper std threshold; p-values: none; out-of-range and unseen shares: constant 1%;
+    missing rate: two-sided std threshold."""
+    return (
+        *(ThresholdRule(m, std_upper=std_multiplier) for m in DISTANCES),
+        ThresholdRule("kolmogorov_smirnov_pvalue", "none"),
+        ThresholdRule("chi2_pvalue", "none"),
+        ThresholdRule("out_of_range", "constant", upper=0.01),
+        ThresholdRule("unseen", "constant", upper=0.01),
+        ThresholdRule("missing_rate", "std", std_lower=std_multiplier, std_upper=std_multiplier),
+    )
+
+
+def resolve(rules: tuple[ThresholdRule, ...], metric: str, column: str, comparison: str,
+            std_multiplier: float = 3.0) -> ThresholdRule | None:
     """The last matching rule of the defaults followed by the configured rules."""
     found = None
-    for rule in (*DEFAULT_RULES, *rules):
+    for rule in (*default_rules(std_multiplier), *rules):
         if rule.matches(metric, column, comparison):
             found = rule
     return found

@@ -25,10 +25,29 @@ def _demo_dict() -> dict:
 def test_demo_config_loads():
     config = load_config(ROOT / "conf" / "demo.yaml")
     assert config.monitor == "car_loans"
-    assert config.chunking.period == Period(1, "mo")
+    assert config.chunking.period == Period(1, "w")
     assert ("y_score", "continuous") in config.monitored_columns()
     assert ("y_pred", "categorical") in config.monitored_columns()
-    assert config.reference.start.isoformat() == "2025-01-01T00:00:00+00:00"
+    assert config.reference.start.isoformat() == "2024-12-30T00:00:00+00:00"
+    assert config.drift.std_multiplier == 5 and config.slices.expressions == ("region",)
+
+
+@pytest.mark.parametrize(("drift", "message"), [
+    ({"continuous_methods": ["kolmogorov_smirnof"]}, r"drift\.continuous_methods\[0\].*Did you mean"),
+    ({"categorical_methods": ["wasserstein"]}, r"drift\.categorical_methods\[0\].*unknown method"),
+    ({"thresholds": [{"metric": "ks"}]}, r"drift\.thresholds\[0\]\.metric.*unknown metric"),
+    ({"thresholds": [{"metric": "psi", "type": "pvalue"}]}, r"drift\.thresholds\[0\]\.type.*p-value metrics"),
+    ({"thresholds": [{"metric": "psi", "type": "constant"}]}, r"drift\.thresholds\[0\].*lower and/or upper"),
+    ({"thresholds": [{"metric": "psi", "columns": ["nope"]}]}, r"drift\.thresholds\[0\]\.columns.*'nope'"),
+    ({"thresholds": [{"metric": "chi2_pvalue", "type": "pvalue", "alpha": 5}]}, r"alpha.*significance"),
+    ({"bins": 1}, r"drift\.bins.*at least 2"),
+    ({"std_multiplier": 0}, r"drift\.std_multiplier"),
+])
+def test_bad_drift_settings_name_the_key(drift, message):
+    data = _demo_dict()
+    data["drift"] = drift
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
 
 
 @pytest.mark.parametrize("period", ["1 month", "0d", "mo", "1m", "-1d", "1.5d"])

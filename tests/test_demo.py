@@ -13,18 +13,19 @@ from monitoring import demo_data
 from monitoring.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
+ROWS = 150_000
 
 
 @pytest.fixture(scope="module")
 def demo_tables(spark, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("demo") / "binary")
-    return demo_data.write_demo(spark, out, rows=60_000), out
+    return demo_data.write_demo(spark, out, rows=ROWS), out
 
 
 def test_demo_data_has_the_injected_shifts(spark, demo_tables):
     tables, out = demo_tables
     pdf = spark.read.format("delta").load(tables.predictions).toPandas()
-    assert len(pdf) == 60_000 and pdf["id"].is_unique
+    assert len(pdf) == ROWS and pdf["id"].is_unique
     assert set(demo_data.FEATURES) <= set(pdf.columns)
     ts = pdf["ts"].dt.tz_localize(None) if pdf["ts"].dt.tz is not None else pdf["ts"]
     before = ts < np.datetime64(demo_data.SHIFT_START.replace(tzinfo=None))
@@ -43,7 +44,8 @@ def test_demo_data_has_the_injected_shifts(spark, demo_tables):
     assert early["y_score"].mean() == pytest.approx(early["label"].mean(), abs=0.03)
     # labels arrive late: none after the as-of date, recent months mostly unlabelled
     assert labels["label_ts"].max() <= np.datetime64(demo_data.LABELS_AS_OF.replace(tzinfo=None))
-    coverage = len(joined[joined["ts"].dt.month == 12]) / max(1, (pdf["ts"].dt.month == 12).sum())
+    december = (pdf["ts"].dt.month == 12) & (pdf["ts"].dt.year == 2025)
+    coverage = joined["id"].isin(pdf.loc[december, "id"]).sum() / max(1, december.sum())
     assert coverage < 0.05
     assert len(joined[joined["ts"].dt.month == 2]) / (pdf["ts"].dt.month == 2).sum() > 0.9
     truth = json.loads((Path(out) / "ground_truth.json").read_text())
@@ -61,8 +63,9 @@ def test_demo_variants(spark, tmp_path, variant):
         assert (pdf["y_pred"] > 0).all() and np.corrcoef(np.log(pdf["y_pred"]), np.log(pdf["label"]))[0, 1] > 0.3
 
 
-def test_demo_command_end_to_end(spark, workdir, demo_tables):
-    """`driftline demo` on a prepared demo table: reference + analysis profiles, one MLflow run."""
+def test_demo_command_end_to_end(spark, workdir, demo_tables, capsys):
+    """`driftline demo` on a prepared demo table: reference + analysis profiles, drift metrics, one MLflow
+    run; the injected covariate shift is alerted in exactly the injected features from its first chunk."""
     import mlflow
     import yaml
 
@@ -71,15 +74,29 @@ def test_demo_command_end_to_end(spark, workdir, demo_tables):
     config = yaml.safe_load((ROOT / "conf" / "demo.yaml").read_text())
     (workdir / "demo.yaml").write_text(yaml.safe_dump(config))
     assert main(["demo", "--config", "demo.yaml"]) == 0
-    profiles = spark.read.format("delta").load(str(workdir / "output/car_loans/profiles"))
+    profiles = spark.read.format("delta").load(str(workdir / "output/car_loans/profiles")).where("slice_key = ''")
     columns = len(config["features"]) + 2
-    assert profiles.where("dataset = 'reference'").count() == 3 * columns
-    assert profiles.where("dataset = 'analysis'").count() == 9 * columns
+    assert profiles.where("dataset = 'reference'").count() == 13 * columns
+    assert profiles.where("dataset = 'analysis'").count() == 39 * columns
+    metrics = spark.read.format("delta").load(str(workdir / "output/car_loans/metrics"))
+    alerted = metrics.where("period = 'analysis' AND family = 'drift' AND comparison = 'BASELINE' AND alert "
+                            "AND slice_key = ''").select("column_name", "chunk_start").distinct().collect()
+    weeks: dict[str, list[str]] = {}
+    for r in alerted:
+        weeks.setdefault(r[0], []).append(r[1].strftime("%Y-%m-%d"))
+    # the injected features alert from the week holding SHIFT_START on, in every later week
+    for feature in demo_data.SHIFTED:
+        assert min(weeks[feature]) == "2025-06-30" and len(weeks[feature]) == 26, feature
+    # unchanged features: ~2.9k-row weekly chunks at 5 sigma; chance alerts stay rare (the 1M-row demo
+    # has none, see docs/statistics.md)
+    false_alarms = sum(len(v) for k, v in weeks.items() if k in demo_data.GROUND_TRUTH.unchanged_features)
+    assert false_alarms <= 6, weeks
+    assert "customer_age" in capsys.readouterr().out
     client = mlflow.tracking.MlflowClient("sqlite:///mlflow.db")
     exp = client.get_experiment_by_name("driftline/car_loans")
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1
     history = client.get_metric_history(runs[0].info.run_id, "profile.rows")
-    assert [m.step for m in history] == sorted(m.step for m in history) and len(history) == 9
+    assert [m.step for m in history] == sorted(m.step for m in history) and len(history) == 39
     expected_rows = profiles.where("dataset = 'analysis' AND column_name = 'y_score'").groupBy().sum("row_count")
     assert sum(m.value for m in history) == expected_rows.collect()[0][0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import datasketches as ds
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +20,13 @@ from scipy.spatial.distance import jensenshannon
 from monitoring.chunking import CHUNK_COL
 from monitoring.config import Chunking
 from monitoring.drift import methods as M
-from monitoring.drift.distributions import CategoryCounts, WeightedSample, aligned, quantile_edges
+from monitoring.drift.distributions import (
+    CategoryCounts,
+    WeightedSample,
+    aligned,
+    parse_compact_kll,
+    quantile_edges,
+)
 from monitoring.profiling import profile_chunks
 from monitoring.sketches import kll_rank_error
 from monitoring.slices import with_slices
@@ -125,6 +132,17 @@ def test_categorical_methods_exact(states):
     assert M.total_variation(p, q) == pytest.approx(0.5 * np.abs(p - q).sum(), abs=1e-12)
     assert M.jensen_shannon(p, q) == pytest.approx(jensenshannon(p, q, base=2), abs=1e-9)
     assert M.unseen(ref, cur) == pytest.approx(np.mean(y == "new"), abs=1e-12)
+
+
+def test_sketch_items_read_with_numpy(states):
+    """The numpy reader of Spark's KLL bytes yields exactly the items and weights DataSketches iterates."""
+    chunks, _ = states
+    for name in ("normal", "discrete", "nulls"):
+        blob = chunks[1].columns[name].kll
+        parsed = parse_compact_kll(blob)
+        assert parsed is not None
+        pairs = np.array(list(ds.kll_doubles_sketch.deserialize(blob)))
+        assert sorted(zip(*parsed, strict=True)) == sorted(map(tuple, pairs))
 
 
 def test_unseen_categories_stay_finite():

@@ -119,7 +119,7 @@ def apply_thresholds(results: list[MetricResult], config: Drift) -> None:
     for r in results:
         groups[(r.column, r.metric, r.comparison)].append(r)
     for (column, metric, comparison), rows in groups.items():
-        rule = resolve(config.thresholds, metric, column, comparison)
+        rule = resolve(config.thresholds, metric, column, comparison, config.std_multiplier)
         reference_values = [r.value for r in rows if r.period == REFERENCE]
         b = bounds(rule, reference_values, METRIC_RANGE.get(metric, (-math.inf, math.inf)))
         for r in rows:

@@ -15,6 +15,39 @@ import numpy as np
 OTHER = "__other__"  # values a profile did not keep individually (beyond top-N)
 
 
+_EMPTY, _SINGLE_ITEM = 1, 4  # KLL preamble flags
+
+
+def kll_items(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Retained items and their weights of a serialized KLL doubles sketch (numpy parse of the compact
+    format; the `datasketches` iterator if the parse does not add up to the sketch's n)."""
+    parsed = parse_compact_kll(blob)
+    if parsed is not None:
+        return parsed
+    pairs = np.array(list(ds.kll_doubles_sketch.deserialize(blob)), dtype=float).reshape(-1, 2)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def parse_compact_kll(blob: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """DataSketches' compact KLL doubles layout: 20-byte preamble (n at byte 8, number of levels at
+    byte 18), level offsets (uint32, the last omitted), min, max, then the retained items level by
+    level; an item at level h weighs 2^h. None when the bytes do not add up."""
+    flags = blob[3]
+    if flags & _EMPTY:
+        return np.empty(0), np.empty(0)
+    if flags & _SINGLE_ITEM:
+        return np.frombuffer(blob, "<f8", 1, 8).copy(), np.ones(1)
+    n = int(np.frombuffer(blob, "<u8", 1, 8)[0])
+    num_levels = blob[18]
+    levels = np.frombuffer(blob, "<u4", num_levels, 20).astype(np.int64)
+    items = np.frombuffer(blob, "<f8", offset=20 + 4 * num_levels + 16)
+    sizes = np.diff(np.append(levels, levels[0] + len(items)))
+    if np.any(sizes < 0):
+        return None
+    weights = np.repeat(2.0 ** np.arange(num_levels), sizes)
+    return (items.copy(), weights) if len(weights) == len(items) and weights.sum() == n else None
+
+
 @dataclass(frozen=True)
 class WeightedSample:
     """Sorted distinct values with their total weights: the step CDF of a (merged) sketch."""
@@ -35,8 +68,8 @@ class WeightedSample:
     def from_kll(cls, blob: bytes | None, mean: float | None = None) -> WeightedSample:
         if not blob:
             return cls.of(np.empty(0), np.empty(0))
-        items = np.array(list(ds.kll_doubles_sketch.deserialize(blob)), dtype=float).reshape(-1, 2)
-        return cls.of(items[:, 0], items[:, 1], mean)
+        values, weights = kll_items(blob)
+        return cls.of(values, weights, mean)
 
     @classmethod
     def concat(cls, samples: list[WeightedSample]) -> WeightedSample:
