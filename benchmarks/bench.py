@@ -25,14 +25,21 @@ sys.path.insert(0, str(ROOT))
 from pyspark.sql import functions as F  # noqa: E402
 
 from monitoring.chunking import CHUNK_COL, with_chunk_index  # noqa: E402
-from monitoring.config import Chunking, Period  # noqa: E402
+from monitoring.config import (  # noqa: E402
+    Chunking,
+    Drift,  # noqa: E402
+    Period,
+)
+from monitoring.drift.compare import compare_slice  # noqa: E402
 from monitoring.profiling import profile_chunks  # noqa: E402
+from monitoring.reference import merge_reference  # noqa: E402
 from monitoring.session import embedded_session  # noqa: E402
 from monitoring.sketches import continuous_inputs, kll_agg, moment_aggs  # noqa: E402
-from monitoring.slices import with_slices  # noqa: E402
+from monitoring.slices import WHOLE, with_slices  # noqa: E402
 
 CONTINUOUS = [f"x{i}" for i in range(11)]
 CATEGORICAL = ["c0", "c1", "c2"]
+REFERENCE_CHUNKS = 3
 YEAR_START = 1_735_689_600  # 2025-01-01 UTC
 
 
@@ -88,7 +95,15 @@ def main() -> None:
     def profile():
         return profile_chunks(chunked, columns, chunking, "ts", args.kll_k, 100)
 
-    cases = {"bare_scan_aggregate": bare, "profile": profile}
+    def profile_and_drift():
+        """The profiling pass, then the full drift computation: the first REFERENCE_CHUNKS chunks as
+        reference (merged states, bin edges), the rest compared BASELINE and CONSECUTIVE, thresholds."""
+        chunks = profile()
+        reference, analysis = chunks[:REFERENCE_CHUNKS], chunks[REFERENCE_CHUNKS:]
+        edges = {c: rc.edges for c, rc in merge_reference(reference, 10, 100)[WHOLE].items()}
+        return compare_slice(reference, analysis, columns, edges, Drift())
+
+    cases = {"bare_scan_aggregate": bare, "profile": profile, "profile_and_drift": profile_and_drift}
     if args.alternatives:
         aliases = [f"c{i}" for i in range(len(CONTINUOUS))]
         inputs = chunked.select(CHUNK_COL, *[c for n, a in zip(CONTINUOUS, aliases, strict=True)
@@ -128,6 +143,7 @@ def main() -> None:
         "seconds": times,
         "median_seconds": medians,
         "ratio_profile_to_bare": medians["profile"] / medians["bare_scan_aggregate"],
+        "ratio_profile_and_drift_to_bare": medians["profile_and_drift"] / medians["bare_scan_aggregate"],
         "spark_jobs": jobs,
         "kll_bytes": {"mean": statistics.mean(kll_sizes), "max": max(kll_sizes)},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),

@@ -131,6 +131,19 @@ def top_counts(counts: dict[str, int], n: int) -> dict[str, int]:
     return dict(heapq.nsmallest(n, counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def pooled_std(profiles: list[ColumnProfile]) -> float:
+    """Population std of the finite values of all `profiles` together, from their moments only."""
+    n = mean = m2 = 0.0
+    for p in profiles:
+        if p.valid_count:
+            total = n + p.valid_count
+            delta = p.mean - mean
+            mean += delta * p.valid_count / total
+            m2 += p.m2 + delta * delta * n * p.valid_count / total
+            n = total
+    return float(np.sqrt(m2 / n)) if n else 0.0
+
+
 def merge_all(profiles: list[ColumnProfile], top_n: int | None = None) -> ColumnProfile:
     if not profiles:
         raise ValueError("nothing to merge")

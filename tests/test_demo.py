@@ -84,12 +84,14 @@ def test_demo_command_end_to_end(spark, workdir, demo_tables, capsys):
     weeks: dict[str, list[str]] = {}
     for r in alerted:
         weeks.setdefault(r[0], []).append(r[1].strftime("%Y-%m-%d"))
-    # the injected features alert from the week holding SHIFT_START on, in every later week
+    # the injected features alert in the week holding SHIFT_START and in every later week
     for feature in demo_data.SHIFTED:
-        assert min(weeks[feature]) == "2025-06-30" and len(weeks[feature]) == 26, feature
-    # unchanged features: ~2.9k-row weekly chunks at 5 sigma; chance alerts stay rare (the 1M-row demo
-    # has none, see docs/statistics.md)
+        after = sorted(w for w in weeks[feature] if w >= "2025-06-30")
+        assert after[0] == "2025-06-30" and len(after) == 26, feature
+    # chance alerts elsewhere (unchanged features, shifted ones before the shift) stay rare on these
+    # ~2.9k-row weekly chunks at 5 sigma; the 1M-row demo has none (docs/statistics.md)
     false_alarms = sum(len(v) for k, v in weeks.items() if k in demo_data.GROUND_TRUTH.unchanged_features)
+    false_alarms += sum(w < "2025-06-30" for f in demo_data.SHIFTED for w in weeks[f])
     assert false_alarms <= 6, weeks
     assert "customer_age" in capsys.readouterr().out
     client = mlflow.tracking.MlflowClient("sqlite:///mlflow.db")

@@ -16,7 +16,7 @@ from monitoring.config import Drift
 from monitoring.drift.distributions import CategoryCounts, WeightedSample, quantile_edges
 from monitoring.drift.methods import METRIC_RANGE, categorical_metrics, continuous_metrics
 from monitoring.profiling import ChunkProfile
-from monitoring.sketches import CONTINUOUS, ColumnProfile, merge_all
+from monitoring.sketches import CONTINUOUS, ColumnProfile, pooled_std
 from monitoring.thresholds import bounds, resolve
 
 BASELINE, CONSECUTIVE, NO_COMPARISON = "BASELINE", "CONSECUTIVE", "NONE"
@@ -61,11 +61,6 @@ def _concat(dists: list[Dist]) -> Dist | None:
     return (WeightedSample if isinstance(dists[0], WeightedSample) else CategoryCounts).concat(dists)
 
 
-def _std(profiles: list[ColumnProfile]) -> float:
-    merged = merge_all(profiles)
-    return math.sqrt(merged.m2 / merged.valid_count) if merged.valid_count else 0.0
-
-
 def _metrics(reference: Dist, current: Dist, edges: np.ndarray | None, std: float, config: Drift):
     if isinstance(reference, WeightedSample):
         if edges is None:
@@ -93,7 +88,7 @@ def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], c
         ref_dists = dists[:len(reference)]
         present = [d for d in ref_dists if d is not None]
         whole = _concat(present)
-        std = _std(ref_profiles) if kind == CONTINUOUS and ref_profiles else 0.0
+        std = pooled_std(ref_profiles) if kind == CONTINUOUS else 0.0
         for i, ((period, cp), dist) in enumerate(zip(sequence, dists, strict=True)):
             p = cp.columns.get(column)
             if p is not None and p.row_count:

@@ -25,22 +25,31 @@ METRIC_RANGE: dict[str, tuple[float, float]] = {
 
 # ------------------------------------------------------------------------------ on two distributions
 
-def ks(reference: WeightedSample, current: WeightedSample) -> tuple[float, float]:
+def joint_cdfs(reference: WeightedSample, current: WeightedSample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every point of both samples (sorted) and both step CDFs P(X <= x) there, from one sort."""
+    points, inverse = np.unique(np.concatenate([reference.values, current.values]), return_inverse=True)
+    split = len(reference.values)
+    cdfs = [np.cumsum(np.bincount(idx, weights=s.weights, minlength=len(points))) / s.n
+            for idx, s in ((inverse[:split], reference), (inverse[split:], current))]
+    return points, cdfs[0], cdfs[1]
+
+
+def ks(reference: WeightedSample, current: WeightedSample, joint=None) -> tuple[float, float]:
     """Two-sample Kolmogorov-Smirnov statistic (sup of the CDF difference, evaluated at every point
     of both samples) and its asymptotic p-value for the true sizes, as scipy's ks_2samp 'asymp'."""
-    points = np.union1d(reference.values, current.values)
-    d = float(np.max(np.abs(reference.cdf(points) - current.cdf(points))))
+    _, f_ref, f_cur = joint or joint_cdfs(reference, current)
+    d = float(np.max(np.abs(f_ref - f_cur)))
     en = reference.n * current.n / (reference.n + current.n)
     return d, float(stats.kstwo.sf(d, np.round(en)))
 
 
-def wasserstein(reference: WeightedSample, current: WeightedSample) -> float:
+def wasserstein(reference: WeightedSample, current: WeightedSample, joint=None) -> float:
     """Wasserstein-1 = A + B, A and B the integrals of the positive and negative parts of F_ref - F_cur.
     A - B = mean_cur - mean_ref, known exactly from the moments when both means are given; then only
     the smaller part comes from the sketches (W = |A - B| + 2 min(A, B)), which removes most of the
     sketch error for shifts (see docs/statistics.md)."""
-    points = np.union1d(reference.values, current.values)
-    diff = (reference.cdf(points) - current.cdf(points))[:-1] * np.diff(points)
+    points, f_ref, f_cur = joint or joint_cdfs(reference, current)
+    diff = (f_ref - f_cur)[:-1] * np.diff(points)
     above, below = float(np.sum(diff[diff > 0])), float(-np.sum(diff[diff < 0]))
     if reference.mean is None or current.mean is None:
         return above + below
@@ -109,14 +118,16 @@ def continuous_metrics(reference: WeightedSample, current: WeightedSample, edges
                        methods: tuple[str, ...], epsilon: float) -> dict[str, float | None]:
     """Every metric of the chosen methods, reference vs current (both non-empty)."""
     out: dict[str, float | None] = {}
-    p = q = None
+    p = q = joint = None
     if {"jensen_shannon", "hellinger", "psi"} & set(methods):
         p, q = reference.bin_probabilities(edges), current.bin_probabilities(edges)
+    if {"kolmogorov_smirnov", "wasserstein"} & set(methods):
+        joint = joint_cdfs(reference, current)
     for method in methods:
         if method == "kolmogorov_smirnov":
-            out["kolmogorov_smirnov"], out["kolmogorov_smirnov_pvalue"] = ks(reference, current)
+            out["kolmogorov_smirnov"], out["kolmogorov_smirnov_pvalue"] = ks(reference, current, joint)
         elif method == "wasserstein":
-            w = wasserstein(reference, current)
+            w = wasserstein(reference, current, joint)
             out["wasserstein"] = w
             out["wasserstein_normalized"] = w / reference_std if reference_std > 0 else None
         elif method == "jensen_shannon":
