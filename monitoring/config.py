@@ -72,10 +72,14 @@ class Outputs:
 
 @dataclass(frozen=True)
 class Labels:
+    """Ground truth; a chunk's realized metrics need `min_labelled` labelled rows and `min_coverage`."""
+
     table: str
     id_column: str
     label_column: str
     timestamp_column: str
+    min_labelled: int = 100
+    min_coverage: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -273,9 +277,13 @@ def parse_config(data: Any) -> MonitorConfig:
 
     labels = None
     if root.get("labels", dict, None) is not None:
-        lab = _Section(root.data["labels"], "labels", ("table", "id_column", "label_column", "timestamp_column"))
+        lab = _Section(root.data["labels"], "labels", ("table", "id_column", "label_column", "timestamp_column",
+                                                       "min_labelled", "min_coverage"))
+        coverage = lab.get("min_coverage", (int, float), 0.1)
+        if not 0 <= coverage <= 1:
+            raise ConfigError("labels.min_coverage", f"{coverage} is not a share in [0, 1]")
         labels = Labels(lab.text("table"), lab.text("id_column", source.id_column), lab.text("label_column"),
-                        lab.text("timestamp_column"))
+                        lab.text("timestamp_column"), lab.positive_int("min_labelled", 100), float(coverage))
 
     c = _Section(root.get("chunking", dict), "chunking", ("period", "size", "count", "incomplete"))
     given = [k for k in ("period", "size", "count") if c.data.get(k) is not None]

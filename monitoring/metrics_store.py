@@ -46,6 +46,7 @@ METRICS_SCHEMA = StructType([
     StructField("alert", BooleanType(), False),
     StructField("label_coverage", DoubleType(), True),
     StructField("row_count", LongType(), True),
+    StructField("note", StringType(), True),  # why a value is null (too few labels, one class only, ...)
     StructField("run_id", StringType(), False),
     StructField("source_version", LongType(), True),
     StructField("computed_at", TimestampType(), False),
@@ -62,8 +63,9 @@ def write_metrics(spark: SparkSession, table: str, monitor: str, run_id: str, re
     deleted in the same commit). Returns the number of rows."""
     now = datetime.now(timezone.utc)
     rows = [(monitor, r.period, r.chunk.index, r.chunk.key, r.chunk.start, r.chunk.end, r.slice_key, r.slice_value,
-             r.column, r.kind, r.family, r.metric, r.comparison, _num(r.value), None, None, None,
-             _num(r.lower_threshold), _num(r.upper_threshold), bool(r.alert), None, r.row_count, run_id,
-             source_version, now) for r in results]
+             r.column, r.kind, r.family, r.metric, r.comparison, _num(r.value), _num(r.sampling_error),
+             _num(r.lower_confidence), _num(r.upper_confidence), _num(r.lower_threshold), _num(r.upper_threshold),
+             bool(r.alert), _num(r.label_coverage), r.row_count, r.note, run_id, source_version, now)
+            for r in results]
     merge_rows(spark, table, spark.createDataFrame(rows, METRICS_SCHEMA), METRIC_KEYS, {"monitor": monitor})
     return len(rows)

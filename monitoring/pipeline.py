@@ -21,9 +21,12 @@ from monitoring.chunking import with_chunk_index
 from monitoring.config import MonitorConfig, validate_against_schema
 from monitoring.drift.compare import MetricResult, compare_slice
 from monitoring.errors import DataError
+from monitoring.labels import join_labels
 from monitoring.metrics_store import write_metrics
+from monitoring.performance.results import performance_results
+from monitoring.performance.state import aggregate as performance_states
 from monitoring.profile_store import read_profiles, stored_signatures, write_profiles
-from monitoring.profiling import ChunkProfile, profile_chunks
+from monitoring.profiling import GROUP, ChunkProfile, profile_chunks
 from monitoring.reference import FittedReference, merge_reference, read_reference, write_reference
 from monitoring.slices import WHOLE, slice_values, validate_slices, with_slices
 from monitoring.tables import VersionedTable, quote_part, read_delta
@@ -80,15 +83,17 @@ def metrics_table(config: MonitorConfig) -> str:
     return config.output.table("metrics")
 
 
-def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] | None = None) -> str:
+def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] | None = None,
+              versions: str = "") -> str:
     """A short hash of every setting the stored states of `dataset` depend on (for the analysis also
-    the slice values taken from the reference)."""
-    ref = config.reference
+    the slice values taken from the reference; with labels, the label table version)."""
+    ref, lab = config.reference, config.labels
+    labels = [lab.table, lab.id_column, lab.label_column, lab.timestamp_column] if lab else None
     settings = {"dataset": dataset, "columns": config.monitored_columns(), "kll_k": config.profile.kll_k,
                 "top_n": config.profile.top_n, "chunking": [config.chunking.describe(), config.chunking.incomplete],
                 "slices": [list(config.slices.expressions), config.slices.top_n], "bins": config.drift.bins,
                 "reference": [ref.table, str(ref.start), str(ref.end)], "source": config.source.table,
-                "slice_values": slices or {}}
+                "slice_values": slices or {}, "labels": [labels, versions.partition("+")[2]]}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -101,22 +106,31 @@ def open_source(spark: SparkSession, config: MonitorConfig) -> VersionedTable:
     return source
 
 
-def reference_rows(spark: SparkSession, config: MonitorConfig) -> tuple[DataFrame, int]:
-    """Rows of the reference: its own table or a time range of the source (optionally both)."""
+def reference_rows(spark: SparkSession, config: MonitorConfig) -> tuple[DataFrame, str]:
+    """Rows of the reference: its own table or a time range of the source (optionally both), with
+    labels joined when configured; and the table versions they come from."""
     ref = config.reference
     table = read_delta(spark, ref.table, "reference.table") if ref.table else open_source(spark, config)
     if ref.table:
         validate_against_schema(config, table.df.schema)
         validate_slices(table.df, config.slices.expressions)
     df = _time_range(table.df, config, ref.start, ref.end)
-    return df, table.version
+    return _with_labels(spark, config, df, table.version)
 
 
-def analysis_rows(spark: SparkSession, config: MonitorConfig) -> tuple[DataFrame, int]:
+def analysis_rows(spark: SparkSession, config: MonitorConfig) -> tuple[DataFrame, str]:
     """Rows to monitor: the source after the reference window when the reference is a range of it."""
     source = open_source(spark, config)
     start = config.reference.end if config.reference.table is None else None
-    return _time_range(source.df, config, start, None), source.version
+    return _with_labels(spark, config, _time_range(source.df, config, start, None), source.version)
+
+
+def _with_labels(spark: SparkSession, config: MonitorConfig, df: DataFrame, version: int) -> tuple[DataFrame, str]:
+    if not config.labels:
+        return df, str(version)
+    labels = read_delta(spark, config.labels.table, "labels.table")
+    joined = join_labels(df, labels.df, config.labels, config.source.id_column, config.problem_type == "regression")
+    return joined, f"{version}+labels@{labels.version}"
 
 
 def _time_range(df: DataFrame, config: MonitorConfig, start, end) -> DataFrame:
@@ -133,8 +147,9 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
     """Profile the reference or the analysis rows per chunk and slice and MERGE them into `profiles`;
     stored profiles are reused when the source version and the settings are unchanged."""
     started = time.monotonic()
-    df, version = reference_rows(spark, config) if dataset == REFERENCE else analysis_rows(spark, config)
-    sig, table = signature(config, dataset, slices), profiles_table(config)
+    df, versions = reference_rows(spark, config) if dataset == REFERENCE else analysis_rows(spark, config)
+    version = int(versions.split("+")[0])
+    sig, table = signature(config, dataset, slices, versions), profiles_table(config)
     if not refresh and stored_signatures(spark, table, config.monitor, dataset) == {(version, sig)}:
         chunks = read_profiles(spark, table, config.monitor, dataset)
         log.info("%s: source version %d already profiled with these settings; reusing %d stored chunk profiles",
@@ -146,6 +161,10 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
                                            config.source.id_column), slices)
     chunks = profile_chunks(chunked, config.monitored_columns(), config.chunking, config.source.timestamp_column,
                             config.profile.kll_k, config.profile.top_n)
+    if config.labels:
+        states = performance_states(chunked, config, GROUP)
+        for cp in chunks:
+            cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value))
     if dataset == REFERENCE and not chunks:
         raise DataError(f"the reference of monitor '{config.monitor}' holds no rows "
                         f"(reference: {config.reference}); widen reference.start/end or fill the table")
@@ -194,6 +213,8 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     for key in reference.slices():
         analysis = [cp for cp in profiles.chunks if (cp.slice_key, cp.slice_value) == key]
         results += compare_slice(reference.chunks_of(key), analysis, columns, reference.edges(key), config.drift)
+        if config.labels:
+            results += performance_results(reference.chunks_of(key), analysis, config)
     run_id = run_id or uuid.uuid4().hex
     written = write_metrics(spark, metrics_table(config), config.monitor, run_id, results, profiles.source_version)
     log.info("compared %d slices: %d metric rows in %.1fs", len(reference.slices()), written,

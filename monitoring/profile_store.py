@@ -21,6 +21,7 @@ from pyspark.sql.types import (
 )
 
 from monitoring.chunking import ChunkInfo, utc_from_micros
+from monitoring.performance.state import PERFORMANCE_COLUMN, PerformanceState
 from monitoring.profiling import ChunkProfile
 from monitoring.sketches import ColumnProfile
 from monitoring.tables import merge_rows, table_exists, table_ident
@@ -58,6 +59,7 @@ PROFILE_SCHEMA = StructType([
     StructField("column_name", StringType(), False),
     StructField("column_kind", StringType(), False),
     *STATE_FIELDS,
+    StructField("extra", MapType(StringType(), DoubleType()), True),  # performance state (":performance" rows)
     StructField("source_version", LongType(), True),
     StructField("signature", StringType(), False),  # hash of the settings the states depend on
     StructField("computed_at", TimestampType(), False),
@@ -104,7 +106,13 @@ def write_profiles(spark: SparkSession, table: str, monitor: str, dataset: str, 
         c = cp.chunk
         for p in cp.columns.values():
             rows.append((monitor, dataset, c.index, c.key, c.start, c.end, cp.slice_key, cp.slice_value,
-                         p.column, p.kind, *state_values(p, kll_k), source_version, signature, now))
+                         p.column, p.kind, *state_values(p, kll_k), None, source_version, signature, now))
+        if cp.performance is not None:
+            perf = ColumnProfile(PERFORMANCE_COLUMN, "performance", row_count=int(cp.performance.get("rows")),
+                                 valid_count=int(cp.performance.get("labelled")))
+            rows.append((monitor, dataset, c.index, c.key, c.start, c.end, cp.slice_key, cp.slice_value,
+                         perf.column, perf.kind, *state_values(perf, kll_k), cp.performance.values,
+                         source_version, signature, now))
     if rows:
         merge_rows(spark, table, spark.createDataFrame(rows, PROFILE_SCHEMA), PROFILE_KEYS,
                    {"monitor": monitor, "dataset": dataset})
@@ -134,6 +142,9 @@ def read_profiles(spark: SparkSession, table: str, monitor: str, dataset: str) -
             start, end = utc_from_micros(r["start_us"]), utc_from_micros(r["end_us"])
             info = ChunkInfo(r["chunk_index"], r["chunk_key"], start, end)
             chunks[key] = ChunkProfile(info, r["row_count"], slice_key=r["slice_key"], slice_value=r["slice_value"])
+        if r["column_name"] == PERFORMANCE_COLUMN:
+            chunks[key].performance = PerformanceState(dict(r["extra"] or {}))
+            continue
         column = ColumnProfile(**state_from_row(r))
         chunks[key].columns[column.column] = column
     return [chunks[k] for k in sorted(chunks)]

@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from monitoring.chunking import CHUNK_COL, ChunkInfo, period_chunk, utc_from_micros
 from monitoring.config import Chunking
+from monitoring.performance.state import PerformanceState
 from monitoring.sketches import (
     CATEGORICAL,
     CONTINUOUS,
@@ -41,6 +42,7 @@ class ChunkProfile:
     columns: dict[str, ColumnProfile] = field(default_factory=dict)
     slice_key: str = ""
     slice_value: str = ""
+    performance: PerformanceState | None = None
 
 
 def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chunking, ts_col: str,

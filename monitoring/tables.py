@@ -97,7 +97,13 @@ def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
 
 
 def ensure_table(spark: SparkSession, name: str, schema: StructType) -> None:
+    """Create the table if missing; add columns a newer Driftline writes to an older table."""
     if table_exists(spark, name):
+        existing = set(spark.sql(f"SELECT * FROM {table_ident(name)} LIMIT 0").columns)
+        missing = [f for f in schema.fields if f.name not in existing]
+        if missing:
+            cols = ", ".join(f"{quote_part(f.name)} {f.dataType.simpleString()}" for f in missing)
+            spark.sql(f"ALTER TABLE {table_ident(name)} ADD COLUMNS ({cols})")
         return
     empty = spark.createDataFrame([], schema)
     writer = empty.write.format("delta").mode("ignore")

@@ -39,10 +39,15 @@ DISTANCES = ("kolmogorov_smirnov", "wasserstein", "wasserstein_normalized", "jen
              "chi2", "l_infinity", "total_variation")
 
 
+COUNTS = ("true_positive", "false_positive", "false_negative", "true_negative", "label_coverage")
+
+
 def default_rules(std_multiplier: float = 3.0) -> tuple[ThresholdRule, ...]:
-    """Distances: upper std threshold; p-values: none; out-of-range and unseen shares: constant 1%;
-    missing rate: two-sided std threshold."""
+    """Any metric (realized performance): two-sided std; counts and label coverage: none; distances:
+    upper std; p-values: none; out-of-range and unseen shares: constant 1%; missing rate: two-sided std."""
     return (
+        ThresholdRule("*", std_lower=std_multiplier, std_upper=std_multiplier),
+        *(ThresholdRule(m, "none") for m in COUNTS),
         *(ThresholdRule(m, std_upper=std_multiplier) for m in DISTANCES),
         ThresholdRule("kolmogorov_smirnov_pvalue", "none"),
         ThresholdRule("chi2_pvalue", "none"),

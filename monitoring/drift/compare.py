@@ -42,6 +42,11 @@ class MetricResult:
     lower_threshold: float | None = None
     upper_threshold: float | None = None
     alert: bool = False
+    sampling_error: float | None = None
+    lower_confidence: float | None = None
+    upper_confidence: float | None = None
+    label_coverage: float | None = None
+    note: str | None = None
 
 
 Dist = WeightedSample | CategoryCounts
@@ -108,7 +113,8 @@ def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], c
     return results
 
 
-def apply_thresholds(results: list[MetricResult], config: Drift) -> None:
+def apply_thresholds(results: list[MetricResult], config: Drift,
+                     ranges: dict[str, tuple[float, float]] = METRIC_RANGE) -> None:
     """Thresholds per column x metric x comparison from the reference chunks' values; alert flags."""
     groups: dict[tuple[str, str, str], list[MetricResult]] = defaultdict(list)
     for r in results:
@@ -116,6 +122,6 @@ def apply_thresholds(results: list[MetricResult], config: Drift) -> None:
     for (column, metric, comparison), rows in groups.items():
         rule = resolve(config.thresholds, metric, column, comparison, config.std_multiplier)
         reference_values = [r.value for r in rows if r.period == REFERENCE]
-        b = bounds(rule, reference_values, METRIC_RANGE.get(metric, (-math.inf, math.inf)))
+        b = bounds(rule, reference_values, ranges.get(metric, (-math.inf, math.inf)))
         for r in rows:
             r.lower_threshold, r.upper_threshold, r.alert = b.lower, b.upper, b.alert(r.value)

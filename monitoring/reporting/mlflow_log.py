@@ -2,8 +2,9 @@
 
 Metric names read well in the UI: `profile.rows`, `quality.missing_rate.<column>`,
 `profile.mean.<column>`, `drift.<metric>.<column>` (BASELINE, whole table), `alerts.<column>` (number
-of alerting drift metrics) and `alerts.total`; step = chunk index, timestamp = chunk end. The MLflow
-run id is also the `run_id` of the metrics table rows, so both point at each other.
+of alerting drift metrics), `alerts.total` and `performance.<metric>` (realized, when labels exist);
+step = chunk index, timestamp = chunk end. The MLflow run id is also the `run_id` of the metrics table
+rows, so both point at each other.
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ def profile_metrics(chunks: list[ChunkProfile]):
             if p.kind == CONTINUOUS and p.mean is not None:
                 out.append(Metric(f"profile.mean.{name}", p.mean, ts, step))
     return out
+
+
+def performance_metrics(results: list[MetricResult]):
+    """`performance.<metric>` per analysis chunk (whole table), defined values only."""
+    from mlflow.entities import Metric
+
+    return [Metric(f"performance.{r.metric}", float(r.value), _ms(r.chunk), r.chunk.index) for r in results
+            if (r.period, r.family, r.slice_key, r.slice_value) == (ANALYSIS, "performance", *WHOLE)
+            and r.value is not None]
 
 
 def drift_metrics(results: list[MetricResult]):
@@ -100,7 +110,7 @@ def finish_run(config: MonitorConfig, run_id: str, chunks: list[ChunkProfile], r
 
     client = MlflowClient(config.mlflow.tracking_uri)
     if not failed:
-        metrics = profile_metrics(chunks) + drift_metrics(results)
+        metrics = profile_metrics(chunks) + drift_metrics(results) + performance_metrics(results)
         for i in range(0, len(metrics), BATCH):
             client.log_batch(run_id, metrics=metrics[i:i + BATCH])
         client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])

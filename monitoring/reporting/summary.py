@@ -52,6 +52,39 @@ def column_drift(results: list[MetricResult], slice_key: tuple[str, str] = WHOLE
     return out
 
 
+HEADLINE_PERFORMANCE = {"binary": "roc_auc", "multiclass": "roc_auc_macro", "regression": "rmse"}
+
+
+def _print_performance(config: MonitorConfig, result: RunResult) -> None:
+    """Label coverage regimes and the headline realized metric of the analysis chunks."""
+    rows = {r.chunk.index: r for r in result.metrics if (r.period, r.family, r.slice_key, r.metric) ==
+            (ANALYSIS, "performance", "", HEADLINE_PERFORMANCE[config.problem_type])}
+    if not rows:
+        return
+    ordered = [rows[i] for i in sorted(rows)]
+    full = [r for r in ordered if (r.label_coverage or 0) >= 0.95]
+    none = [r for r in ordered if not r.label_coverage]
+    partial = [r for r in ordered if r not in full and r not in none]
+    metric = ordered[0].metric
+
+    def span(rs: list[MetricResult]) -> str:
+        return f"{len(rs)} ({rs[0].chunk.key} .. {rs[-1].chunk.key})" if rs else "0"
+
+    print(f"\nrealized performance ({metric}); label coverage: >=95% in {span(full)} chunks, partial in "
+          f"{span(partial)}, none in {span(none)}")
+    defined = [r for r in ordered if r.value is not None]
+    alerts = [r for r in defined if r.alert]
+    if defined:
+        thr = defined[0]
+        print(f"  {len(defined)} chunks with enough labels: {metric} {min(r.value for r in defined):.4f} .. "
+              f"{max(r.value for r in defined):.4f} (thresholds {_fmt(thr.lower_threshold)} .. "
+              f"{_fmt(thr.upper_threshold)}); alerts in {len(alerts)}: "
+              f"{', '.join(r.chunk.key for r in alerts[:12]) or '-'}")
+    skipped = len(ordered) - len(defined)
+    if skipped:
+        print(f"  {skipped} chunks without a value (too few labels: see the `note` column of the metrics table)")
+
+
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
@@ -81,6 +114,7 @@ def print_summary(config: MonitorConfig, result: RunResult, mlflow_run: str | No
                           and r.period == ANALYSIS and (r.slice_key, r.slice_value) == WHOLE})
         if quality:
             print("missing-value alerts: " + ", ".join(f"{c} ({k})" for c, k in quality[:20]))
+        _print_performance(config, result)
         for key in result.reference.slices():
             if key == WHOLE:
                 continue

@@ -1,0 +1,1 @@
+"""Realized performance: per-chunk label aggregates from the Spark pass, metrics from them."""

@@ -1,0 +1,36 @@
+"""Realized performance results of reference and analysis chunks, with confidence bands, thresholds
+learnt from the reference chunks and alerts (rows of the `metrics` table, family `performance`)."""
+
+from __future__ import annotations
+
+from monitoring.config import MonitorConfig
+from monitoring.drift.compare import ANALYSIS, NO_COMPARISON, REFERENCE, MetricResult, apply_thresholds
+from monitoring.performance.realized import PERFORMANCE_RANGE, realized_metrics
+from monitoring.profiling import ChunkProfile
+
+PERFORMANCE = "performance"
+TABLE = ":table"  # column_name of table-level results
+BAND = 3.0  # confidence band: value -+ 3 sampling errors (NannyML's)
+
+
+def performance_results(reference: list[ChunkProfile], analysis: list[ChunkProfile],
+                        config: MonitorConfig) -> list[MetricResult]:
+    results: list[MetricResult] = []
+    for period, chunks in ((REFERENCE, reference), (ANALYSIS, analysis)):
+        for cp in chunks:
+            state = cp.performance
+            if state is None:
+                continue
+            rows = state.get("rows")
+            coverage = state.get("labelled") / rows if rows else 0.0
+            for v in realized_metrics(state, config):
+                r = MetricResult(period, cp.chunk, cp.slice_key, cp.slice_value, TABLE, "table", PERFORMANCE,
+                                 v.metric, NO_COMPARISON, v.value, int(rows), sampling_error=v.sampling_error,
+                                 label_coverage=coverage, note=v.note)
+                if v.value is not None and v.sampling_error is not None:
+                    lo, hi = PERFORMANCE_RANGE.get(v.metric, (float("-inf"), float("inf")))
+                    r.lower_confidence = max(lo, v.value - BAND * v.sampling_error)
+                    r.upper_confidence = min(hi, v.value + BAND * v.sampling_error)
+                results.append(r)
+    apply_thresholds(results, config.drift, PERFORMANCE_RANGE)
+    return results

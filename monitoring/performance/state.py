@@ -1,0 +1,141 @@
+"""Per-chunk performance aggregates, computed in the profiling pass and stored as one mergeable map.
+
+Keys of `PerformanceState.values` (all sums, so two states merge by adding):
+- `rows`, `labelled`: rows in the chunk and rows with a label;
+- classification: `h|<class>|<1 if the label is the class else 0>|<bin>` row counts and
+  `s|...|<bin>` score sums of each class score on SCORE_BINS equal-width bins of [0, 1];
+  `cm|<label>|<prediction>` confusion counts; `logloss`, `logloss2`, `brier`, `brier2` sums of the
+  per-row loss and its square;
+- regression: `n` (rows with label and prediction), `e`, `ae`, `se`, `se2` (sums of error, absolute
+  error, squared error, its square), `ape`, `ape2`, `sle`, `sle2`, `msle_invalid`, `y`, `y2`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from monitoring.config import MonitorConfig
+from monitoring.labels import LABEL, LABELLED
+from monitoring.tables import quote_part
+
+SCORE_BINS = 2000
+PROB_EPS = float(np.finfo(np.float64).eps)  # scikit-learn's clip of probabilities in log loss
+MAPE_EPS = float(np.finfo(np.float64).eps)  # scikit-learn's floor of |y| in MAPE
+PERFORMANCE_COLUMN = ":performance"  # column_name of performance states in the profiles table
+NEGATIVE = "__not_positive__"
+
+
+@dataclass
+class PerformanceState:
+    values: dict[str, float] = field(default_factory=dict)
+
+    def get(self, key: str) -> float:
+        return self.values.get(key, 0.0)
+
+    def merge(self, other: PerformanceState) -> PerformanceState:
+        out = dict(self.values)
+        for k, v in other.values.items():
+            out[k] = out.get(k, 0.0) + v
+        return PerformanceState(out)
+
+
+def classes(config: MonitorConfig) -> list[tuple[str, str]]:
+    """(class label, score column) pairs: the positive class for binary, every class for multiclass."""
+    if config.problem_type == "binary":
+        return [(config.outputs.positive_class, config.outputs.score)]
+    return list(config.outputs.class_scores.items())
+
+
+def _clip(p: Column) -> Column:
+    return F.least(F.greatest(p.cast("double"), F.lit(PROB_EPS)), F.lit(1 - PROB_EPS))
+
+
+def _prediction(config: MonitorConfig) -> Column:
+    if config.outputs.prediction:
+        return F.col(quote_part(config.outputs.prediction)).cast("string")
+    if config.problem_type == "binary":
+        return F.when(F.col(quote_part(config.outputs.score)) >= 0.5, F.lit(config.outputs.positive_class)) \
+            .otherwise(F.lit(NEGATIVE))
+    scores = list(config.outputs.class_scores.items())
+    best = F.greatest(*[F.col(quote_part(c)) for _, c in scores])
+    expr = None
+    for label, col in scores:
+        cond = F.col(quote_part(col)) == best
+        expr = F.when(cond, F.lit(label)) if expr is None else expr.when(cond, F.lit(label))
+    return expr
+
+
+def _losses(config: MonitorConfig) -> tuple[Column, Column]:
+    """Per-row log loss and Brier score of a labelled row (null when unlabelled)."""
+    label = F.col(LABEL)
+    if config.problem_type == "binary":
+        y = (label == F.lit(config.outputs.positive_class)).cast("double")
+        p = F.col(quote_part(config.outputs.score)).cast("double")
+        logloss = -(y * F.log(_clip(p)) + (1 - y) * F.log(1 - _clip(p)))
+        return logloss, (p - y) * (p - y)
+    scores = list(config.outputs.class_scores.items())
+    p_true = None
+    for cls, col in scores:
+        cond = label == F.lit(cls)
+        p_true = F.when(cond, F.col(quote_part(col))) if p_true is None else p_true.when(cond, F.col(quote_part(col)))
+    brier = sum(((F.col(quote_part(col)).cast("double") - (label == F.lit(cls)).cast("double")) ** 2
+                 for cls, col in scores), F.lit(0.0))
+    return -F.log(_clip(p_true)), brier
+
+
+def aggregate(df: DataFrame, config: MonitorConfig, group: list[str]) -> dict[tuple, PerformanceState]:
+    """Performance states per group (chunk x slice) of labelled-joined rows: two aggregations for
+    classification (score histograms by class and label; confusion cells with loss sums), one for
+    regression."""
+    states: dict[tuple, PerformanceState] = {}
+
+    def add(key: tuple, name: str, value) -> None:
+        if value is None:
+            return
+        state = states.setdefault(key, PerformanceState())
+        state.values[name] = state.values.get(name, 0.0) + float(value)
+
+    labelled = F.col(LABELLED)
+    if config.problem_type == "regression":
+        y, p = F.col(LABEL), F.col(quote_part(config.outputs.prediction)).cast("double")
+        ok = labelled & p.isNotNull()
+        e = F.when(ok, p - y)
+        ape = F.abs(e) / F.greatest(F.abs(y), F.lit(MAPE_EPS))
+        sle = F.when(ok & (y >= 0) & (p >= 0), (F.log1p(y) - F.log1p(p)) ** 2)
+        sums = {"n": F.count(e), "e": F.sum(e), "ae": F.sum(F.abs(e)), "se": F.sum(e * e), "se2": F.sum(e ** 4),
+                "ape": F.sum(ape), "ape2": F.sum(ape * ape), "sle": F.sum(sle), "sle2": F.sum(sle * sle),
+                "msle_invalid": F.sum(F.when(ok & ((y < 0) | (p < 0)), 1)), "y": F.sum(F.when(ok, y)),
+                "y2": F.sum(F.when(ok, y * y)), "labelled": F.count(F.when(labelled, 1)), "rows": F.count(F.lit(1))}
+        for r in df.groupBy(*group).agg(*[v.alias(k) for k, v in sums.items()]).collect():
+            for k in sums:
+                add(tuple(r[g] for g in group), k, r[k])
+        return states
+
+    logloss, brier = _losses(config)
+    cells = df.groupBy(*group, F.col(LABEL).alias("_l"), _prediction(config).alias("_p")).agg(
+        F.count(F.lit(1)).alias("n"), F.sum(logloss).alias("ll"), F.sum(logloss * logloss).alias("ll2"),
+        F.sum(brier).alias("b"), F.sum(brier * brier).alias("b2"))
+    for r in cells.collect():
+        key = tuple(r[g] for g in group)
+        add(key, "rows", r["n"])
+        if r["_l"] is not None:
+            add(key, "labelled", r["n"])
+            add(key, f"cm|{r['_l']}|{r['_p']}", r["n"])
+            for name, col in (("logloss", "ll"), ("logloss2", "ll2"), ("brier", "b"), ("brier2", "b2")):
+                add(key, name, r[col])
+    entries = F.explode(F.array(*[
+        F.struct(F.lit(cls).alias("k"), F.col(quote_part(col)).cast("double").alias("s"),
+                 (F.col(LABEL) == F.lit(cls)).cast("int").alias("pos")) for cls, col in classes(config)]))
+    scored = df.where(labelled).select(*group, entries.alias("e")).where(F.col("e.s").isNotNull())
+    binned = F.least(F.greatest(F.floor(F.col("e.s") * SCORE_BINS), F.lit(0)), F.lit(SCORE_BINS - 1))
+    hist = scored.groupBy(*group, F.col("e.k").alias("k"), F.col("e.pos").alias("pos"), binned.alias("bin")).agg(
+        F.count(F.lit(1)).alias("n"), F.sum("e.s").alias("s"))
+    for r in hist.collect():
+        key = tuple(r[g] for g in group)
+        add(key, f"h|{r['k']}|{r['pos']}|{r['bin']}", r["n"])
+        add(key, f"s|{r['k']}|{r['pos']}|{r['bin']}", r["s"])
+    return states

@@ -1,0 +1,160 @@
+"""Realized performance against scikit-learn on the same rows (latest label per id).
+
+Tolerances: threshold metrics, log loss, Brier exact (1e-9); ROC AUC and average precision within 1e-3
+(scores binned on 2000 bins; tested with and without ties); regression metrics 1e-9 relative.
+Label handling: duplicates (latest wins), null labels, labels for unknown ids, one-class chunks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from sklearn import metrics as skm
+
+from monitoring.drift.compare import ANALYSIS
+from monitoring.labels import label_stats
+from monitoring.performance.results import PERFORMANCE
+from monitoring.pipeline import fit, run
+from monitoring.tables import read_delta
+
+from .helpers import make_config
+
+DAYS, PER_DAY = 5, 4000
+START = datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+
+def _ts(day: np.ndarray, rng) -> pa.Array:
+    ts = START.timestamp() + day * 86400 + rng.random(len(day)) * 86000
+    return pa.array((ts * 1e6).astype("int64"), pa.timestamp("us", "UTC"))
+
+
+def _write(spark, root, name: str, table: pa.Table) -> str:
+    path = str(root / name)
+    spark.createDataFrame(table).write.format("delta").save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def binary(spark, tmp_path_factory):
+    """Binary scores (day 3 rounded to 2 decimals: ties); day 4 labelled with one class only. Labels: a
+    stale duplicate for some ids, null labels, labels for ids without a prediction, 30% unlabelled."""
+    rng = np.random.default_rng(3)
+    n = DAYS * PER_DAY
+    day = np.repeat(np.arange(DAYS), PER_DAY)
+    y = (rng.random(n) < 0.3).astype(int)
+    score = 1 / (1 + np.exp(-(rng.normal(0, 1, n) + 1.2 * y - 0.8)))
+    score = np.where(day == 3, np.round(score, 2), score)
+    y = np.where(day == 4, 0, y)
+    labelled = rng.random(n) < 0.7
+    ids = np.arange(n)
+    dup = labelled & (rng.random(n) < 0.1)  # an older, wrong label for these ids
+    null = ~labelled & (rng.random(n) < 0.2)
+    lab_ids = np.concatenate([ids[labelled], ids[dup], ids[null], n + np.arange(50)])
+    lab_vals = np.concatenate([y[labelled], 1 - y[dup], np.zeros(null.sum(), int), np.ones(50, int)])
+    lab_mask = np.concatenate([np.zeros(labelled.sum() + dup.sum(), bool), np.ones(null.sum(), bool),
+                               np.zeros(50, bool)])
+    lab_day = np.concatenate([day[labelled] + 10, day[dup] + 5, day[null] + 10, np.full(50, 20)])
+    root = tmp_path_factory.mktemp("perf_binary")
+    preds = _write(spark, root, "preds", pa.table({"id": ids, "ts": _ts(day, rng), "x": rng.normal(size=n),
+                                                   "score": score, "pred": (score >= 0.4).astype(int)}))
+    labels = _write(spark, root, "labels", pa.table({"id": lab_ids, "label": pa.array(lab_vals, mask=lab_mask),
+                                                     "label_ts": _ts(lab_day, rng)}))
+    config = make_config(preds, [("x", "continuous")], str(root / "out"), outputs={"score": "score",
+                                                                                    "prediction": "pred"},
+                         labels={"table": labels, "label_column": "label", "timestamp_column": "label_ts"},
+                         reference={"start": "2025-01-01", "end": "2025-01-03"})
+    fit(spark, config)
+    result = run(spark, config)
+    truth = {"y": y, "score": score, "pred": (score >= 0.4).astype(int), "labelled": labelled, "day": day}
+    return config, result, truth, (labelled.sum() + dup.sum() + null.sum() + 50, null.sum(), dup.sum(), 50)
+
+
+def _perf(result, period=ANALYSIS):
+    out: dict[int, dict] = {}
+    for r in result.metrics:
+        if r.family == PERFORMANCE and r.period == period and r.slice_key == "":
+            out.setdefault(r.chunk.index, {})[r.metric] = r
+    return out
+
+
+def test_binary_metrics_match_sklearn(binary):
+    _, result, t, _ = binary
+    perf = {**_perf(result, "reference"), **_perf(result)}
+    assert len(perf) == DAYS
+    for index, m in perf.items():
+        day = index - min(perf)
+        rows = (t["day"] == day) & t["labelled"]
+        y, s, p = t["y"][rows], t["score"][rows], t["pred"][rows]
+        assert m["label_coverage"].value == pytest.approx(rows.sum() / (t["day"] == day).sum(), abs=1e-12)
+        assert m["accuracy"].value == pytest.approx(skm.accuracy_score(y, p), abs=1e-12)
+        assert m["log_loss"].value == pytest.approx(skm.log_loss(y, s, labels=[0, 1]), rel=1e-9)
+        assert m["brier_score"].value == pytest.approx(skm.brier_score_loss(y, s, pos_label=1), rel=1e-9)
+        tn, fp, fn, tp = skm.confusion_matrix(y, p, labels=[0, 1]).ravel()
+        assert (m["true_positive"].value, m["false_positive"].value, m["false_negative"].value,
+                m["true_negative"].value) == (tp, fp, fn, tn)
+        assert m["precision"].value == pytest.approx(skm.precision_score(y, p), abs=1e-12)
+        assert m["specificity"].value == pytest.approx(tn / (tn + fp), abs=1e-12)
+        if y.min() == y.max():  # the one-class day
+            assert m["roc_auc"].value is None and "one class" in m["roc_auc"].note
+            assert m["recall"].value is None and m["recall"].note
+            continue
+        assert m["recall"].value == pytest.approx(skm.recall_score(y, p), abs=1e-12)
+        assert m["f1"].value == pytest.approx(skm.f1_score(y, p), abs=1e-12)
+        assert m["roc_auc"].value == pytest.approx(skm.roc_auc_score(y, s), abs=1e-3)
+        assert m["average_precision"].value == pytest.approx(skm.average_precision_score(y, s), abs=1e-3)
+        assert m["roc_auc"].lower_confidence < m["roc_auc"].value < m["roc_auc"].upper_confidence
+
+
+def test_label_counts(spark, binary):
+    config, _, _, (rows, nulls, dupes, unknown) = binary
+    source = read_delta(spark, config.source.table, "source.table").df
+    labels = read_delta(spark, config.labels.table, "labels.table").df
+    stats = label_stats(source, labels, config.labels, "id")
+    assert (stats.labels, stats.null_labels, stats.duplicates, stats.unknown_ids) == (rows, nulls, dupes, unknown)
+
+
+def test_insufficient_labels_are_null_with_a_reason(spark, binary):
+    config, _, _, _ = binary
+    strict = type(config)(**{**config.__dict__, "labels": type(config.labels)(
+        **{**config.labels.__dict__, "min_coverage": 0.9})})
+    result = run(spark, strict)
+    for m in _perf(result).values():
+        assert m["label_coverage"].value < 0.9
+        assert m["roc_auc"].value is None and m["roc_auc"].note.startswith("insufficient labels")
+
+
+@pytest.fixture(scope="module")
+def regression(spark, tmp_path_factory):
+    rng = np.random.default_rng(4)
+    n = 3 * PER_DAY
+    day = np.repeat(np.arange(3), PER_DAY)
+    y = rng.lognormal(3, 0.5, n)
+    pred = y * rng.lognormal(0, 0.2, n) + rng.normal(0, 1, n)
+    root = tmp_path_factory.mktemp("perf_reg")
+    preds = _write(spark, root, "preds", pa.table({"id": np.arange(n), "ts": _ts(day, rng), "x": rng.normal(size=n),
+                                                   "pred": pred}))
+    labels = _write(spark, root, "labels", pa.table({"id": np.arange(n), "label": y, "label_ts": _ts(day + 5, rng)}))
+    config = make_config(preds, [("x", "continuous")], str(root / "out"), problem_type="regression",
+                         outputs={"prediction": "pred"},
+                         labels={"table": labels, "label_column": "label", "timestamp_column": "label_ts"})
+    fit(spark, config)
+    return run(spark, config), y, pred, day
+
+
+def test_regression_metrics_match_sklearn(regression):
+    result, y, pred, day = regression
+    for index, m in _perf(result).items():
+        rows = day == index - min(_perf(result)) + 1
+        yy, pp = y[rows], pred[rows]
+        expected = {"mae": skm.mean_absolute_error(yy, pp), "mse": skm.mean_squared_error(yy, pp),
+                    "rmse": np.sqrt(skm.mean_squared_error(yy, pp)),
+                    "mape": skm.mean_absolute_percentage_error(yy, pp), "r2": skm.r2_score(yy, pp)}
+        if (pp >= 0).all():
+            expected["msle"] = skm.mean_squared_log_error(yy, pp)
+        else:
+            assert m["msle"].value is None and "negative" in m["msle"].note
+        for name, value in expected.items():
+            assert m[name].value == pytest.approx(value, rel=1e-9), name
