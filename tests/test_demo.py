@@ -75,7 +75,7 @@ def test_demo_command_end_to_end(spark, workdir, demo_tables, capsys):
     (workdir / "demo.yaml").write_text(yaml.safe_dump(config))
     assert main(["demo", "--config", "demo.yaml"]) == 0
     profiles = spark.read.format("delta").load(str(workdir / "output/car_loans/profiles")).where("slice_key = ''")
-    columns = len(config["features"]) + 2
+    columns = len(config["features"]) + 2 + 1  # features, score and prediction, the performance state
     assert profiles.where("dataset = 'reference'").count() == 13 * columns
     assert profiles.where("dataset = 'analysis'").count() == 39 * columns
     metrics = spark.read.format("delta").load(str(workdir / "output/car_loans/metrics"))
@@ -94,6 +94,12 @@ def test_demo_command_end_to_end(spark, workdir, demo_tables, capsys):
     false_alarms += sum(w < "2025-06-30" for f in demo_data.SHIFTED for w in weeks[f])
     assert false_alarms <= 6, weeks
     assert "customer_age" in capsys.readouterr().out
+    # three label regimes: old chunks fully labelled, recent ones partly, the newest none
+    auc = metrics.where("family = 'performance' AND metric = 'roc_auc' AND period = 'analysis' AND slice_key = ''")
+    auc = sorted(auc.select("chunk_start", "value", "label_coverage", "note").collect())
+    assert auc[0]["label_coverage"] > 0.95 and auc[0]["value"] > 0.6
+    assert any(0.1 < r["label_coverage"] < 0.9 and r["value"] is not None for r in auc)
+    assert auc[-1]["label_coverage"] == 0 and auc[-1]["value"] is None and "insufficient" in auc[-1]["note"]
     client = mlflow.tracking.MlflowClient("sqlite:///mlflow.db")
     exp = client.get_experiment_by_name("driftline/car_loans")
     runs = client.search_runs([exp.experiment_id])

@@ -107,7 +107,8 @@ def _threshold_metrics(tp: float, fp: float, fn: float, tn: float) -> dict[str, 
     f1 = _div(2 * tp, 2 * tp + fp + fn)
     accuracy = _div(tp + tn, n)
     notes = {"precision": "undefined: no predicted positives", "recall": "undefined: no positive labels",
-             "specificity": "undefined: no negative labels", "f1": "undefined: no positives at all"}
+             "specificity": "undefined: no negative labels", "f1": "undefined: no positives at all",
+             "accuracy": "undefined: no labelled rows"}
     out = {
         "precision": PerfValue("precision", precision, _prop_se(precision, tp + fp)),
         "recall": PerfValue("recall", recall, _prop_se(recall, tp + fn)),
