@@ -16,11 +16,12 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 VARIANTS = ("binary", "multiclass", "regression")
-# 52 whole Monday-based weeks, so weekly chunks are all complete; the reference is the first 13 weeks.
+# 52 whole Monday-based weeks, so weekly chunks are all complete; the reference is the first 26 weeks,
+# then 9 quiet weeks before the covariate shift (a Monday: its own chunk) and the concept drift.
 START = datetime(2024, 12, 30, tzinfo=timezone.utc)
 END = datetime(2025, 12, 29, tzinfo=timezone.utc)
-REFERENCE_END = datetime(2025, 3, 31, tzinfo=timezone.utc)
-SHIFT_START = datetime(2025, 7, 1, tzinfo=timezone.utc)
+REFERENCE_END = datetime(2025, 6, 30, tzinfo=timezone.utc)
+SHIFT_START = datetime(2025, 9, 1, tzinfo=timezone.utc)
 CONCEPT_START = datetime(2025, 10, 1, tzinfo=timezone.utc)
 LABELS_AS_OF = datetime(2026, 1, 1, tzinfo=timezone.utc)
 ROWS_PER_PARTITION = 500_000

@@ -14,6 +14,7 @@ from monitoring.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = 150_000
+SHIFT_WEEK = demo_data.SHIFT_START.date().isoformat()  # a Monday: the shift starts its own weekly chunk
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +77,8 @@ def test_demo_command_end_to_end(spark, workdir, demo_tables, capsys):
     assert main(["demo", "--config", "demo.yaml"]) == 0
     profiles = spark.read.format("delta").load(str(workdir / "output/car_loans/profiles")).where("slice_key = ''")
     columns = len(config["features"]) + 2 + 1  # features, score and prediction, the performance state
-    assert profiles.where("dataset = 'reference'").count() == 13 * columns
-    assert profiles.where("dataset = 'analysis'").count() == 39 * columns
+    assert profiles.where("dataset = 'reference'").count() == 26 * columns
+    assert profiles.where("dataset = 'analysis'").count() == 26 * columns
     metrics = spark.read.format("delta").load(str(workdir / "output/car_loans/metrics"))
     alerted = metrics.where("period = 'analysis' AND family = 'drift' AND comparison = 'BASELINE' AND alert "
                             "AND slice_key = ''").select("column_name", "chunk_start").distinct().collect()
@@ -86,18 +87,18 @@ def test_demo_command_end_to_end(spark, workdir, demo_tables, capsys):
         weeks.setdefault(r[0], []).append(r[1].strftime("%Y-%m-%d"))
     # the injected features alert in the week holding SHIFT_START and in every later week
     for feature in demo_data.SHIFTED:
-        after = sorted(w for w in weeks[feature] if w >= "2025-06-30")
-        assert after[0] == "2025-06-30" and len(after) == 26, feature
+        after = sorted(w for w in weeks[feature] if w >= SHIFT_WEEK)
+        assert after[0] == SHIFT_WEEK and len(after) == 17, feature
     # chance alerts elsewhere (unchanged features, shifted ones before the shift) stay rare on these
-    # ~2.9k-row weekly chunks at 5 sigma; the 1M-row demo has none (docs/statistics.md)
+    # ~2.9k-row weekly chunks at 5 sigma; the 1M-row demo had none (docs/statistics.md)
     false_alarms = sum(len(v) for k, v in weeks.items() if k in demo_data.GROUND_TRUTH.unchanged_features)
-    false_alarms += sum(w < "2025-06-30" for f in demo_data.SHIFTED for w in weeks[f])
+    false_alarms += sum(w < SHIFT_WEEK for f in demo_data.SHIFTED for w in weeks[f])
     assert false_alarms <= 6, weeks
     assert "customer_age" in capsys.readouterr().out
     # three label regimes: old chunks fully labelled, recent ones partly, the newest none
     auc = metrics.where("family = 'performance' AND metric = 'roc_auc' AND period = 'analysis' AND slice_key = ''")
     auc = sorted(auc.select("chunk_start", "value", "label_coverage", "note").collect())
-    assert auc[0]["label_coverage"] > 0.95 and auc[0]["value"] > 0.6
+    assert auc[0]["label_coverage"] > 0.9 and auc[0]["value"] > 0.6
     assert any(0.1 < r["label_coverage"] < 0.9 and r["value"] is not None for r in auc)
     assert auc[-1]["label_coverage"] == 0 and auc[-1]["value"] is None and "insufficient" in auc[-1]["note"]
     client = mlflow.tracking.MlflowClient("sqlite:///mlflow.db")
@@ -105,6 +106,6 @@ def test_demo_command_end_to_end(spark, workdir, demo_tables, capsys):
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1
     history = client.get_metric_history(runs[0].info.run_id, "profile.rows")
-    assert [m.step for m in history] == sorted(m.step for m in history) and len(history) == 39
+    assert [m.step for m in history] == sorted(m.step for m in history) and len(history) == 26
     expected_rows = profiles.where("dataset = 'analysis' AND column_name = 'y_score'").groupBy().sum("row_count")
     assert sum(m.value for m in history) == expected_rows.collect()[0][0]
