@@ -67,7 +67,8 @@ def merge_reference(chunks: list[ChunkProfile], bins: int, top_n: int) -> dict[S
         for name, profiles in columns.items():
             edges = np.empty(0)
             if profiles[0].kind == CONTINUOUS:
-                edges = quantile_edges(WeightedSample.concat([WeightedSample.from_kll(p.kll) for p in profiles]), bins)
+                samples = [WeightedSample.from_kll(p.kll, p.mean, (p.min, p.max)) for p in profiles]
+                edges = quantile_edges(WeightedSample.concat(samples), bins)
             out[key][name] = ReferenceColumn(merge_all(profiles, top_n), edges, len(profiles))
     return out
 

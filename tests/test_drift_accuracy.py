@@ -84,7 +84,8 @@ def states(spark):
 
 
 def _sample(chunk, name) -> WeightedSample:
-    return WeightedSample.from_kll(chunk.columns[name].kll, chunk.columns[name].mean)
+    p = chunk.columns[name]
+    return WeightedSample.from_kll(p.kll, p.mean, (p.min, p.max))
 
 
 def _samples(states, name):
@@ -117,6 +118,7 @@ def test_ks_and_wasserstein_match_scipy(states, name):
 def test_binned_methods_exact_on_their_bins(states, name):
     ref, cur, x, y = _samples(states, name)
     edges = quantile_edges(ref, 10)
+    assert edges[0] == x.min() and edges[-1] == x.max()  # the exact extremes, not the sketch's items
     p, q = ref.bin_probabilities(edges), cur.bin_probabilities(edges)
     # the bins' masses from the sketches are close to numpy's exact counts on the same rows
     exact_q = np.diff(np.concatenate([[0.0], [np.mean(y < e) for e in edges[:-1]], [np.mean(y <= edges[-1])], [1.0]]))

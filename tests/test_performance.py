@@ -158,3 +158,42 @@ def test_regression_metrics_match_sklearn(regression):
             assert m["msle"].value is None and "negative" in m["msle"].note
         for name, value in expected.items():
             assert m[name].value == pytest.approx(value, rel=1e-9), name
+
+
+@pytest.fixture(scope="module")
+def multiclass(spark, tmp_path_factory):
+    rng = np.random.default_rng(6)
+    n = 2 * PER_DAY
+    day = np.repeat(np.arange(2), PER_DAY)
+    logits = rng.normal(0, 1, (n, 3))
+    y = np.array([rng.choice(3, p=np.exp(r) / np.exp(r).sum()) for r in logits * 1.5])
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    names = np.array(["repaid", "late", "default"], dtype=object)
+    root = tmp_path_factory.mktemp("perf_multi")
+    preds = _write(spark, root, "preds", pa.table({"id": np.arange(n), "ts": _ts(day, rng), "x": rng.normal(size=n),
+                                                   "p_repaid": probs[:, 0], "p_late": probs[:, 1],
+                                                   "p_default": probs[:, 2]}))
+    labels = _write(spark, root, "labels", pa.table({"id": np.arange(n), "label": names[y],
+                                                     "label_ts": _ts(day + 5, rng)}))
+    config = make_config(preds, [("x", "continuous")], str(root / "out"), problem_type="multiclass",
+                         outputs={"class_scores": {"repaid": "p_repaid", "late": "p_late", "default": "p_default"}},
+                         labels={"table": labels, "label_column": "label", "timestamp_column": "label_ts"})
+    fit(spark, config)
+    return run(spark, config), y, probs
+
+
+def test_multiclass_metrics_match_sklearn(multiclass):
+    result, y, probs = multiclass
+    (m,) = _perf(result).values()
+    rows = slice(PER_DAY, None)  # the analysis day
+    yy, pp = y[rows], probs[rows]
+    pred = pp.argmax(axis=1)
+    assert m["accuracy"].value == pytest.approx(skm.accuracy_score(yy, pred), abs=1e-12)
+    assert m["log_loss"].value == pytest.approx(skm.log_loss(yy, pp, labels=[0, 1, 2]), rel=1e-9)
+    for average in ("macro", "weighted"):
+        assert m[f"precision_{average}"].value == pytest.approx(skm.precision_score(yy, pred, average=average),
+                                                                abs=1e-12)
+        assert m[f"recall_{average}"].value == pytest.approx(skm.recall_score(yy, pred, average=average), abs=1e-12)
+        assert m[f"f1_{average}"].value == pytest.approx(skm.f1_score(yy, pred, average=average), abs=1e-12)
+        assert m[f"roc_auc_{average}"].value == pytest.approx(
+            skm.roc_auc_score(yy, pp, multi_class="ovr", average=average), abs=1e-3)

@@ -56,7 +56,7 @@ def _dist(p: ColumnProfile | None) -> Dist | None:
     if p is None or p.valid_count == 0:
         return None
     if p.kind == CONTINUOUS:
-        return WeightedSample.from_kll(p.kll, p.mean)
+        return WeightedSample.from_kll(p.kll, p.mean, (p.min, p.max))
     return CategoryCounts.of(p.categories, p.other_count)
 
 

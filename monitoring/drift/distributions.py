@@ -65,11 +65,15 @@ class WeightedSample:
         return cls(distinct, summed, np.cumsum(summed), mean)
 
     @classmethod
-    def from_kll(cls, blob: bytes | None, mean: float | None = None) -> WeightedSample:
+    def from_kll(cls, blob: bytes | None, mean: float | None = None,
+                 extremes: tuple[float | None, float | None] = (None, None)) -> WeightedSample:
+        """The sketch's items; the exact min and max (a sketch need not retain them as items) join
+        with weight 0, so ranges and bin edges use the true extremes while every CDF is unchanged."""
         if not blob:
             return cls.of(np.empty(0), np.empty(0))
         values, weights = kll_items(blob)
-        return cls.of(values, weights, mean)
+        known = [x for x in extremes if x is not None]
+        return cls.of(np.concatenate([values, known]), np.concatenate([weights, np.zeros(len(known))]), mean)
 
     @classmethod
     def concat(cls, samples: list[WeightedSample]) -> WeightedSample:
