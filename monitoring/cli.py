@@ -86,9 +86,11 @@ def _run(spark, config: MonitorConfig, refresh: bool) -> None:
         raise
     if mlflow_run:
         drifted = ",".join(d.column for d in column_drift(result.metrics) if d.first_alert)
-        finish_run(config, mlflow_run, result.chunks, result.metrics,
-                   {"driftline.source_version": str(result.source_version),
-                    "driftline.drifted_columns": drifted[:5000] or "-"})
+        tags = {"driftline.source_version": str(result.source_version),
+                "driftline.drifted_columns": drifted[:5000] or "-"}
+        if result.labels:
+            tags |= {f"driftline.labels.{k}": str(v) for k, v in vars(result.labels).items()}
+        finish_run(config, mlflow_run, result.chunks, result.metrics, tags)
     print_summary(config, result, mlflow_run)
 
 

@@ -21,7 +21,7 @@ from monitoring.chunking import with_chunk_index
 from monitoring.config import MonitorConfig, validate_against_schema
 from monitoring.drift.compare import MetricResult, compare_slice
 from monitoring.errors import DataError
-from monitoring.labels import join_labels
+from monitoring.labels import LabelStats, join_labels, label_stats
 from monitoring.metrics_store import write_metrics
 from monitoring.performance.results import performance_results
 from monitoring.performance.state import aggregate as performance_states
@@ -34,6 +34,7 @@ from monitoring.tables import VersionedTable, quote_part, read_delta
 log = logging.getLogger(__name__)
 
 REFERENCE, ANALYSIS = "reference", "analysis"
+STATE_FORMAT = 2  # bump when stored states or reference edges change meaning: older ones are recomputed
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class RunResult:
     profiles: ProfileResult
     reference: FittedReference
     metrics: list[MetricResult]
+    labels: LabelStats | None = None
 
     @property
     def source_version(self) -> int:
@@ -89,8 +91,9 @@ def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] 
     the slice values taken from the reference; with labels, the label table version)."""
     ref, lab = config.reference, config.labels
     labels = [lab.table, lab.id_column, lab.label_column, lab.timestamp_column] if lab else None
-    settings = {"dataset": dataset, "columns": config.monitored_columns(), "kll_k": config.profile.kll_k,
-                "top_n": config.profile.top_n, "chunking": [config.chunking.describe(), config.chunking.incomplete],
+    settings = {"format": STATE_FORMAT, "dataset": dataset, "columns": config.monitored_columns(),
+                "kll_k": config.profile.kll_k, "top_n": config.profile.top_n,
+                "chunking": [config.chunking.describe(), config.chunking.incomplete],
                 "slices": [list(config.slices.expressions), config.slices.top_n], "bins": config.drift.bins,
                 "reference": [ref.table, str(ref.start), str(ref.end)], "source": config.source.table,
                 "slice_values": slices or {}, "labels": [labels, versions.partition("+")[2]]}
@@ -219,4 +222,9 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     written = write_metrics(spark, metrics_table(config), config.monitor, run_id, results, profiles.source_version)
     log.info("compared %d slices: %d metric rows in %.1fs", len(reference.slices()), written,
              time.monotonic() - started)
-    return RunResult(run_id, profiles, reference, results)
+    stats = None
+    if config.labels:
+        source = read_delta(spark, config.source.table, "source.table").df
+        labels = read_delta(spark, config.labels.table, "labels.table").df
+        stats = label_stats(source, labels, config.labels, config.source.id_column)
+    return RunResult(run_id, profiles, reference, results, stats)

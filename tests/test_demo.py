@@ -94,7 +94,8 @@ def test_demo_command_end_to_end(spark, workdir, demo_tables, capsys):
     false_alarms = sum(len(v) for k, v in weeks.items() if k in demo_data.GROUND_TRUTH.unchanged_features)
     false_alarms += sum(w < SHIFT_WEEK for f in demo_data.SHIFTED for w in weeks[f])
     assert false_alarms <= 6, weeks
-    assert "customer_age" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "customer_age" in out and "0 ids without a prediction" in out
     # three label regimes: old chunks fully labelled, recent ones partly, the newest none
     auc = metrics.where("family = 'performance' AND metric = 'roc_auc' AND period = 'analysis' AND slice_key = ''")
     auc = sorted(auc.select("chunk_start", "value", "label_coverage", "note").collect())

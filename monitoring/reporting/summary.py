@@ -72,6 +72,10 @@ def _print_performance(config: MonitorConfig, result: RunResult) -> None:
 
     print(f"\nrealized performance ({metric}); label coverage: >=90% in {span(full)} chunks, partial in "
           f"{span(partial)}, none in {span(none)}")
+    if result.labels:
+        s = result.labels
+        print(f"  labels: {s.labels:,} rows, {s.duplicates:,} duplicates (latest kept), {s.null_labels:,} null, "
+              f"{s.unknown_ids:,} ids without a prediction")
     defined = [r for r in ordered if r.value is not None]
     alerts = [r for r in defined if r.alert]
     if defined:
