@@ -18,6 +18,7 @@ from pyspark.sql.types import (
 )
 
 from monitoring.drift.compare import MetricResult
+from monitoring.profile_store import CHUNK_FIELDS
 from monitoring.tables import merge_rows
 
 METRIC_KEYS = ["monitor", "period", "chunk_index", "slice_key", "slice_value", "column_name", "family", "metric",
@@ -26,13 +27,7 @@ METRIC_KEYS = ["monitor", "period", "chunk_index", "slice_key", "slice_value", "
 METRICS_SCHEMA = StructType([
     StructField("monitor", StringType(), False),
     StructField("period", StringType(), False),  # reference | analysis
-    StructField("chunk_index", LongType(), False),
-    StructField("chunk_key", StringType(), False),
-    StructField("chunk_start", TimestampType(), False),
-    StructField("chunk_end", TimestampType(), False),
-    StructField("slice_key", StringType(), False),
-    StructField("slice_value", StringType(), False),
-    StructField("column_name", StringType(), False),
+    *CHUNK_FIELDS,
     StructField("column_kind", StringType(), True),
     StructField("family", StringType(), False),  # drift | data_quality | performance | ...
     StructField("metric", StringType(), False),

@@ -86,7 +86,7 @@ def metrics_table(config: MonitorConfig) -> str:
 
 
 def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] | None = None,
-              versions: str = "") -> str:
+              labels_version: int | None = None) -> str:
     """A short hash of every setting the stored states of `dataset` depend on (for the analysis also
     the slice values taken from the reference; with labels, the label table version)."""
     ref, lab = config.reference, config.labels
@@ -96,7 +96,8 @@ def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] 
                 "chunking": [config.chunking.describe(), config.chunking.incomplete],
                 "slices": [list(config.slices.expressions), config.slices.top_n], "bins": config.drift.bins,
                 "reference": [ref.table, str(ref.start), str(ref.end)], "source": config.source.table,
-                "slice_values": slices or {}, "labels": [labels, versions.partition("+")[2]]}
+                "slice_values": slices or {},
+                "labels": [labels, f"labels@{labels_version}" if labels_version is not None else ""]}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -109,9 +110,9 @@ def open_source(spark: SparkSession, config: MonitorConfig) -> VersionedTable:
     return source
 
 
-def reference_rows(spark: SparkSession, config: MonitorConfig) -> tuple[DataFrame, str]:
+def reference_rows(spark: SparkSession, config: MonitorConfig) -> tuple[DataFrame, int, int | None]:
     """Rows of the reference: its own table or a time range of the source (optionally both), with
-    labels joined when configured; and the table versions they come from."""
+    labels joined when configured; the table version and the label table version they come from."""
     ref = config.reference
     table = read_delta(spark, ref.table, "reference.table") if ref.table else open_source(spark, config)
     if ref.table:
@@ -121,19 +122,20 @@ def reference_rows(spark: SparkSession, config: MonitorConfig) -> tuple[DataFram
     return _with_labels(spark, config, df, table.version)
 
 
-def analysis_rows(spark: SparkSession, config: MonitorConfig) -> tuple[DataFrame, str]:
+def analysis_rows(spark: SparkSession, config: MonitorConfig) -> tuple[DataFrame, int, int | None]:
     """Rows to monitor: the source after the reference window when the reference is a range of it."""
     source = open_source(spark, config)
     start = config.reference.end if config.reference.table is None else None
     return _with_labels(spark, config, _time_range(source.df, config, start, None), source.version)
 
 
-def _with_labels(spark: SparkSession, config: MonitorConfig, df: DataFrame, version: int) -> tuple[DataFrame, str]:
+def _with_labels(spark: SparkSession, config: MonitorConfig, df: DataFrame,
+                 version: int) -> tuple[DataFrame, int, int | None]:
     if not config.labels:
-        return df, str(version)
+        return df, version, None
     labels = read_delta(spark, config.labels.table, "labels.table")
     joined = join_labels(df, labels.df, config.labels, config.source.id_column, config.problem_type == "regression")
-    return joined, f"{version}+labels@{labels.version}"
+    return joined, version, labels.version
 
 
 def _time_range(df: DataFrame, config: MonitorConfig, start, end) -> DataFrame:
@@ -150,9 +152,8 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
     """Profile the reference or the analysis rows per chunk and slice and MERGE them into `profiles`;
     stored profiles are reused when the source version and the settings are unchanged."""
     started = time.monotonic()
-    df, versions = reference_rows(spark, config) if dataset == REFERENCE else analysis_rows(spark, config)
-    version = int(versions.split("+")[0])
-    sig, table = signature(config, dataset, slices, versions), profiles_table(config)
+    df, version, labels_version = (reference_rows if dataset == REFERENCE else analysis_rows)(spark, config)
+    sig, table = signature(config, dataset, slices, labels_version), profiles_table(config)
     if not refresh and stored_signatures(spark, table, config.monitor, dataset) == {(version, sig)}:
         chunks = read_profiles(spark, table, config.monitor, dataset)
         log.info("%s: source version %d already profiled with these settings; reusing %d stored chunk profiles",

@@ -47,9 +47,8 @@ STATE_FIELDS = [
 ]
 _STATE_NAMES = [f.name for f in STATE_FIELDS if f.name != "kll_k"]
 
-PROFILE_SCHEMA = StructType([
-    StructField("monitor", StringType(), False),
-    StructField("dataset", StringType(), False),  # reference | analysis
+# where a row belongs: shared by the profiles and metrics tables (after monitor and dataset/period)
+CHUNK_FIELDS = [
     StructField("chunk_index", LongType(), False),
     StructField("chunk_key", StringType(), False),
     StructField("chunk_start", TimestampType(), False),
@@ -57,6 +56,12 @@ PROFILE_SCHEMA = StructType([
     StructField("slice_key", StringType(), False),
     StructField("slice_value", StringType(), False),
     StructField("column_name", StringType(), False),
+]
+
+PROFILE_SCHEMA = StructType([
+    StructField("monitor", StringType(), False),
+    StructField("dataset", StringType(), False),  # reference | analysis
+    *CHUNK_FIELDS,
     StructField("column_kind", StringType(), False),
     *STATE_FIELDS,
     StructField("extra", MapType(StringType(), DoubleType()), True),  # performance state (":performance" rows)

@@ -124,6 +124,16 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.sum(np.abs(p - q)) / 2)
 
 
+# method -> its value on two histograms (reference p, current q) with the PSI epsilon
+HISTOGRAM_METHODS = {
+    "jensen_shannon": lambda p, q, eps: jensen_shannon(p, q),
+    "hellinger": lambda p, q, eps: hellinger(p, q),
+    "psi": psi,
+    "l_infinity": lambda p, q, eps: l_infinity(p, q),
+    "total_variation": lambda p, q, eps: total_variation(p, q),
+}
+
+
 # ------------------------------------------------------------------------------ per column kind
 
 def continuous_metrics(reference: WeightedSample, current: WeightedSample, edges: np.ndarray, reference_std: float,
@@ -131,7 +141,7 @@ def continuous_metrics(reference: WeightedSample, current: WeightedSample, edges
     """Every metric of the chosen methods, reference vs current (both non-empty)."""
     out: dict[str, float | None] = {}
     p = q = joint = None
-    if {"jensen_shannon", "hellinger", "psi"} & set(methods):
+    if HISTOGRAM_METHODS.keys() & set(methods):
         p, q = reference.bin_probabilities(edges), current.bin_probabilities(edges)
     if {"kolmogorov_smirnov", "wasserstein"} & set(methods):
         joint = joint_cdfs(reference, current)
@@ -142,12 +152,8 @@ def continuous_metrics(reference: WeightedSample, current: WeightedSample, edges
             w = wasserstein(reference, current, joint)
             out["wasserstein"] = w
             out["wasserstein_normalized"] = w / reference_std if reference_std > 0 else None
-        elif method == "jensen_shannon":
-            out[method] = jensen_shannon(p, q)
-        elif method == "hellinger":
-            out[method] = hellinger(p, q)
-        elif method == "psi":
-            out[method] = psi(p, q, epsilon)
+        elif method in HISTOGRAM_METHODS:
+            out[method] = HISTOGRAM_METHODS[method](p, q, epsilon)
         elif method == "out_of_range":
             out[method] = out_of_range(reference, current)
     return out
@@ -161,16 +167,8 @@ def categorical_metrics(reference: CategoryCounts, current: CategoryCounts, meth
     for method in methods:
         if method == "chi2":
             out["chi2"], out["chi2_pvalue"] = chi2(ref_counts, cur_counts)
-        elif method == "jensen_shannon":
-            out[method] = jensen_shannon(p, q)
-        elif method == "hellinger":
-            out[method] = hellinger(p, q)
-        elif method == "l_infinity":
-            out[method] = l_infinity(p, q)
-        elif method == "total_variation":
-            out[method] = total_variation(p, q)
-        elif method == "psi":
-            out[method] = psi(p, q, epsilon)
+        elif method in HISTOGRAM_METHODS:
+            out[method] = HISTOGRAM_METHODS[method](p, q, epsilon)
         elif method == "unseen":
             out[method] = unseen(reference, current)
     return out
