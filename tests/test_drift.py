@@ -18,7 +18,7 @@ from monitoring.thresholds import Bounds, ThresholdRule, bounds, resolve
 
 from .helpers import make_config
 
-PER_DAY, REF_DAYS, ANALYSIS_DAYS = 50_000, 8, 4
+PER_DAY, REF_DAYS, ANALYSIS_DAYS = 50_000, 16, 4
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 FEATURES = [("shifted", "continuous"), ("steady", "continuous"), ("heavy", "continuous"), ("country", "categorical")]
 COUNTRIES = np.array(["DE", "FR", "NL"], dtype=object)
@@ -26,7 +26,7 @@ COUNTRIES = np.array(["DE", "FR", "NL"], dtype=object)
 
 @pytest.fixture(scope="module")
 def monitored(spark, tmp_path_factory):
-    """8 reference days and 4 analysis days of 50k rows; `shifted` moves by 0.1 sigma after the reference."""
+    """16 reference days and 4 analysis days of 50k rows; `shifted` moves by 0.1 sigma after the reference."""
     rng = np.random.default_rng(5)
     days = REF_DAYS + ANALYSIS_DAYS
     n = days * PER_DAY
@@ -136,7 +136,7 @@ def _raw(config) -> dict:
     return {"monitor": "t", "problem_type": "binary",
             "source": {"table": config.source.table, "id_column": "id", "timestamp_column": "ts"},
             "features": [{"name": n, "kind": k} for n, k in FEATURES], "outputs": {"score": "score"},
-            "chunking": {"period": "1d"}, "reference": {"start": "2025-01-01", "end": "2025-01-09"},
+            "chunking": {"period": "1d"}, "reference": {"start": "2025-01-01", "end": f"2025-01-{REF_DAYS + 1:02d}"},
             "output": {"path": config.output.path}, "mlflow": {"enabled": False}}
 
 
