@@ -7,7 +7,7 @@ export DRIFTLINE_CACHE ?= $(CURDIR)/.cache
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: demo test bench lint setup clean
+.PHONY: demo test bench lint setup clean crosscheck
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,14 +22,23 @@ demo: setup
 	$(PY) -m monitoring.cli demo --config conf/demo.yaml
 
 test: setup
-	$(PY) -m ruff check monitoring jobs tests benchmarks
+	$(PY) -m ruff check monitoring jobs tests benchmarks crosscheck
 	$(PY) -m pytest -q tests
 
 bench: setup
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+	$(PY) benchmarks/backfill.py $(BACKFILL_ARGS)
+
+# Driftline's CBPE vs NannyML's (NannyML in its own venv, pinned in crosscheck/requirements-nannyml.txt)
+NANNY := .venv-nannyml
+crosscheck: setup
+	test -x $(NANNY)/bin/python || $(PYTHON) -m venv $(NANNY)
+	$(NANNY)/bin/python -m pip install --quiet -r crosscheck/requirements-nannyml.txt
+	$(NANNY)/bin/python crosscheck/nannyml_car_loan.py crosscheck/out
+	$(PY) crosscheck/compare_cbpe.py crosscheck/out
 
 lint: setup
-	$(PY) -m ruff check monitoring jobs tests benchmarks
+	$(PY) -m ruff check monitoring jobs tests benchmarks crosscheck
 
 clean:
 	rm -rf data output mlflow.db mlruns spark-warehouse

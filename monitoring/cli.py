@@ -90,6 +90,11 @@ def _run(spark, config: MonitorConfig, refresh: bool) -> None:
                 "driftline.drifted_columns": drifted[:5000] or "-"}
         if result.labels:
             tags |= {f"driftline.labels.{k}": str(v) for k, v in vars(result.labels).items()}
+        if result.profiles.backfill:
+            plan = result.profiles.backfill
+            tags |= {"driftline.backfill.chunks": ",".join(map(str, plan.chunks))[:5000] or "-",
+                     "driftline.backfill.labels_versions": f"{plan.since}->{plan.until}",
+                     "driftline.backfill.reason": plan.reason[:5000]}
         finish_run(config, mlflow_run, result.chunks, result.metrics, tags)
     print_summary(config, result, mlflow_run)
 

@@ -83,6 +83,23 @@ class Labels:
 
 
 @dataclass(frozen=True)
+class Estimation:
+    """Performance estimation without labels (CBPE, binary classification; needs labelled reference rows).
+
+    `calibration`: auto (isotonic calibration of the scores only when it lowers the expected calibration
+    error on held-out reference rows, as NannyML decides), always or never. `business_value`: the value
+    of each confusion cell as [[true negative, false positive], [false negative, true positive]].
+    """
+
+    enabled: bool = True
+    calibration: str = "auto"
+    business_value: tuple[tuple[float, float], tuple[float, float]] | None = None
+
+
+CALIBRATION_CHOICES = ("auto", "always", "never")
+
+
+@dataclass(frozen=True)
 class Chunking:
     """Exactly one of `period`, `size` (rows per chunk) or `count` (number of chunks)."""
 
@@ -164,6 +181,7 @@ class MonitorConfig:
     slices: Slices = Slices()
     labels: Labels | None = None
     spark: dict[str, str] = field(default_factory=dict)
+    estimation: Estimation = Estimation()
 
     def monitored_columns(self) -> list[tuple[str, str]]:
         """(column, kind) for every profiled column: features, then model outputs."""
@@ -249,7 +267,8 @@ def _timestamp(value: Any, key: str) -> datetime:
 def parse_config(data: Any) -> MonitorConfig:
     """Build a MonitorConfig from parsed YAML, validating everything that needs no data."""
     root = _Section(data, "", ("monitor", "problem_type", "source", "features", "outputs", "labels",
-                               "chunking", "reference", "output", "mlflow", "profile", "drift", "slices", "spark"))
+                               "chunking", "reference", "output", "mlflow", "profile", "drift", "slices", "spark",
+                               "estimation"))
     monitor = root.text("monitor")
     if not re.match(r"^[A-Za-z0-9_.-]+$", monitor):
         raise ConfigError("monitor", f"'{monitor}' may only hold letters, digits, '_', '-' and '.'")
@@ -326,7 +345,23 @@ def parse_config(data: Any) -> MonitorConfig:
 
     spark = {str(k): str(v) for k, v in root.get("spark", dict, {}).items()}
     return MonitorConfig(monitor, problem_type, source, tuple(features), outputs, chunking, reference,
-                         output, mlflow_conf, profile, drift, slices, labels, spark)
+                         output, mlflow_conf, profile, drift, slices, labels, spark,
+                         _estimation(root.get("estimation", dict, {})))
+
+
+def _estimation(data: dict) -> Estimation:
+    e = _Section(data, "estimation", ("enabled", "calibration", "business_value"))
+    value = e.get("business_value", list, None)
+    matrix = None
+    if value is not None:
+        ok = len(value) == 2 and all(isinstance(row, list) and len(row) == 2 and
+                                     all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row)
+                                     for row in value)
+        if not ok:
+            raise ConfigError("estimation.business_value", "expected [[tn, fp], [fn, tp]]: the value of each "
+                                                           "confusion cell, rows = true class, columns = prediction")
+        matrix = tuple(tuple(float(v) for v in row) for row in value)
+    return Estimation(e.get("enabled", bool, True), e.choice("calibration", CALIBRATION_CHOICES, "auto"), matrix)
 
 
 def _methods(d: _Section, name: str, valid: tuple[str, ...]) -> tuple[str, ...]:

@@ -179,7 +179,7 @@ def write_demo(spark: SparkSession, out_dir: str, rows: int = 1_000_000, variant
      .option("overwriteSchema", "true").save(predictions))
     arrived = df.where(~F.col("never_labelled") & (F.col("label_ts") <= F.lit(LABELS_AS_OF)))
     (arrived.select("id", "label", "label_ts").write.format("delta").mode("overwrite")
-     .option("overwriteSchema", "true").save(labels))
+     .option("overwriteSchema", "true").option("delta.enableChangeDataFeed", "true").save(labels))
     written = spark.read.format("delta").load(labels).count()
     if "://" not in out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)

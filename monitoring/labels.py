@@ -25,6 +25,7 @@ class LabelStats:
     null_labels: int
     duplicates: int  # label rows beyond the first per id
     unknown_ids: int  # distinct labelled ids with no prediction
+    scope: str = "whole label table"
 
 
 def latest_labels(labels: DataFrame, cfg: Labels, regression: bool) -> DataFrame:
@@ -46,8 +47,9 @@ def join_labels(predictions: DataFrame, labels: DataFrame, cfg: Labels, id_colum
     return joined.withColumn(LABELLED, F.col(LABEL).isNotNull())
 
 
-def label_stats(predictions: DataFrame, labels: DataFrame, cfg: Labels, id_column: str) -> LabelStats:
-    """Duplicate, null and unknown-id label counts (one small aggregation)."""
+def label_stats(predictions: DataFrame, labels: DataFrame, cfg: Labels, id_column: str,
+                scope: str = "whole label table") -> LabelStats:
+    """Duplicate, null and unknown-id label counts of `labels` against `predictions` (one aggregation)."""
     lid = F.col(quote_part(cfg.id_column))
     per_id = labels.groupBy(lid.alias("_dl_id")).agg(
         F.count(F.lit(1)).alias("n"), F.count(F.col(quote_part(cfg.label_column))).alias("nonnull"))
@@ -58,4 +60,4 @@ def label_stats(predictions: DataFrame, labels: DataFrame, cfg: Labels, id_colum
         F.sum(F.when(F.col("_dl_pid").isNull() & (F.col("nonnull") > 0), 1).otherwise(0)).alias("unknown"),
     ).collect()[0]
     return LabelStats(int(row["labels"] or 0), int(row["nulls"] or 0), int(row["dupes"] or 0),
-                      int(row["unknown"] or 0))
+                      int(row["unknown"] or 0), scope)

@@ -24,6 +24,8 @@ from monitoring.tables import merge_rows
 METRIC_KEYS = ["monitor", "period", "chunk_index", "slice_key", "slice_value", "column_name", "family", "metric",
                "comparison"]
 
+UNCOMPARED = ("run_id", "computed_at")  # a row is rewritten only when another column changed
+
 METRICS_SCHEMA = StructType([
     StructField("monitor", StringType(), False),
     StructField("period", StringType(), False),  # reference | analysis
@@ -55,12 +57,14 @@ def _num(x: float | None) -> float | None:
 def write_metrics(spark: SparkSession, table: str, monitor: str, run_id: str, results: list[MetricResult],
                   source_version: int | None) -> int:
     """Replace this monitor's metrics by `results` (MERGE on METRIC_KEYS; rows no longer produced are
-    deleted in the same commit). Returns the number of rows."""
+    deleted in the same commit). Rows whose values did not change are left as they were, with the
+    `run_id` and `computed_at` of the run that last changed them. Returns the number of rows."""
     now = datetime.now(timezone.utc)
     rows = [(monitor, r.period, r.chunk.index, r.chunk.key, r.chunk.start, r.chunk.end, r.slice_key, r.slice_value,
              r.column, r.kind, r.family, r.metric, r.comparison, _num(r.value), _num(r.sampling_error),
              _num(r.lower_confidence), _num(r.upper_confidence), _num(r.lower_threshold), _num(r.upper_threshold),
              bool(r.alert), _num(r.label_coverage), r.row_count, r.note, run_id, source_version, now)
             for r in results]
-    merge_rows(spark, table, spark.createDataFrame(rows, METRICS_SCHEMA), METRIC_KEYS, {"monitor": monitor})
+    merge_rows(spark, table, spark.createDataFrame(rows, METRICS_SCHEMA), METRIC_KEYS, {"monitor": monitor},
+               compare=[f.name for f in METRICS_SCHEMA.fields if f.name not in UNCOMPARED])
     return len(rows)

@@ -14,18 +14,22 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from monitoring.backfill import CHANGE_FEED, Backfill, chunk_rows, label_rows, plan_backfill, stored_labels_version
 from monitoring.chunking import with_chunk_index
 from monitoring.config import MonitorConfig, validate_against_schema
 from monitoring.drift.compare import MetricResult, compare_slice
 from monitoring.errors import DataError
+from monitoring.estimator_store import read_calibrator, write_calibrator
 from monitoring.labels import LabelStats, join_labels, label_stats
 from monitoring.metrics_store import write_metrics
+from monitoring.performance.cbpe import Calibrator, fit_calibrator, labelled_bins
+from monitoring.performance.estimated import estimated_results, estimation_enabled, reference_state
 from monitoring.performance.results import performance_results
 from monitoring.performance.state import aggregate as performance_states
-from monitoring.profile_store import read_profiles, stored_signatures, write_profiles
+from monitoring.profile_store import read_profiles, stored_signatures, write_performance, write_profiles
 from monitoring.profiling import GROUP, ChunkProfile, profile_chunks
 from monitoring.reference import FittedReference, merge_reference, read_reference, write_reference
 from monitoring.slices import WHOLE, slice_values, validate_slices, with_slices
@@ -34,7 +38,7 @@ from monitoring.tables import VersionedTable, quote_part, read_delta
 log = logging.getLogger(__name__)
 
 REFERENCE, ANALYSIS = "reference", "analysis"
-STATE_FORMAT = 2  # bump when stored states or reference edges change meaning: older ones are recomputed
+STATE_FORMAT = 4  # bump when stored states or reference edges change meaning: older ones are recomputed
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class ProfileResult:
     source_version: int
     seconds: float
     reused: bool = False
+    backfill: Backfill | None = None  # set when stored profiles were reused and labels had landed
 
     @property
     def whole(self) -> list[ChunkProfile]:
@@ -85,10 +90,14 @@ def metrics_table(config: MonitorConfig) -> str:
     return config.output.table("metrics")
 
 
-def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] | None = None,
-              labels_version: int | None = None) -> str:
+def estimators_table(config: MonitorConfig) -> str:
+    return config.output.table("estimators")
+
+
+def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] | None = None) -> str:
     """A short hash of every setting the stored states of `dataset` depend on (for the analysis also
-    the slice values taken from the reference; with labels, the label table version)."""
+    the slice values taken from the reference). The label table's version is not part of it: label
+    changes are backfilled chunk by chunk (monitoring/backfill.py)."""
     ref, lab = config.reference, config.labels
     labels = [lab.table, lab.id_column, lab.label_column, lab.timestamp_column] if lab else None
     settings = {"format": STATE_FORMAT, "dataset": dataset, "columns": config.monitored_columns(),
@@ -96,8 +105,7 @@ def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] 
                 "chunking": [config.chunking.describe(), config.chunking.incomplete],
                 "slices": [list(config.slices.expressions), config.slices.top_n], "bins": config.drift.bins,
                 "reference": [ref.table, str(ref.start), str(ref.end)], "source": config.source.table,
-                "slice_values": slices or {},
-                "labels": [labels, f"labels@{labels_version}" if labels_version is not None else ""]}
+                "slice_values": slices or {}, "labels": labels}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -110,32 +118,19 @@ def open_source(spark: SparkSession, config: MonitorConfig) -> VersionedTable:
     return source
 
 
-def reference_rows(spark: SparkSession, config: MonitorConfig) -> tuple[DataFrame, int, int | None]:
-    """Rows of the reference: its own table or a time range of the source (optionally both), with
-    labels joined when configured; the table version and the label table version they come from."""
+def dataset_rows(spark: SparkSession, config: MonitorConfig, dataset: str) -> tuple[DataFrame, int]:
+    """Rows of the reference (its own table or a time range of the source) or of the analysis (the source
+    after the reference window when the reference is a range of it), and the table version they come from."""
     ref = config.reference
-    table = read_delta(spark, ref.table, "reference.table") if ref.table else open_source(spark, config)
-    if ref.table:
-        validate_against_schema(config, table.df.schema)
-        validate_slices(table.df, config.slices.expressions)
-    df = _time_range(table.df, config, ref.start, ref.end)
-    return _with_labels(spark, config, df, table.version)
-
-
-def analysis_rows(spark: SparkSession, config: MonitorConfig) -> tuple[DataFrame, int, int | None]:
-    """Rows to monitor: the source after the reference window when the reference is a range of it."""
+    if dataset == REFERENCE:
+        table = read_delta(spark, ref.table, "reference.table") if ref.table else open_source(spark, config)
+        if ref.table:
+            validate_against_schema(config, table.df.schema)
+            validate_slices(table.df, config.slices.expressions)
+        return _time_range(table.df, config, ref.start, ref.end), table.version
     source = open_source(spark, config)
-    start = config.reference.end if config.reference.table is None else None
-    return _with_labels(spark, config, _time_range(source.df, config, start, None), source.version)
-
-
-def _with_labels(spark: SparkSession, config: MonitorConfig, df: DataFrame,
-                 version: int) -> tuple[DataFrame, int, int | None]:
-    if not config.labels:
-        return df, version, None
-    labels = read_delta(spark, config.labels.table, "labels.table")
-    joined = join_labels(df, labels.df, config.labels, config.source.id_column, config.problem_type == "regression")
-    return joined, version, labels.version
+    start = ref.end if ref.table is None else None
+    return _time_range(source.df, config, start, None), source.version
 
 
 def _time_range(df: DataFrame, config: MonitorConfig, start, end) -> DataFrame:
@@ -149,24 +144,26 @@ def _time_range(df: DataFrame, config: MonitorConfig, start, end) -> DataFrame:
 
 def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
                     slices: dict[str, list[str]] | None = None, refresh: bool = False) -> ProfileResult:
-    """Profile the reference or the analysis rows per chunk and slice and MERGE them into `profiles`;
-    stored profiles are reused when the source version and the settings are unchanged."""
+    """Profile the reference or the analysis rows per chunk and slice and MERGE them into `profiles`.
+    Stored profiles are reused when the source version and the settings are unchanged; then only the
+    performance states of chunks whose labels changed since are recomputed (the label backfill)."""
     started = time.monotonic()
-    df, version, labels_version = (reference_rows if dataset == REFERENCE else analysis_rows)(spark, config)
-    sig, table = signature(config, dataset, slices, labels_version), profiles_table(config)
+    df, version = dataset_rows(spark, config, dataset)
+    labels = read_delta(spark, config.labels.table, "labels.table") if config.labels else None
+    sig, table = signature(config, dataset, slices), profiles_table(config)
     if not refresh and stored_signatures(spark, table, config.monitor, dataset) == {(version, sig)}:
         chunks = read_profiles(spark, table, config.monitor, dataset)
+        backfill = _backfill(spark, config, dataset, df, labels, chunks, version, sig) if labels else None
         log.info("%s: source version %d already profiled with these settings; reusing %d stored chunk profiles",
                  dataset, version, len(chunks))
-        return ProfileResult(dataset, chunks, 0, version, time.monotonic() - started, reused=True)
+        return ProfileResult(dataset, chunks, 0, version, time.monotonic() - started, reused=True, backfill=backfill)
     if slices is None:
         slices = slice_values(df, config.slices.expressions, config.slices.top_n)
-    chunked = with_slices(with_chunk_index(df, config.chunking, config.source.timestamp_column,
-                                           config.source.id_column), slices)
+    chunked = _chunked(config, _joined(config, df, labels), slices)
     chunks = profile_chunks(chunked, config.monitored_columns(), config.chunking, config.source.timestamp_column,
                             config.profile.kll_k, config.profile.top_n)
-    if config.labels:
-        states = performance_states(chunked, config, GROUP)
+    if labels:
+        states = performance_states(chunked, config, GROUP, labels.version)
         for cp in chunks:
             cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value))
     if dataset == REFERENCE and not chunks:
@@ -180,11 +177,62 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
     return result
 
 
+def _joined(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None,
+            label_filter: Column | None = None) -> DataFrame:
+    if labels is None:
+        return df
+    label_rows = labels.df if label_filter is None else labels.df.where(label_filter)
+    return join_labels(df, label_rows, config.labels, config.source.id_column, config.problem_type == "regression")
+
+
+def _chunked(config: MonitorConfig, df: DataFrame, slices: dict[str, list[str]]) -> DataFrame:
+    src = config.source
+    return with_slices(with_chunk_index(df, config.chunking, src.timestamp_column, src.id_column), slices)
+
+
+def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: DataFrame, labels: VersionedTable,
+              chunks: list[ChunkProfile], version: int, sig: str) -> Backfill | None:
+    """Recompute the performance states of the chunks whose labels changed since they were computed,
+    MERGE those rows into `profiles` and update `chunks` in place; None when no label landed."""
+    since = stored_labels_version(chunks)
+    if since == labels.version:
+        return None
+    id_type = df.schema[config.source.id_column].dataType.simpleString()
+    plan = plan_backfill(spark, config, chunks, id_type, since, labels.version)
+    targets = [c for c in chunks if c.chunk.index in set(plan.chunks)]
+    recompute = {id(c) for c in targets}
+    if plan.reason == CHANGE_FEED:
+        whole = [c for c in targets if (c.slice_key, c.slice_value) == WHOLE]
+        rows = df.where(chunk_rows(whole, config.source.timestamp_column))
+        joined = _joined(config, rows, labels, label_rows(whole, config.labels, id_type))
+    else:
+        log.warning("%s: recomputing the performance of every chunk: %s", dataset, plan.reason)
+        joined = _joined(config, df, labels)
+    stored_slices: dict[str, list[str]] = {}
+    for c in chunks:
+        if (c.slice_key, c.slice_value) != WHOLE:
+            stored_slices.setdefault(c.slice_key, []).append(c.slice_value)
+    states = performance_states(_chunked(config, joined, stored_slices), config, GROUP, labels.version) \
+        if targets else {}
+    for c in chunks:
+        if id(c) in recompute or c.performance is None:
+            c.performance = states.get((c.chunk.index, c.slice_key, c.slice_value))
+        else:
+            c.performance.labels_version = labels.version  # checked: no label of this chunk changed
+    write_performance(spark, profiles_table(config), config.monitor, dataset, chunks, version, sig)
+    log.info("%s: labels %s -> %s: recomputed the performance of %d chunks (%s)", dataset, since, labels.version,
+             len(plan.chunks), plan.reason)
+    return plan
+
+
 def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False) -> FittedReference:
-    """Build and store the reference: chunk profiles, then merged states and bin edges per slice."""
+    """Build and store the reference: chunk profiles, then merged states and bin edges per slice, and
+    the estimation models (the CBPE calibrator)."""
     profiles = profile_dataset(spark, config, REFERENCE, refresh=refresh)
     ref = FittedReference(profiles.chunks, source_version=profiles.source_version,
                           signature=signature(config, REFERENCE))
+    if estimation_enabled(config):
+        _fit_calibrator(spark, config, ref)
     stored, version, sig = read_reference(spark, reference_table(config), config.monitor)
     if profiles.reused and stored and (version, sig) == (ref.source_version, ref.signature):
         ref.columns = stored
@@ -192,6 +240,27 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False) -> Fi
     ref.columns = merge_reference(profiles.chunks, config.drift.bins, config.profile.top_n)
     write_reference(spark, reference_table(config), config.monitor, ref, config.profile.kll_k)
     return ref
+
+
+def _fit_calibrator(spark: SparkSession, config: MonitorConfig, ref: FittedReference) -> Calibrator:
+    """Isotonic calibration of the positive-class score on the labelled reference rows (all chunks)."""
+    positive = config.outputs.positive_class
+    pos, neg, sums = labelled_bins(reference_state(ref.chunks_of(WHOLE)), positive)
+    mode = config.estimation.calibration
+    calibrator = fit_calibrator(pos, neg, sums, mode)
+    write_calibrator(spark, estimators_table(config), config.monitor, positive, calibrator, mode, ref.source_version,
+                     ref.signature)
+    log.info("CBPE calibration (%s): %s (expected calibration error %s raw, %s calibrated on held-out rows)",
+             mode, "applied" if calibrator.applied else "not applied", calibrator.ece_raw, calibrator.ece_calibrated)
+    return calibrator
+
+
+def load_calibrator(spark: SparkSession, config: MonitorConfig, reference: FittedReference) -> Calibrator:
+    stored = read_calibrator(spark, estimators_table(config), config.monitor, config.outputs.positive_class)
+    if stored is None or stored[1] != config.estimation.calibration or stored[2] != reference.signature:
+        raise DataError(f"monitor '{config.monitor}' has no CBPE calibrator fitted with these settings in "
+                        f"{estimators_table(config)}; run `driftline fit --config ...` again")
+    return stored[0]
 
 
 def load_reference(spark: SparkSession, config: MonitorConfig) -> FittedReference:
@@ -214,18 +283,34 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     started = time.monotonic()
     results: list[MetricResult] = []
     columns = config.monitored_columns()
+    calibrator = load_calibrator(spark, config, reference) if estimation_enabled(config) else None
     for key in reference.slices():
         analysis = [cp for cp in profiles.chunks if (cp.slice_key, cp.slice_value) == key]
         results += compare_slice(reference.chunks_of(key), analysis, columns, reference.edges(key), config.drift)
         if config.labels:
-            results += performance_results(reference.chunks_of(key), analysis, config)
+            realized = performance_results(reference.chunks_of(key), analysis, config)
+            results += realized
+            if calibrator is not None:
+                results += estimated_results(reference.chunks_of(key), analysis, config, calibrator, realized)
     run_id = run_id or uuid.uuid4().hex
     written = write_metrics(spark, metrics_table(config), config.monitor, run_id, results, profiles.source_version)
     log.info("compared %d slices: %d metric rows in %.1fs", len(reference.slices()), written,
              time.monotonic() - started)
-    stats = None
-    if config.labels:
-        source = read_delta(spark, config.source.table, "source.table").df
-        labels = read_delta(spark, config.labels.table, "labels.table").df
-        stats = label_stats(source, labels, config.labels, config.source.id_column)
-    return RunResult(run_id, profiles, reference, results, stats)
+    return RunResult(run_id, profiles, reference, results, _label_stats(spark, config, profiles))
+
+
+def _label_stats(spark: SparkSession, config: MonitorConfig, profiles: ProfileResult) -> LabelStats | None:
+    """Label counts over the whole tables; after a backfill from the change data feed over the labels and
+    predictions of the recomputed chunks only (the rows that run read anyway)."""
+    if not config.labels:
+        return None
+    source = read_delta(spark, config.source.table, "source.table").df
+    labels = read_delta(spark, config.labels.table, "labels.table").df
+    plan = profiles.backfill
+    if plan is None or plan.reason != CHANGE_FEED or not plan.chunks:
+        return label_stats(source, labels, config.labels, config.source.id_column)
+    whole = [c for c in profiles.whole if c.chunk.index in set(plan.chunks)]
+    id_type = source.schema[config.source.id_column].dataType.simpleString()
+    return label_stats(source.where(chunk_rows(whole, config.source.timestamp_column)),
+                       labels.where(label_rows(whole, config.labels, id_type)), config.labels,
+                       config.source.id_column, f"labels in the id ranges of {len(whole)} recomputed chunks")

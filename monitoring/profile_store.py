@@ -65,6 +65,9 @@ PROFILE_SCHEMA = StructType([
     StructField("column_kind", StringType(), False),
     *STATE_FIELDS,
     StructField("extra", MapType(StringType(), DoubleType()), True),  # performance state (":performance" rows)
+    StructField("id_min", StringType(), True),  # ":performance" rows: the chunk's prediction id range
+    StructField("id_max", StringType(), True),
+    StructField("labels_version", LongType(), True),  # ":performance" rows: label table version used
     StructField("source_version", LongType(), True),
     StructField("signature", StringType(), False),  # hash of the settings the states depend on
     StructField("computed_at", TimestampType(), False),
@@ -111,17 +114,35 @@ def write_profiles(spark: SparkSession, table: str, monitor: str, dataset: str, 
         c = cp.chunk
         for p in cp.columns.values():
             rows.append((monitor, dataset, c.index, c.key, c.start, c.end, cp.slice_key, cp.slice_value,
-                         p.column, p.kind, *state_values(p, kll_k), None, source_version, signature, now))
+                         p.column, p.kind, *state_values(p, kll_k), None, None, None, None, source_version,
+                         signature, now))
         if cp.performance is not None:
-            perf = ColumnProfile(PERFORMANCE_COLUMN, "performance", row_count=int(cp.performance.get("rows")),
-                                 valid_count=int(cp.performance.get("labelled")))
-            rows.append((monitor, dataset, c.index, c.key, c.start, c.end, cp.slice_key, cp.slice_value,
-                         perf.column, perf.kind, *state_values(perf, kll_k), cp.performance.values,
-                         source_version, signature, now))
+            rows.append(_performance_row(monitor, dataset, cp, kll_k, source_version, signature, now))
     if rows:
         merge_rows(spark, table, spark.createDataFrame(rows, PROFILE_SCHEMA), PROFILE_KEYS,
                    {"monitor": monitor, "dataset": dataset})
     return len(rows)
+
+
+def write_performance(spark: SparkSession, table: str, monitor: str, dataset: str, chunks: list[ChunkProfile],
+                      source_version: int | None, signature: str) -> int:
+    """MERGE only the performance rows of `chunks` (a label backfill); every other row stays as it is."""
+    now = datetime.now(timezone.utc)
+    rows = [_performance_row(monitor, dataset, cp, 0, source_version, signature, now)
+            for cp in chunks if cp.performance is not None]
+    if rows:
+        merge_rows(spark, table, spark.createDataFrame(rows, PROFILE_SCHEMA), PROFILE_KEYS)
+    return len(rows)
+
+
+def _performance_row(monitor: str, dataset: str, cp: ChunkProfile, kll_k: int, source_version: int | None,
+                     signature: str, now: datetime) -> tuple:
+    c, state = cp.chunk, cp.performance
+    perf = ColumnProfile(PERFORMANCE_COLUMN, "performance", row_count=int(state.get("rows")),
+                         valid_count=int(state.get("labelled")))
+    return (monitor, dataset, c.index, c.key, c.start, c.end, cp.slice_key, cp.slice_value, perf.column, perf.kind,
+            *state_values(perf, kll_k), state.values, state.id_min, state.id_max, state.labels_version,
+            source_version, signature, now)
 
 
 def stored_signatures(spark: SparkSession, table: str, monitor: str, dataset: str) -> set[tuple[int, str]]:
@@ -141,6 +162,9 @@ def read_profiles(spark: SparkSession, table: str, monitor: str, dataset: str) -
     df = df.where((F.col("monitor") == monitor) & (F.col("dataset") == dataset))
     df = df.withColumn("start_us", F.unix_micros("chunk_start")).withColumn("end_us", F.unix_micros("chunk_end"))
     chunks: dict[tuple[int, str, str], ChunkProfile] = {}
+    for col in ("id_min", "id_max", "labels_version"):  # tables written before the label backfill
+        if col not in df.columns:
+            df = df.withColumn(col, F.lit(None))
     for r in df.collect():
         key = (r["chunk_index"], r["slice_key"], r["slice_value"])
         if key not in chunks:
@@ -148,7 +172,8 @@ def read_profiles(spark: SparkSession, table: str, monitor: str, dataset: str) -
             info = ChunkInfo(r["chunk_index"], r["chunk_key"], start, end)
             chunks[key] = ChunkProfile(info, r["row_count"], slice_key=r["slice_key"], slice_value=r["slice_value"])
         if r["column_name"] == PERFORMANCE_COLUMN:
-            chunks[key].performance = PerformanceState(dict(r["extra"] or {}))
+            chunks[key].performance = PerformanceState(dict(r["extra"] or {}), r["id_min"], r["id_max"],
+                                                       r["labels_version"])
             continue
         column = ColumnProfile(**state_from_row(r))
         chunks[key].columns[column.column] = column

@@ -76,10 +76,11 @@ def sql_string(value: str) -> str:
 
 
 def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
-               replace_scope: dict[str, str] | None = None) -> None:
+               replace_scope: dict[str, str] | None = None, compare: list[str] | None = None) -> None:
     """Upsert `rows` into Delta table `name` by `keys` (created on first use): a rerun replaces rows.
     With `replace_scope` (column -> value), target rows in that scope that `rows` no longer hold are
-    deleted in the same MERGE, so the scope ends up holding exactly `rows` (one atomic commit)."""
+    deleted in the same MERGE, so the scope ends up holding exactly `rows` (one atomic commit). With
+    `compare`, a matched row is only rewritten when one of those columns differs (null-safe)."""
     ident = table_ident(name)
     ensure_table(spark, name, rows.schema)
     view = f"_dl_merge_{abs(hash((name, tuple(keys)))) % 10**8}"
@@ -89,9 +90,12 @@ def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
     if replace_scope:
         scope = " AND ".join(f"t.{quote_part(k)} = {sql_string(v)}" for k, v in replace_scope.items())
         delete = f" WHEN NOT MATCHED BY SOURCE AND {scope} THEN DELETE"
+    changed = ""
+    if compare:
+        changed = " AND NOT (" + " AND ".join(f"t.{quote_part(c)} <=> s.{quote_part(c)}" for c in compare) + ")"
     try:
         spark.sql(f"MERGE INTO {ident} t USING {view} s ON {on} "
-                  f"WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *{delete}")
+                  f"WHEN MATCHED{changed} THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *{delete}")
     finally:
         spark.catalog.dropTempView(view)
 

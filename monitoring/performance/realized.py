@@ -23,6 +23,7 @@ PERFORMANCE_RANGE: dict[str, tuple[float, float]] = {
        for a in ("macro", "weighted")},
     **{m: (0.0, math.inf) for m in ("log_loss", "mae", "mse", "rmse", "mape", "msle", "rmsle", *COUNT_METRICS)},
     "r2": (-math.inf, 1.0),
+    "business_value": (-math.inf, math.inf),
 }
 
 
@@ -49,7 +50,7 @@ def _mean_se(total: float, total_sq: float, n: float) -> float | None:
     return math.sqrt(max(total_sq / n - mean * mean, 0.0) / n)
 
 
-def _histograms(state: PerformanceState, cls: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def histograms(state: PerformanceState, cls: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     pos, neg, sums = np.zeros(SCORE_BINS), np.zeros(SCORE_BINS), np.zeros(SCORE_BINS)
     for key, v in state.values.items():
         if key.startswith(("h|", "s|")):
@@ -87,7 +88,7 @@ def average_precision(pos: np.ndarray, neg: np.ndarray) -> tuple[float | None, f
     return ap, _prop_se(ap, n_pos), None
 
 
-def _binary_counts(state: PerformanceState, positive: str, labels: list[str]) -> tuple[float, float, float, float]:
+def binary_counts(state: PerformanceState, positive: str, labels: list[str]) -> tuple[float, float, float, float]:
     tp = fp = fn = tn = 0.0
     for key, v in state.values.items():
         if key.startswith("cm|"):
@@ -119,6 +120,18 @@ def _threshold_metrics(tp: float, fp: float, fn: float, tn: float) -> dict[str, 
     return {k: PerfValue(k, None, None, notes[k]) if v.value is None else v for k, v in out.items()}
 
 
+def business_value(matrix: tuple[tuple[float, float], tuple[float, float]], tp: float, fp: float, fn: float,
+                   tn: float) -> PerfValue:
+    """Total value of the confusion cells; sampling error std(per-row value) x sqrt(n) (NannyML)."""
+    (v_tn, v_fp), (v_fn, v_tp) = matrix
+    n = tp + fp + fn + tn
+    total = v_tp * tp + v_fp * fp + v_fn * fn + v_tn * tn
+    if not n:
+        return PerfValue("business_value", None, None, "undefined: no labelled rows")
+    second = (v_tp ** 2 * tp + v_fp ** 2 * fp + v_fn ** 2 * fn + v_tn ** 2 * tn) / n
+    return PerfValue("business_value", total, math.sqrt(max(second - (total / n) ** 2, 0.0) * n))
+
+
 def classification_metrics(state: PerformanceState, config: MonitorConfig) -> list[PerfValue]:
     n = state.get("labelled")
     out = [PerfValue("log_loss", _div(state.get("logloss"), n), _mean_se(state.get("logloss"),
@@ -129,10 +142,12 @@ def classification_metrics(state: PerformanceState, config: MonitorConfig) -> li
     if config.problem_type == "binary":
         positive = pairs[0][0]
         labels = sorted({k.split("|")[1] for k in state.values if k.startswith("cm|")})
-        tp, fp, fn, tn = _binary_counts(state, positive, labels)
+        tp, fp, fn, tn = binary_counts(state, positive, labels)
         out += list(_threshold_metrics(tp, fp, fn, tn).values())
         out += [PerfValue(m, v) for m, v in zip(COUNT_METRICS, (tp, fp, fn, tn), strict=True)]
-        pos, neg, sums = _histograms(state, positive)
+        if config.estimation.business_value:
+            out.append(business_value(config.estimation.business_value, tp, fp, fn, tn))
+        pos, neg, sums = histograms(state, positive)
         out.append(PerfValue("roc_auc", *roc_auc(pos, neg)))
         out.append(PerfValue("average_precision", *average_precision(pos, neg)))
         width = SCORE_BINS // CALIBRATION_BINS
@@ -144,12 +159,12 @@ def classification_metrics(state: PerformanceState, config: MonitorConfig) -> li
     support_total = 0.0
     correct = 0.0
     for cls in labels:
-        tp, fp, fn, tn = _binary_counts(state, cls, labels)
+        tp, fp, fn, tn = binary_counts(state, cls, labels)
         correct += tp
         support = tp + fn
         support_total += support
         values = _threshold_metrics(tp, fp, fn, tn)
-        pos, neg, _ = _histograms(state, cls)
+        pos, neg, _ = histograms(state, cls)
         values["roc_auc"] = PerfValue("roc_auc", *roc_auc(pos, neg))
         values["average_precision"] = PerfValue("average_precision", *average_precision(pos, neg))
         for name in ("precision", "recall", "specificity", "f1", "roc_auc", "average_precision"):

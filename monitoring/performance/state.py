@@ -3,7 +3,9 @@
 Keys of `PerformanceState.values` (all sums, so two states merge by adding):
 - `rows`, `labelled`: rows in the chunk and rows with a label;
 - classification: `h|<class>|<1 if the label is the class else 0>|<bin>` row counts and
-  `s|...|<bin>` score sums of each class score on SCORE_BINS equal-width bins of [0, 1];
+  `s|...|<bin>` score sums of each class score on SCORE_BINS equal-width bins of [0, 1] (labelled
+  rows); `a|<class>|<1 if predicted as the class else 0>|<bin>` counts and `as|...` score sums of all
+  rows, labelled or not (for estimated performance, monitoring/performance/cbpe.py);
   `cm|<label>|<prediction>` confusion counts; `logloss`, `logloss2`, `brier`, `brier2` sums of the
   per-row loss and its square;
 - regression: `n` (rows with label and prediction), `e`, `ae`, `se`, `se2` (sums of error, absolute
@@ -32,6 +34,9 @@ NEGATIVE = "__not_positive__"
 @dataclass
 class PerformanceState:
     values: dict[str, float] = field(default_factory=dict)
+    id_min: str | None = None  # smallest and largest prediction id of the chunk, as text
+    id_max: str | None = None
+    labels_version: int | None = None  # label table version the sums were computed at
 
     def get(self, key: str) -> float:
         return self.values.get(key, 0.0)
@@ -40,7 +45,7 @@ class PerformanceState:
         out = dict(self.values)
         for k, v in other.values.items():
             out[k] = out.get(k, 0.0) + v
-        return PerformanceState(out)
+        return PerformanceState(out)  # id range and label version describe one chunk: not merged
 
 
 def classes(config: MonitorConfig) -> list[tuple[str, str]]:
@@ -87,17 +92,30 @@ def _losses(config: MonitorConfig) -> tuple[Column, Column]:
     return -F.log(_clip(p_true)), brier
 
 
-def aggregate(df: DataFrame, config: MonitorConfig, group: list[str]) -> dict[tuple, PerformanceState]:
+def aggregate(df: DataFrame, config: MonitorConfig, group: list[str],
+              labels_version: int | None = None) -> dict[tuple, PerformanceState]:
     """Performance states per group (chunk x slice) of labelled-joined rows: two aggregations for
-    classification (score histograms by class and label; confusion cells with loss sums), one for
-    regression."""
+    classification (confusion cells with loss sums; score histograms by class, label and prediction),
+    one for regression."""
     states: dict[tuple, PerformanceState] = {}
+    ids: dict[tuple, list] = {}
+    pid = F.col(quote_part(config.source.id_column))
+    id_range = [F.min(pid).alias("_id_lo"), F.max(pid).alias("_id_hi")]
 
     def add(key: tuple, name: str, value) -> None:
         if value is None:
             return
-        state = states.setdefault(key, PerformanceState())
+        state = states.setdefault(key, PerformanceState(labels_version=labels_version))
         state.values[name] = state.values.get(name, 0.0) + float(value)
+
+    def add_ids(key: tuple, r) -> None:
+        if r["_id_lo"] is not None:
+            ids.setdefault(key, []).extend((r["_id_lo"], r["_id_hi"]))
+
+    def finish() -> dict[tuple, PerformanceState]:
+        for key, values in ids.items():
+            states[key].id_min, states[key].id_max = str(min(values)), str(max(values))
+        return states
 
     labelled = F.col(LABELLED)
     if config.problem_type == "regression":
@@ -110,32 +128,40 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str]) -> dict[tu
                 "ape": F.sum(ape), "ape2": F.sum(ape * ape), "sle": F.sum(sle), "sle2": F.sum(sle * sle),
                 "msle_invalid": F.sum(F.when(ok & ((y < 0) | (p < 0)), 1)), "y": F.sum(F.when(ok, y)),
                 "y2": F.sum(F.when(ok, y * y)), "labelled": F.count(F.when(labelled, 1)), "rows": F.count(F.lit(1))}
-        for r in df.groupBy(*group).agg(*[v.alias(k) for k, v in sums.items()]).collect():
+        for r in df.groupBy(*group).agg(*[v.alias(k) for k, v in sums.items()], *id_range).collect():
             for k in sums:
                 add(tuple(r[g] for g in group), k, r[k])
-        return states
+            add_ids(tuple(r[g] for g in group), r)
+        return finish()
 
     logloss, brier = _losses(config)
     cells = df.groupBy(*group, F.col(LABEL).alias("_l"), _prediction(config).alias("_p")).agg(
         F.count(F.lit(1)).alias("n"), F.sum(logloss).alias("ll"), F.sum(logloss * logloss).alias("ll2"),
-        F.sum(brier).alias("b"), F.sum(brier * brier).alias("b2"))
+        F.sum(brier).alias("b"), F.sum(brier * brier).alias("b2"), *id_range)
     for r in cells.collect():
         key = tuple(r[g] for g in group)
         add(key, "rows", r["n"])
+        add_ids(key, r)
         if r["_l"] is not None:
             add(key, "labelled", r["n"])
             add(key, f"cm|{r['_l']}|{r['_p']}", r["n"])
             for name, col in (("logloss", "ll"), ("logloss2", "ll2"), ("brier", "b"), ("brier2", "b2")):
                 add(key, name, r[col])
+    predicted = _prediction(config)
     entries = F.explode(F.array(*[
         F.struct(F.lit(cls).alias("k"), F.col(quote_part(col)).cast("double").alias("s"),
-                 (F.col(LABEL) == F.lit(cls)).cast("int").alias("pos")) for cls, col in classes(config)]))
-    scored = df.where(labelled).select(*group, entries.alias("e")).where(F.col("e.s").isNotNull())
+                 F.when(labelled, (F.col(LABEL) == F.lit(cls)).cast("int")).alias("pos"),
+                 (predicted == F.lit(cls)).cast("int").alias("yhat")) for cls, col in classes(config)]))
+    scored = df.select(*group, entries.alias("e")).where(F.col("e.s").isNotNull())
     binned = F.least(F.greatest(F.floor(F.col("e.s") * SCORE_BINS), F.lit(0)), F.lit(SCORE_BINS - 1))
-    hist = scored.groupBy(*group, F.col("e.k").alias("k"), F.col("e.pos").alias("pos"), binned.alias("bin")).agg(
+    hist = scored.groupBy(*group, F.col("e.k").alias("k"), F.col("e.pos").alias("pos"),
+                          F.coalesce(F.col("e.yhat"), F.lit(0)).alias("yhat"), binned.alias("bin")).agg(
         F.count(F.lit(1)).alias("n"), F.sum("e.s").alias("s"))
     for r in hist.collect():
-        key = tuple(r[g] for g in group)
-        add(key, f"h|{r['k']}|{r['pos']}|{r['bin']}", r["n"])
-        add(key, f"s|{r['k']}|{r['pos']}|{r['bin']}", r["s"])
-    return states
+        key, k, b = tuple(r[g] for g in group), r["k"], r["bin"]
+        add(key, f"a|{k}|{r['yhat']}|{b}", r["n"])
+        add(key, f"as|{k}|{r['yhat']}|{b}", r["s"])
+        if r["pos"] is not None:
+            add(key, f"h|{k}|{r['pos']}|{b}", r["n"])
+            add(key, f"s|{k}|{r['pos']}|{b}", r["s"])
+    return finish()

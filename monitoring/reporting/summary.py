@@ -72,10 +72,15 @@ def _print_performance(config: MonitorConfig, result: RunResult) -> None:
 
     print(f"\nrealized performance ({metric}); label coverage: >=90% in {span(full)} chunks, partial in "
           f"{span(partial)}, none in {span(none)}")
+    plan = result.profiles.backfill
+    if plan:
+        keys = [c.chunk.key for c in result.profiles.whole if c.chunk.index in set(plan.chunks)]
+        print(f"  labels landed (label table version {plan.since} -> {plan.until}): recomputed {len(keys)} chunks "
+              f"({', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}); {plan.reason}")
     if result.labels:
         s = result.labels
-        print(f"  labels: {s.labels:,} rows, {s.duplicates:,} duplicates (latest kept), {s.null_labels:,} null, "
-              f"{s.unknown_ids:,} ids without a prediction")
+        print(f"  labels ({s.scope}): {s.labels:,} rows, {s.duplicates:,} duplicates (latest kept), "
+              f"{s.null_labels:,} null, {s.unknown_ids:,} ids without a prediction")
     defined = [r for r in ordered if r.value is not None]
     alerts = [r for r in defined if r.alert]
     if defined:

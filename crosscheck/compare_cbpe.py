@@ -1,0 +1,98 @@
+"""Driftline's CBPE vs NannyML's on NannyML's car-loan data (after crosscheck/nannyml_car_loan.py).
+
+    python crosscheck/compare_cbpe.py OUT_DIR
+
+Writes the rows as Delta tables (reference table with its labels; the analysis without labels), runs
+`fit` and `run` with 5000-row chunks, and compares each analysis chunk's estimated ROC AUC, F1 and
+accuracy (|difference| <= 0.002) and their sampling errors (<= 5% relative) with NannyML's. Prints a
+markdown table (also OUT_DIR/cbpe_vs_nannyml.md); exits 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from monitoring.config import parse_config  # noqa: E402
+from monitoring.performance.cbpe import fit_calibrator, labelled_bins  # noqa: E402
+from monitoring.performance.estimated import ESTIMATED, reference_state  # noqa: E402
+from monitoring.pipeline import fit, run  # noqa: E402
+from monitoring.session import embedded_session  # noqa: E402
+from monitoring.slices import WHOLE  # noqa: E402
+
+VALUE_TOL, SE_REL_TOL = 0.002, 0.05
+
+
+def main() -> int:
+    out = Path(sys.argv[1]).resolve()
+    nanny = json.loads((out / "nannyml_cbpe.json").read_text())
+    reference = pd.read_parquet(out / "reference.parquet")
+    analysis = pd.read_parquet(out / "analysis.parquet")
+    for frame in (reference, analysis):  # NannyML's CSVs hold the timestamps as text
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+    spark = embedded_session({"spark.master": "local[2]", "spark.sql.shuffle.partitions": "4"}, "crosscheck")
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    delta = out / "delta"
+    tables = {"reference": reference.drop(columns=["repaid"]), "analysis": analysis.drop(columns=["repaid"]),
+              "labels": reference[["id", "repaid", "timestamp"]].rename(columns={"timestamp": "label_ts"})}
+    for name, frame in tables.items():
+        spark.createDataFrame(frame).write.format("delta").mode("overwrite").option("overwriteSchema", "true") \
+            .save(str(delta / name))
+    mode = "always" if nanny["needs_calibration"] else "never"
+    config = parse_config({
+        "monitor": "car_loan_crosscheck", "problem_type": "binary",
+        "source": {"table": str(delta / "analysis"), "id_column": "id", "timestamp_column": "timestamp"},
+        "features": [{"name": "car_value", "kind": "continuous"}, {"name": "salary_range", "kind": "categorical"},
+                     {"name": "debt_to_income_ratio", "kind": "continuous"},
+                     {"name": "driver_tenure", "kind": "continuous"}],
+        "outputs": {"score": "y_pred_proba", "prediction": "y_pred", "positive_class": 1},
+        "labels": {"table": str(delta / "labels"), "label_column": "repaid", "timestamp_column": "label_ts"},
+        "chunking": {"size": nanny["chunk_size"]}, "reference": {"table": str(delta / "reference")},
+        "estimation": {"calibration": mode}, "output": {"path": str(out / "driftline")},
+        "mlflow": {"enabled": False},
+    })
+    ref = fit(spark, config, refresh=True)
+    result = run(spark, config, refresh=True)
+    pos, neg, sums = labelled_bins(reference_state(ref.chunks_of(WHOLE)), "1")
+    auto = fit_calibrator(pos, neg, sums, "auto")
+
+    ours: dict[int, dict[str, object]] = {}
+    for r in result.metrics:
+        if r.family == ESTIMATED and r.period == "analysis" and (r.slice_key, r.slice_value) == WHOLE \
+                and r.comparison == "NONE":
+            ours.setdefault(r.chunk.index, {})[r.metric] = r
+    lines = [f"NannyML {nanny['nannyml']}, chunk size {nanny['chunk_size']}; NannyML calibrates: "
+             f"{nanny['needs_calibration']}; Driftline `auto` would calibrate: {auto.applied} "
+             f"(ECE raw {auto.ece_raw:.5f}, calibrated {auto.ece_calibrated})", "",
+             "| chunk | metric | Driftline | NannyML | difference | SE Driftline | SE NannyML | SE rel. diff |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    failures = 0
+    if len(ours) != len(nanny["chunks"]):
+        print(f"chunk counts differ: Driftline {len(ours)}, NannyML {len(nanny['chunks'])}")
+        return 1
+    for index, chunk in zip(sorted(ours), nanny["chunks"], strict=True):
+        for metric in ("roc_auc", "f1", "accuracy"):
+            mine, theirs = ours[index][metric], chunk[metric]
+            diff = mine.value - theirs["value"]
+            se_rel = mine.sampling_error / theirs["sampling_error"] - 1
+            bad = abs(diff) > VALUE_TOL or abs(se_rel) > SE_REL_TOL
+            failures += bad
+            lines.append(f"| {chunk['key']} | {metric} | {mine.value:.6f} | {theirs['value']:.6f} | {diff:+.6f} | "
+                         f"{mine.sampling_error:.6f} | {theirs['sampling_error']:.6f} | {se_rel:+.2%}"
+                         f"{' **FAIL**' if bad else ''} |")
+    text = "\n".join(lines) + "\n"
+    (out / "cbpe_vs_nannyml.md").write_text(text)
+    print(text)
+    print(f"{failures} of {3 * len(ours)} checks outside |diff| <= {VALUE_TOL} / SE within {SE_REL_TOL:.0%}")
+    spark.stop()
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Label backfill: when labels land, recompute the performance states of only the chunks they belong to.
+
+1. What changed: the ids of label rows inserted, updated or deleted since the label table version the
+   stored states were computed at, read from the label table's change data feed (only the new commits'
+   files). Without a change data feed (not enabled, or enabled after that version) every chunk is
+   recomputed; the feature profiles are reused either way.
+2. Which chunks: a changed id falls inside a chunk's stored id range [id_min, id_max]. Ranges are exact
+   min/max, so no affected chunk is missed; when ids are not ordered in time (random ids) ranges
+   overlap and more chunks than needed are recomputed.
+3. Recompute: the source rows of those chunks only (a time filter per period chunk, which Delta's file
+   statistics turn into skipped files when the table is laid out in time order, as appended prediction
+   logs are), joined to the labels within their id ranges. Size and count chunks are numbered over the
+   whole table, so for them every chunk is recomputed.
+See docs/labels.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from monitoring.config import Labels, MonitorConfig
+from monitoring.profiling import ChunkProfile
+from monitoring.slices import WHOLE
+from monitoring.tables import absolute, is_path, quote_part
+
+CHANGE_FEED = "change data feed"
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """What one run recomputed because labels landed."""
+
+    since: int | None  # label table version of the stored states (None: unknown)
+    until: int  # label table version now
+    chunks: tuple[int, ...]  # chunk indices recomputed
+    changed_ids: int | None  # distinct ids with label changes (None without a change data feed)
+    reason: str  # CHANGE_FEED, or why every chunk was recomputed
+
+
+def stored_labels_version(chunks: list[ChunkProfile]) -> int | None:
+    """The oldest label version among the stored whole-table performance states (None if any lacks one)."""
+    versions = [c.performance.labels_version if c.performance else None for c in chunks
+                if (c.slice_key, c.slice_value) == WHOLE]
+    return None if not versions or None in versions else min(versions)
+
+
+def plan_backfill(spark: SparkSession, config: MonitorConfig, chunks: list[ChunkProfile], id_type: str,
+                  since: int | None, until: int) -> Backfill:
+    """The chunks whose performance states must be recomputed, label table version `since` -> `until`."""
+    whole = sorted(c.chunk.index for c in chunks if (c.slice_key, c.slice_value) == WHOLE)
+    if since is None or since > until:
+        return Backfill(since, until, tuple(whole), None, "no label version stored with the states")
+    if not config.chunking.period:
+        return Backfill(since, until, tuple(whole), None, "size and count chunks are numbered over the whole table")
+    ranges = [(c.chunk.index, c.performance.id_min, c.performance.id_max) for c in chunks
+              if (c.slice_key, c.slice_value) == WHOLE and c.performance and c.performance.id_min is not None]
+    try:
+        changed = _changed_ids(spark, config.labels, since, until)
+        counts = _ids_per_chunk(spark, changed, ranges, id_type) if ranges else {None: changed.count()}
+    except AnalysisException as exc:
+        first = str(exc).strip().splitlines()[0][:200]
+        return Backfill(since, until, tuple(whole), None,
+                        f"no change data feed on {config.labels.table} ({first}); set the table property "
+                        "delta.enableChangeDataFeed = true so later runs recompute only the chunks that got labels")
+    total = sum(counts.values())
+    return Backfill(since, until, tuple(sorted(k for k in counts if k is not None)), total, CHANGE_FEED)
+
+
+def _changed_ids(spark: SparkSession, cfg: Labels, since: int, until: int) -> DataFrame:
+    reader = (spark.read.format("delta").option("readChangeFeed", "true")
+              .option("startingVersion", since + 1).option("endingVersion", until))
+    df = reader.load(absolute(cfg.table)) if is_path(cfg.table) else reader.table(cfg.table)
+    return df.select(F.col(quote_part(cfg.id_column)).alias("_dl_id")).where(F.col("_dl_id").isNotNull()).distinct()
+
+
+def _ids_per_chunk(spark: SparkSession, changed: DataFrame, ranges: list[tuple[int, str, str]],
+                   id_type: str) -> dict[int | None, int]:
+    """Distinct changed ids per chunk whose id range holds them (None: ids in no chunk); one small job."""
+    bounds = spark.createDataFrame(ranges, "chunk long, lo string, hi string")
+    inside = (F.col("_dl_id") >= F.col("lo").cast(id_type)) & (F.col("_dl_id") <= F.col("hi").cast(id_type))
+    rows = changed.join(F.broadcast(bounds), inside, "left").groupBy("chunk").agg(
+        F.count_distinct("_dl_id").alias("n")).collect()
+    return {r["chunk"]: int(r["n"]) for r in rows}
+
+
+def chunk_rows(chunks: list[ChunkProfile], ts_col: str) -> Column:
+    """Rows inside the [start, end) bounds of the given period chunks."""
+    ts = F.col(quote_part(ts_col))
+    cond = F.lit(False)
+    for c in chunks:
+        cond = cond | ((ts >= F.lit(c.chunk.start)) & (ts < F.lit(c.chunk.end)))
+    return cond
+
+
+def label_rows(chunks: list[ChunkProfile], cfg: Labels, id_type: str) -> Column:
+    """Label rows whose id lies in the id range of one of the given chunks."""
+    lid = F.col(quote_part(cfg.id_column))
+    cond = F.lit(False)
+    for c in chunks:
+        p = c.performance
+        if p is not None and p.id_min is not None:
+            cond = cond | ((lid >= F.lit(p.id_min).cast(id_type)) & (lid <= F.lit(p.id_max).cast(id_type)))
+    return cond

@@ -1,0 +1,62 @@
+"""The `estimators` Delta table: models fitted on the reference for performance estimation (today the
+CBPE calibrator of the positive class), one row per monitor x model, written at `fit` and read by every
+run, so runs never refit. Delta versions keep the history of earlier fits."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DoubleType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from monitoring.performance.cbpe import Calibrator
+from monitoring.tables import merge_rows, table_exists, table_ident
+
+ESTIMATOR_KEYS = ["monitor", "model"]
+ESTIMATOR_SCHEMA = StructType([
+    StructField("monitor", StringType(), False),
+    StructField("model", StringType(), False),  # cbpe:<class>
+    StructField("kind", StringType(), False),  # isotonic
+    StructField("settings", StringType(), False),  # the calibration mode it was fitted with
+    StructField("applied", BooleanType(), False),
+    StructField("knots_x", ArrayType(DoubleType(), False), True),
+    StructField("knots_y", ArrayType(DoubleType(), False), True),
+    StructField("details", MapType(StringType(), DoubleType()), True),  # ece_raw, ece_calibrated
+    StructField("reference_version", LongType(), True),
+    StructField("signature", StringType(), False),
+    StructField("fitted_at", TimestampType(), False),
+])
+
+
+def write_calibrator(spark: SparkSession, table: str, monitor: str, cls: str, cal: Calibrator, mode: str,
+                     reference_version: int | None, signature: str) -> None:
+    details = {k: v for k, v in (("ece_raw", cal.ece_raw), ("ece_calibrated", cal.ece_calibrated)) if v is not None}
+    row = (monitor, f"cbpe:{cls}", "isotonic", mode, cal.applied, list(cal.x), list(cal.y), details,
+           reference_version, signature, datetime.now(timezone.utc))
+    merge_rows(spark, table, spark.createDataFrame([row], ESTIMATOR_SCHEMA), ESTIMATOR_KEYS)
+
+
+def read_calibrator(spark: SparkSession, table: str, monitor: str, cls: str) -> tuple[Calibrator, str, str] | None:
+    """(calibrator, calibration mode, reference signature) as stored at the last fit, or None."""
+    if not table_exists(spark, table):
+        return None
+    rows = spark.sql(f"SELECT * FROM {table_ident(table)}").where(
+        (F.col("monitor") == monitor) & (F.col("model") == f"cbpe:{cls}")).collect()
+    if not rows:
+        return None
+    r = rows[0]
+    details = dict(r["details"] or {})
+    cal = Calibrator(tuple(r["knots_x"] or ()), tuple(r["knots_y"] or ()), bool(r["applied"]),
+                     details.get("ece_raw"), details.get("ece_calibrated"))
+    return cal, r["settings"], r["signature"]

@@ -1,0 +1,268 @@
+"""Confidence-based performance estimation (CBPE, NannyML's method) for binary classification.
+
+Without labels, a calibrated score p is the probability that the row is positive, so the expected
+confusion cells of a chunk are sums of p and 1 - p over its predicted positives and negatives, and the
+expected ROC curve follows the cumulative sums of p in score order. Everything is computed from the
+chunk's score histograms (counts and score sums of all rows per class, prediction and one of
+SCORE_BINS score bins, built in the Spark pass), never from rows. Conventions, the binning error and
+where we differ from NannyML: docs/estimated-performance.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import isotonic_regression
+from scipy.special import digamma
+
+from monitoring.performance.realized import PerfValue, binary_counts, histograms
+from monitoring.performance.state import SCORE_BINS, PerformanceState
+
+ECE_BINS, SPLITS, TEST_SHARE, SEED = 10, 10, 0.1, 42  # NannyML's calibration check
+ESTIMATED_METRICS = ("roc_auc", "average_precision", "f1", "precision", "recall", "specificity", "accuracy",
+                     "true_positive", "false_positive", "false_negative", "true_negative", "business_value")
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """Isotonic map from score to probability, linear between knots and flat outside (scikit-learn's
+    IsotonicRegression(out_of_bounds="clip")); `applied` False means scores are used as they are."""
+
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    applied: bool
+    ece_raw: float | None = None
+    ece_calibrated: float | None = None
+
+    def __call__(self, s: np.ndarray) -> np.ndarray:
+        return np.interp(s, self.x, self.y) if self.applied and self.x else s
+
+
+@dataclass(frozen=True)
+class Components:
+    """Reference statistics behind the sampling errors (NannyML's sampling-error components)."""
+
+    n: float  # labelled reference rows
+    cells: tuple[float, float, float, float]  # realized TP, FP, FN, TN on the reference
+    auc_std: float | None
+    auc_fraction: float
+    ap: float | None
+    positive_rate: float
+
+
+def labelled_bins(state: PerformanceState, cls: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per score bin: labelled positives, negatives and their score sum."""
+    return histograms(state, cls)
+
+
+def prediction_bins(state: PerformanceState, cls: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per score bin, all rows: counts predicted positive / negative and their score sums."""
+    n1, n0, s1, s0 = (np.zeros(SCORE_BINS) for _ in range(4))
+    for key, v in state.values.items():
+        if key.startswith(("a|", "as|")):
+            kind, k, yhat, b = key.split("|")
+            if k == cls:
+                target = (n1 if yhat == "1" else n0) if kind == "a" else (s1 if yhat == "1" else s0)
+                target[int(b)] += v
+    return n1, n0, s1, s0
+
+
+def fit_calibrator(pos: np.ndarray, neg: np.ndarray, sums: np.ndarray, mode: str) -> Calibrator:
+    """Isotonic calibration of the reference scores (bins as weighted points at their mean score).
+    mode auto: applied only when it lowers the expected calibration error on held-out rows."""
+    knots = _isotonic(pos, neg, sums)
+    x, y = tuple(map(float, knots[0])), tuple(map(float, knots[1]))
+    if mode == "never" or not x:
+        return Calibrator(x, y, False)
+    if mode == "always":
+        return Calibrator(x, y, True)
+    raw, calibrated = _held_out_ece(pos, neg, sums)
+    return Calibrator(x, y, calibrated is not None and raw > calibrated, raw, calibrated)
+
+
+def _isotonic(pos: np.ndarray, neg: np.ndarray, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    w = pos + neg
+    keep = w > 0
+    if not keep.any():
+        return np.array([]), np.array([])
+    x = sums[keep] / w[keep]
+    fitted = isotonic_regression(pos[keep] / w[keep], weights=w[keep], increasing=True).x
+    return x, np.clip(fitted, 0.0, 1.0)
+
+
+def _held_out_ece(pos: np.ndarray, neg: np.ndarray, sums: np.ndarray) -> tuple[float, float | None]:
+    """NannyML's check on binned rows: 10 stratified 90/10 splits (per-bin counts drawn without
+    replacement, seeded), isotonic fitted on each train part, ECE of the pooled test parts, raw vs
+    calibrated. One class only, or a near-perfect ranking (AUC > 0.999): no calibration."""
+    x = np.divide(sums, pos + neg, out=np.zeros(SCORE_BINS), where=(pos + neg) > 0)
+    raw_ece = _ece(x, pos, neg)
+    if not pos.sum() or not neg.sum() or _auc(pos, neg) > 0.999:
+        return raw_ece, None
+    rng = np.random.default_rng(SEED)
+    test_pos, test_neg, raw_p, cal_p = [], [], [], []
+    for _ in range(SPLITS):
+        tp = rng.multivariate_hypergeometric(pos.astype(np.int64), round(TEST_SHARE * pos.sum()))
+        tn = rng.multivariate_hypergeometric(neg.astype(np.int64), round(TEST_SHARE * neg.sum()))
+        train_pos, train_neg = pos - tp, neg - tn
+        train_sums = np.divide(sums * (train_pos + train_neg), pos + neg, out=np.zeros(SCORE_BINS),
+                               where=(pos + neg) > 0)
+        kx, ky = _isotonic(train_pos, train_neg, train_sums)
+        test_pos.append(tp)
+        test_neg.append(tn)
+        raw_p.append(x)
+        cal_p.append(np.interp(x, kx, ky))
+    tp_all, tn_all = np.concatenate(test_pos), np.concatenate(test_neg)
+    return _ece(np.concatenate(raw_p), tp_all, tn_all), _ece(np.concatenate(cal_p), tp_all, tn_all)
+
+
+def _ece(p: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> float:
+    """Expected calibration error on ECE_BINS equal-count bins of weighted points sorted by p (a point's
+    rows are split across a bin edge in proportion; NannyML: |bin| / N * |mean p - mean y| over bins)."""
+    w = pos + neg
+    keep = w > 0
+    p, pos, w = p[keep], pos[keep], w[keep]
+    order = np.argsort(p, kind="stable")
+    p, pos, w = p[order], pos[order], w[order]
+    total = w.sum()
+    width = math.floor(total / ECE_BINS)
+    edges = [i * width for i in range(ECE_BINS)] + [total]
+    hi_w = np.cumsum(w)
+    lo_w = hi_w - w
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        share = np.clip(np.minimum(hi_w, hi) - np.maximum(lo_w, lo), 0, None)
+        mass = share.sum()
+        if mass:
+            ece += abs(np.sum(share * p) - np.sum(share * pos / w)) / total
+    return float(ece)
+
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    below = np.cumsum(neg) - neg
+    return float(np.sum(pos * (below + 0.5 * neg)) / (pos.sum() * neg.sum()))
+
+
+def components(state: PerformanceState, positive: str, labels: list[str]) -> Components:
+    """Sampling-error components of the merged reference state (labelled rows)."""
+    tp, fp, fn, tn = binary_counts(state, positive, labels)
+    n = tp + fp + fn + tn
+    pos, neg, _ = labelled_bins(state, positive)
+    auc_std, fraction = _auc_components(pos, neg)
+    ap = _realized_ap(pos, neg)
+    return Components(n, (tp, fp, fn, tn), auc_std, fraction, ap, (tp + fn) / n if n else 0.0)
+
+
+def _auc_components(pos: np.ndarray, neg: np.ndarray) -> tuple[float | None, float]:
+    """NannyML's AUROC component: the std over positives of (negatives ranked below it) / n_neg, after
+    flipping the classes when positives are the majority; ties in a bin are in random order, so a
+    positive has a uniform 0..m share of its bin's m negatives below it (its expected moments)."""
+    if pos.sum() > neg.sum():
+        pos, neg = neg[::-1], pos[::-1]
+    n_pos, n_neg = pos.sum(), neg.sum()
+    if not n_pos or not n_neg:
+        return None, 0.0
+    below = np.cumsum(neg) - neg
+    mean_count = below + neg / 2
+    first = np.sum(pos * mean_count) / n_pos
+    second = np.sum(pos * (mean_count ** 2 + neg * (neg + 2) / 12)) / n_pos
+    return math.sqrt(max(second - first * first, 0.0)) / n_neg, n_pos / (n_pos + n_neg)
+
+
+def _realized_ap(pos: np.ndarray, neg: np.ndarray) -> float | None:
+    if not pos.sum():
+        return None
+    tp, fp = np.cumsum(pos[::-1]), np.cumsum(neg[::-1])
+    precision = np.divide(tp, tp + fp, out=np.zeros(SCORE_BINS), where=(tp + fp) > 0)
+    return float(np.sum(pos[::-1] / pos.sum() * precision))
+
+
+def estimate(state: PerformanceState, positive: str, calibrator: Calibrator, ref: Components,
+             value_matrix: tuple[tuple[float, float], tuple[float, float]] | None) -> list[PerfValue]:
+    """Estimated metrics of one chunk (all its rows, labelled or not) with sampling errors."""
+    n1, n0, s1, s0 = prediction_bins(state, positive)
+    p1 = n1 * calibrator(np.divide(s1, n1, out=np.zeros(SCORE_BINS), where=n1 > 0)) if calibrator.applied else s1
+    p0 = n0 * calibrator(np.divide(s0, n0, out=np.zeros(SCORE_BINS), where=n0 > 0)) if calibrator.applied else s0
+    n = float(n1.sum() + n0.sum())
+    if not n:
+        return [PerfValue(m, None, None, "no scored rows") for m in ESTIMATED_METRICS if m != "business_value"
+                or value_matrix]
+    tp, fn = float(p1.sum()), float(p0.sum())
+    fp, tn = float(n1.sum()) - tp, float(n0.sum()) - fn
+    out = [_roc_auc(p1 + p0, n1 + n0, ref, n), _average_precision(p1 + p0, n1 + n0, ref, n)]
+    out += _rates(tp, fp, fn, tn, ref, n)
+    cells_ref = np.array(ref.cells) / ref.n if ref.n else None
+    for i, (name, value) in enumerate(zip(ESTIMATED_METRICS[7:11], (tp, fp, fn, tn), strict=True)):
+        se = math.sqrt(cells_ref[i] * (1 - cells_ref[i]) * n) if cells_ref is not None else None
+        out.append(PerfValue(name, value, se))
+    if value_matrix:
+        (v_tn, v_fp), (v_fn, v_tp) = value_matrix
+        values = np.array([v_tp, v_fp, v_fn, v_tn])
+        se = None
+        if cells_ref is not None:
+            mean = float(np.sum(values * cells_ref))
+            se = math.sqrt(max(float(np.sum(values ** 2 * cells_ref)) - mean * mean, 0.0) * n)
+        out.append(PerfValue("business_value", float(values @ np.array([tp, fp, fn, tn])), se))
+    return out
+
+
+def _roc_auc(p: np.ndarray, counts: np.ndarray, ref: Components, n: float) -> PerfValue:
+    """Expected ROC AUC: bins from the highest score down; per bin expected positives sum(p) and
+    negatives count - sum(p); cumulative sums rounded to 5 decimals and the trapezoid (NannyML)."""
+    tps = np.concatenate([[0.0], np.cumsum(p[::-1])])
+    fps = np.concatenate([[0.0], np.cumsum(counts[::-1])]) - tps
+    tps, fps = np.round(tps, 5), np.round(fps, 5)
+    if not tps[-1] or not fps[-1]:
+        return PerfValue("roc_auc", None, None, "undefined: the calibrated scores expect one class only")
+    tpr, fpr = tps / tps[-1], fps / fps[-1]
+    auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    se = ref.auc_std / math.sqrt(n * ref.auc_fraction) if ref.auc_std is not None and ref.auc_fraction else None
+    return PerfValue("roc_auc", auc, se)
+
+
+def _average_precision(p: np.ndarray, counts: np.ndarray, ref: Components, n: float) -> PerfValue:
+    """Expected AP with NannyML's per-row steps: sum_i (R_i - R_(i-1)) P_i, rows by score descending.
+    Within a bin p is constant, so its m rows sum in closed form: sum_j (A + j q) / (B + j) =
+    m q + (A - q B) (digamma(B + m + 1) - digamma(B + 1))."""
+    p, counts = p[::-1], counts[::-1]
+    total = p.sum()
+    if not total:
+        return PerfValue("average_precision", None, None, "undefined: the calibrated scores expect no positives")
+    ap, a, b = 0.0, 0.0, 0.0
+    for m, mass in zip(counts, p, strict=True):
+        if m:
+            q = mass / m
+            ap += q / total * (m * q + (a - q * b) * (digamma(b + m + 1) - digamma(b + 1)))
+            a, b = a + mass, b + m
+    se = math.sqrt(ref.ap * (1 - ref.ap) / (n * ref.positive_rate)) if ref.ap is not None and ref.positive_rate \
+        else None
+    return PerfValue("average_precision", float(ap), se)
+
+
+def _rates(tp: float, fp: float, fn: float, tn: float, ref: Components, n: float) -> list[PerfValue]:
+    """F1, precision, recall, specificity, accuracy of the expected cells; sampling errors from the
+    reference's realized cells (NannyML: std of the Bernoulli behind the metric / sqrt(n x share))."""
+    rtp, rfp, rfn, rtn = ref.cells
+    rn = ref.n
+
+    def se(rate: float | None, share: float, scale: float = 1.0) -> float | None:
+        if rate is None or not share or not rn:
+            return None
+        return scale * math.sqrt(rate * (1 - rate)) / math.sqrt(n * share)
+
+    def div(a: float, b: float) -> float | None:
+        return a / b if b else None
+
+    f1_den = rtp + rfn + rfp
+    q = div(rtp, f1_den)
+    scale = f1_den / (rtp + 0.5 * (rfn + rfp)) if f1_den else 1.0
+    items = [
+        ("f1", div(tp, tp + 0.5 * (fp + fn)), se(q, f1_den / rn if rn else 0, scale)),
+        ("precision", div(tp, tp + fp), se(div(rtp, rtp + rfp), (rtp + rfp) / rn if rn else 0)),
+        ("recall", div(tp, tp + fn), se(div(rtp, rtp + rfn), (rtp + rfn) / rn if rn else 0)),
+        ("specificity", div(tn, tn + fp), se(div(rtn, rtn + rfp), (rtn + rfp) / rn if rn else 0)),
+        ("accuracy", div(tp + tn, n), se(div(rtp + rtn, rn), 1.0)),
+    ]
+    return [PerfValue(m, v, s) if v is not None else PerfValue(m, None, None, "undefined: empty denominator")
+            for m, v, s in items]
