@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,7 @@ def test_demo_command_end_to_end(spark, workdir, demo_tables, capsys):
     assert auc[0]["label_coverage"] > 0.9 and auc[0]["value"] > 0.6
     assert any(0.1 < r["label_coverage"] < 0.9 and r["value"] is not None for r in auc)
     assert auc[-1]["label_coverage"] == 0 and auc[-1]["value"] is None and "insufficient" in auc[-1]["note"]
+    _check_estimates(metrics)
     client = mlflow.tracking.MlflowClient("sqlite:///mlflow.db")
     exp = client.get_experiment_by_name("driftline/car_loans")
     runs = client.search_runs([exp.experiment_id])
@@ -110,3 +112,25 @@ def test_demo_command_end_to_end(spark, workdir, demo_tables, capsys):
     assert [m.step for m in history] == sorted(m.step for m in history) and len(history) == 26
     expected_rows = profiles.where("dataset = 'analysis' AND column_name = 'y_score'").groupBy().sum("row_count")
     assert sum(m.value for m in history) == expected_rows.collect()[0][0]
+
+
+def _check_estimates(metrics) -> None:
+    """CBPE on the demo: under covariate shift alone the realized ROC AUC lies in the estimate's +-3 SE
+    band in >= 90% of labelled chunks; after the concept drift the estimate misses and the gap
+    (estimate - realized rows) shows it; the newest, unlabelled chunks still get an estimate."""
+    base = "period = 'analysis' AND metric = 'roc_auc' AND slice_key = ''"
+    est = {r["chunk_start"]: r for r in metrics.where(
+        f"{base} AND family = 'estimated_performance' AND comparison = 'NONE'").collect()}
+    real = {r["chunk_start"]: r["value"] for r in metrics.where(f"{base} AND family = 'performance'").collect()
+            if r["value"] is not None}
+    gaps = {r["chunk_start"]: r["value"] for r in metrics.where(
+        f"{base} AND family = 'estimated_performance' AND comparison = 'REALIZED'").collect()}
+    concept = demo_data.CONCEPT_START.replace(tzinfo=None)
+    before = [d for d in real if d + timedelta(days=7) <= concept]
+    inside = [d for d in before if est[d]["lower_confidence"] <= real[d] <= est[d]["upper_confidence"]]
+    assert len(before) >= 8 and len(inside) >= 0.9 * len(before), (len(inside), len(before))
+    after = [d for d in real if d >= concept]
+    assert after and all(gaps[d] == pytest.approx(est[d]["value"] - real[d], abs=1e-12) for d in after)
+    assert np.mean([abs(gaps[d]) for d in after]) > 2 * np.mean([abs(gaps[d]) for d in before])
+    newest = max(est)
+    assert newest not in real and est[newest]["value"] is not None and est[newest]["sampling_error"] > 0

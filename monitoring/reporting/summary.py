@@ -94,6 +94,48 @@ def _print_performance(config: MonitorConfig, result: RunResult) -> None:
         print(f"  {skipped} chunks without a value (too few labels: see the `note` column of the metrics table)")
 
 
+@dataclass(frozen=True)
+class EstimateCheck:
+    """Estimated vs realized values of one metric over the labelled analysis chunks."""
+
+    metric: str
+    estimated: list[MetricResult]
+    inside: list[MetricResult]  # labelled chunks whose realized value lies in the estimate's band
+    outside: list[tuple[MetricResult, float]]  # the others, with realized - estimate
+
+
+def estimate_check(results: list[MetricResult], metric: str) -> EstimateCheck:
+    key = (ANALYSIS, "", metric)
+    est = {r.chunk.index: r for r in results if (r.period, r.slice_key, r.metric) == key
+           and r.family == "estimated_performance" and r.comparison == "NONE"}
+    real = {r.chunk.index: r for r in results if (r.period, r.slice_key, r.metric) == key
+            and r.family == "performance" and r.value is not None}
+    inside, outside = [], []
+    for i in sorted(set(est) & set(real)):
+        e, actual = est[i], real[i].value
+        if e.lower_confidence is not None and e.lower_confidence <= actual <= e.upper_confidence:
+            inside.append(e)
+        else:
+            outside.append((e, actual - (e.value or 0.0)))
+    return EstimateCheck(metric, [est[i] for i in sorted(est)], inside, outside)
+
+
+def _print_estimation(config: MonitorConfig, result: RunResult) -> None:
+    check = estimate_check(result.metrics, HEADLINE_PERFORMANCE[config.problem_type])
+    defined = [r for r in check.estimated if r.value is not None]
+    if not defined:
+        return
+    alerts = [r.chunk.key for r in defined if r.alert]
+    print(f"\nestimated performance (CBPE, needs no labels): {check.metric} {min(r.value for r in defined):.4f} .. "
+          f"{max(r.value for r in defined):.4f}; alerts in {len(alerts)}: {', '.join(alerts[:12]) or '-'}")
+    labelled = len(check.inside) + len(check.outside)
+    if labelled:
+        largest = sorted(check.outside, key=lambda x: -abs(x[1]))[:6]
+        worst = ", ".join(f"{r.chunk.key} ({gap:+.4f})" for r, gap in largest)
+        print(f"  where labels exist, the realized value lies in the estimate's +-3 SE band in {len(check.inside)} of "
+              f"{labelled} chunks; outside (realized - estimate): {worst or '-'}")
+
+
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
@@ -124,6 +166,7 @@ def print_summary(config: MonitorConfig, result: RunResult, mlflow_run: str | No
         if quality:
             print("missing-value alerts: " + ", ".join(f"{c} ({k})" for c, k in quality[:20]))
         _print_performance(config, result)
+        _print_estimation(config, result)
         for key in result.reference.slices():
             if key == WHOLE:
                 continue
