@@ -84,7 +84,8 @@ class Labels:
 
 @dataclass(frozen=True)
 class Estimation:
-    """Performance estimation without labels (CBPE, binary classification; needs labelled reference rows).
+    """Performance estimation without labels: CBPE for binary classification, DLE for regression (both
+    learn from labelled reference rows).
 
     `calibration`: auto (isotonic calibration of the scores only when it lowers the expected calibration
     error on held-out reference rows, as NannyML decides), always or never. `business_value`: the value
@@ -94,6 +95,7 @@ class Estimation:
     enabled: bool = True
     calibration: str = "auto"
     business_value: tuple[tuple[float, float], tuple[float, float]] | None = None
+    loss_model_rows: int = 500_000  # DLE: labelled reference rows sampled to train the loss models
 
 
 CALIBRATION_CHOICES = ("auto", "always", "never")
@@ -350,7 +352,7 @@ def parse_config(data: Any) -> MonitorConfig:
 
 
 def _estimation(data: dict) -> Estimation:
-    e = _Section(data, "estimation", ("enabled", "calibration", "business_value"))
+    e = _Section(data, "estimation", ("enabled", "calibration", "business_value", "loss_model_rows"))
     value = e.get("business_value", list, None)
     matrix = None
     if value is not None:
@@ -361,7 +363,8 @@ def _estimation(data: dict) -> Estimation:
             raise ConfigError("estimation.business_value", "expected [[tn, fp], [fn, tp]]: the value of each "
                                                            "confusion cell, rows = true class, columns = prediction")
         matrix = tuple(tuple(float(v) for v in row) for row in value)
-    return Estimation(e.get("enabled", bool, True), e.choice("calibration", CALIBRATION_CHOICES, "auto"), matrix)
+    return Estimation(e.get("enabled", bool, True), e.choice("calibration", CALIBRATION_CHOICES, "auto"), matrix,
+                      e.positive_int("loss_model_rows", 500_000, minimum=100))
 
 
 def _methods(d: _Section, name: str, valid: tuple[str, ...]) -> tuple[str, ...]:

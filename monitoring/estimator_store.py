@@ -1,6 +1,6 @@
-"""The `estimators` Delta table: models fitted on the reference for performance estimation (today the
-CBPE calibrator of the positive class), one row per monitor x model, written at `fit` and read by every
-run, so runs never refit. Delta versions keep the history of earlier fits."""
+"""The `estimators` Delta table: models fitted on the reference for performance estimation (the CBPE
+calibrator of the positive class; the DLE loss models), one row per monitor x model, written at `fit`
+and read by every run, so runs never refit. Delta versions keep the history of earlier fits."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pyspark.sql.types import (
 )
 
 from monitoring.performance.cbpe import Calibrator
+from monitoring.performance.dle import LossModels
 from monitoring.tables import merge_rows, table_exists, table_ident
 
 ESTIMATOR_KEYS = ["monitor", "model"]
@@ -33,6 +34,7 @@ ESTIMATOR_SCHEMA = StructType([
     StructField("knots_x", ArrayType(DoubleType(), False), True),
     StructField("knots_y", ArrayType(DoubleType(), False), True),
     StructField("details", MapType(StringType(), DoubleType()), True),  # ece_raw, ece_calibrated
+    StructField("payload", StringType(), True),  # a LightGBM model as text (DLE)
     StructField("reference_version", LongType(), True),
     StructField("signature", StringType(), False),
     StructField("fitted_at", TimestampType(), False),
@@ -42,9 +44,30 @@ ESTIMATOR_SCHEMA = StructType([
 def write_calibrator(spark: SparkSession, table: str, monitor: str, cls: str, cal: Calibrator, mode: str,
                      reference_version: int | None, signature: str) -> None:
     details = {k: v for k, v in (("ece_raw", cal.ece_raw), ("ece_calibrated", cal.ece_calibrated)) if v is not None}
-    row = (monitor, f"cbpe:{cls}", "isotonic", mode, cal.applied, list(cal.x), list(cal.y), details,
+    row = (monitor, f"cbpe:{cls}", "isotonic", mode, cal.applied, list(cal.x), list(cal.y), details, None,
            reference_version, signature, datetime.now(timezone.utc))
     merge_rows(spark, table, spark.createDataFrame([row], ESTIMATOR_SCHEMA), ESTIMATOR_KEYS)
+
+
+def write_loss_models(spark: SparkSession, table: str, monitor: str, models: LossModels,
+                      reference_version: int | None, signature: str) -> None:
+    now = datetime.now(timezone.utc)
+    rows = [(monitor, f"dle:{loss}", "lightgbm", models.settings(), True, None, None,
+             {"training_rows": float(models.training_rows)}, text, reference_version, signature, now)
+            for loss, text in models.models.items()]
+    merge_rows(spark, table, spark.createDataFrame(rows, ESTIMATOR_SCHEMA), ESTIMATOR_KEYS)
+
+
+def read_loss_models(spark: SparkSession, table: str, monitor: str) -> tuple[LossModels, str] | None:
+    """(loss models, reference signature) as stored at the last fit, or None."""
+    if not table_exists(spark, table):
+        return None
+    rows = spark.sql(f"SELECT * FROM {table_ident(table)}").where(
+        (F.col("monitor") == monitor) & F.col("model").startswith("dle:")).collect()
+    if not rows:
+        return None
+    models = {r["model"].split(":", 1)[1]: r["payload"] for r in rows}
+    return LossModels.from_stored(rows[0]["settings"], models), rows[0]["signature"]
 
 
 def read_calibrator(spark: SparkSession, table: str, monitor: str, cls: str) -> tuple[Calibrator, str, str] | None:

@@ -22,10 +22,12 @@ from monitoring.chunking import with_chunk_index
 from monitoring.config import MonitorConfig, validate_against_schema
 from monitoring.drift.compare import MetricResult, compare_slice
 from monitoring.errors import DataError
-from monitoring.estimator_store import read_calibrator, write_calibrator
-from monitoring.labels import LabelStats, join_labels, label_stats
+from monitoring.estimator_store import read_calibrator, read_loss_models, write_calibrator, write_loss_models
+from monitoring.labels import LABEL, LABELLED, LabelStats, join_labels, label_stats
 from monitoring.metrics_store import write_metrics
 from monitoring.performance.cbpe import Calibrator, fit_calibrator, labelled_bins
+from monitoring.performance.dle import SEED as DLE_SEED
+from monitoring.performance.dle import LossModels, fit_loss_models
 from monitoring.performance.estimated import estimated_results, estimation_enabled, reference_state
 from monitoring.performance.results import performance_results
 from monitoring.performance.state import aggregate as performance_states
@@ -94,10 +96,11 @@ def estimators_table(config: MonitorConfig) -> str:
     return config.output.table("estimators")
 
 
-def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] | None = None) -> str:
+def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] | None = None,
+              loss_models: LossModels | None = None) -> str:
     """A short hash of every setting the stored states of `dataset` depend on (for the analysis also
-    the slice values taken from the reference). The label table's version is not part of it: label
-    changes are backfilled chunk by chunk (monitoring/backfill.py)."""
+    the slice values taken from the reference and the DLE loss models it was scored with). The label
+    table's version is not part of it: label changes are backfilled chunk by chunk (monitoring/backfill.py)."""
     ref, lab = config.reference, config.labels
     labels = [lab.table, lab.id_column, lab.label_column, lab.timestamp_column] if lab else None
     settings = {"format": STATE_FORMAT, "dataset": dataset, "columns": config.monitored_columns(),
@@ -105,7 +108,8 @@ def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] 
                 "chunking": [config.chunking.describe(), config.chunking.incomplete],
                 "slices": [list(config.slices.expressions), config.slices.top_n], "bins": config.drift.bins,
                 "reference": [ref.table, str(ref.start), str(ref.end)], "source": config.source.table,
-                "slice_values": slices or {}, "labels": labels}
+                "slice_values": slices or {}, "labels": labels,
+                "loss_models": loss_models.fingerprint() if loss_models else None}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -143,17 +147,19 @@ def _time_range(df: DataFrame, config: MonitorConfig, start, end) -> DataFrame:
 
 
 def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
-                    slices: dict[str, list[str]] | None = None, refresh: bool = False) -> ProfileResult:
+                    slices: dict[str, list[str]] | None = None, refresh: bool = False,
+                    loss_models: LossModels | None = None) -> ProfileResult:
     """Profile the reference or the analysis rows per chunk and slice and MERGE them into `profiles`.
     Stored profiles are reused when the source version and the settings are unchanged; then only the
     performance states of chunks whose labels changed since are recomputed (the label backfill)."""
     started = time.monotonic()
     df, version = dataset_rows(spark, config, dataset)
     labels = read_delta(spark, config.labels.table, "labels.table") if config.labels else None
-    sig, table = signature(config, dataset, slices), profiles_table(config)
+    sig, table = signature(config, dataset, slices, loss_models), profiles_table(config)
     if not refresh and stored_signatures(spark, table, config.monitor, dataset) == {(version, sig)}:
         chunks = read_profiles(spark, table, config.monitor, dataset)
-        backfill = _backfill(spark, config, dataset, df, labels, chunks, version, sig) if labels else None
+        backfill = _backfill(spark, config, dataset, df, labels, chunks, version, sig, loss_models) \
+            if labels else None
         log.info("%s: source version %d already profiled with these settings; reusing %d stored chunk profiles",
                  dataset, version, len(chunks))
         return ProfileResult(dataset, chunks, 0, version, time.monotonic() - started, reused=True, backfill=backfill)
@@ -163,7 +169,7 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
     chunks = profile_chunks(chunked, config.monitored_columns(), config.chunking, config.source.timestamp_column,
                             config.profile.kll_k, config.profile.top_n)
     if labels:
-        states = performance_states(chunked, config, GROUP, labels.version)
+        states = performance_states(chunked, config, GROUP, labels.version, loss_models)
         for cp in chunks:
             cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value))
     if dataset == REFERENCE and not chunks:
@@ -191,7 +197,7 @@ def _chunked(config: MonitorConfig, df: DataFrame, slices: dict[str, list[str]])
 
 
 def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: DataFrame, labels: VersionedTable,
-              chunks: list[ChunkProfile], version: int, sig: str) -> Backfill | None:
+              chunks: list[ChunkProfile], version: int, sig: str, loss_models: LossModels | None) -> Backfill | None:
     """Recompute the performance states of the chunks whose labels changed since they were computed,
     MERGE those rows into `profiles` and update `chunks` in place; None when no label landed."""
     since = stored_labels_version(chunks)
@@ -208,12 +214,8 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
     else:
         log.warning("%s: recomputing the performance of every chunk: %s", dataset, plan.reason)
         joined = _joined(config, df, labels)
-    stored_slices: dict[str, list[str]] = {}
-    for c in chunks:
-        if (c.slice_key, c.slice_value) != WHOLE:
-            stored_slices.setdefault(c.slice_key, []).append(c.slice_value)
-    states = performance_states(_chunked(config, joined, stored_slices), config, GROUP, labels.version) \
-        if targets else {}
+    states = performance_states(_chunked(config, joined, _stored_slices(chunks)), config, GROUP, labels.version,
+                                loss_models) if targets else {}
     for c in chunks:
         if id(c) in recompute or c.performance is None:
             c.performance = states.get((c.chunk.index, c.slice_key, c.slice_value))
@@ -225,14 +227,24 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
     return plan
 
 
+def _stored_slices(chunks: list[ChunkProfile]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for c in chunks:
+        if (c.slice_key, c.slice_value) != WHOLE:
+            out.setdefault(c.slice_key, []).append(c.slice_value)
+    return out
+
+
 def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False) -> FittedReference:
     """Build and store the reference: chunk profiles, then merged states and bin edges per slice, and
     the estimation models (the CBPE calibrator)."""
     profiles = profile_dataset(spark, config, REFERENCE, refresh=refresh)
     ref = FittedReference(profiles.chunks, source_version=profiles.source_version,
                           signature=signature(config, REFERENCE))
-    if estimation_enabled(config):
+    if estimation_enabled(config) and config.problem_type == "binary":
         _fit_calibrator(spark, config, ref)
+    elif estimation_enabled(config):
+        _fit_loss_models(spark, config, ref)
     stored, version, sig = read_reference(spark, reference_table(config), config.monitor)
     if profiles.reused and stored and (version, sig) == (ref.source_version, ref.signature):
         ref.columns = stored
@@ -253,6 +265,44 @@ def _fit_calibrator(spark: SparkSession, config: MonitorConfig, ref: FittedRefer
     log.info("CBPE calibration (%s): %s (expected calibration error %s raw, %s calibrated on held-out rows)",
              mode, "applied" if calibrator.applied else "not applied", calibrator.ece_raw, calibrator.ece_calibrated)
     return calibrator
+
+
+def _fit_loss_models(spark: SparkSession, config: MonitorConfig, ref: FittedReference) -> LossModels:
+    """DLE: train the loss models on a sample of the labelled reference rows, store them, and score the
+    reference chunks with them (their states get the predicted-loss sums; one pass, at fit only)."""
+    df, version = dataset_rows(spark, config, REFERENCE)
+    labels = read_delta(spark, config.labels.table, "labels.table")
+    prediction = config.outputs.prediction
+    joined = _joined(config, df, labels)
+    labelled = joined.where(F.col(LABELLED) & F.col(quote_part(prediction)).isNotNull())
+    available = sum(c.performance.get("n") for c in ref.chunks_of(WHOLE) if c.performance)
+    cap = config.estimation.loss_model_rows
+    if available > cap:
+        labelled = labelled.sample(fraction=min(1.0, 1.1 * cap / available), seed=DLE_SEED).limit(cap)
+    if not available:
+        raise DataError(f"monitor '{config.monitor}': no labelled reference rows to train the DLE loss models on; "
+                        "add labels for the reference period or set estimation.enabled: false")
+    features = tuple((f.name, f.kind) for f in config.features)
+    frame = labelled.select(*[F.col(quote_part(n)) for n, _ in features], F.col(quote_part(prediction)),
+                            F.col(LABEL)).toPandas()
+    models = fit_loss_models(frame, features, prediction, LABEL)
+    write_loss_models(spark, estimators_table(config), config.monitor, models, ref.source_version, ref.signature)
+    states = performance_states(_chunked(config, joined, _stored_slices(ref.chunks)), config, GROUP, labels.version,
+                                models)
+    for cp in ref.chunks:
+        cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value), cp.performance)
+    write_performance(spark, profiles_table(config), config.monitor, REFERENCE, ref.chunks, version,
+                      signature(config, REFERENCE))
+    log.info("DLE: %d loss models trained on %d labelled reference rows", len(models.models), models.training_rows)
+    return models
+
+
+def load_loss_models(spark: SparkSession, config: MonitorConfig, reference: FittedReference) -> LossModels:
+    stored = read_loss_models(spark, estimators_table(config), config.monitor)
+    if stored is None or stored[1] != reference.signature:
+        raise DataError(f"monitor '{config.monitor}' has no DLE loss models fitted with these settings in "
+                        f"{estimators_table(config)}; run `driftline fit --config ...` again")
+    return stored[0]
 
 
 def load_calibrator(spark: SparkSession, config: MonitorConfig, reference: FittedReference) -> Calibrator:
@@ -279,18 +329,22 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
         refresh: bool = False) -> RunResult:
     """Profile the analysis chunks, compare them with the reference, store the metrics."""
     reference = load_reference(spark, config)
-    profiles = profile_dataset(spark, config, ANALYSIS, reference.slice_values(), refresh)
+    estimating = estimation_enabled(config)
+    loss_models = load_loss_models(spark, config, reference) if estimating and config.problem_type == "regression" \
+        else None
+    profiles = profile_dataset(spark, config, ANALYSIS, reference.slice_values(), refresh, loss_models)
     started = time.monotonic()
     results: list[MetricResult] = []
     columns = config.monitored_columns()
-    calibrator = load_calibrator(spark, config, reference) if estimation_enabled(config) else None
+    calibrator = load_calibrator(spark, config, reference) if estimating and config.problem_type == "binary" \
+        else None
     for key in reference.slices():
         analysis = [cp for cp in profiles.chunks if (cp.slice_key, cp.slice_value) == key]
         results += compare_slice(reference.chunks_of(key), analysis, columns, reference.edges(key), config.drift)
         if config.labels:
             realized = performance_results(reference.chunks_of(key), analysis, config)
             results += realized
-            if calibrator is not None:
+            if estimating:
                 results += estimated_results(reference.chunks_of(key), analysis, config, calibrator, realized)
     run_id = run_id or uuid.uuid4().hex
     written = write_metrics(spark, metrics_table(config), config.monitor, run_id, results, profiles.source_version)

@@ -9,7 +9,9 @@ Keys of `PerformanceState.values` (all sums, so two states merge by adding):
   `cm|<label>|<prediction>` confusion counts; `logloss`, `logloss2`, `brier`, `brier2` sums of the
   per-row loss and its square;
 - regression: `n` (rows with label and prediction), `e`, `ae`, `se`, `se2` (sums of error, absolute
-  error, squared error, its square), `ape`, `ape2`, `sle`, `sle2`, `msle_invalid`, `y`, `y2`.
+  error, squared error, its square), `ape`, `ape2`, `sle`, `sle2`, `msle_invalid`, `y`, `y2`; with loss
+  models (DLE, monitoring/performance/dle.py) `dle_n`, rows with a prediction, and `dle_<loss>`, the
+  sums of their predicted losses.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pyspark.sql import functions as F
 
 from monitoring.config import MonitorConfig
 from monitoring.labels import LABEL, LABELLED
+from monitoring.performance.dle import LossModels, predicted_losses
 from monitoring.tables import quote_part
 
 SCORE_BINS = 2000
@@ -92,8 +95,8 @@ def _losses(config: MonitorConfig) -> tuple[Column, Column]:
     return -F.log(_clip(p_true)), brier
 
 
-def aggregate(df: DataFrame, config: MonitorConfig, group: list[str],
-              labels_version: int | None = None) -> dict[tuple, PerformanceState]:
+def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_version: int | None = None,
+              loss_models: LossModels | None = None) -> dict[tuple, PerformanceState]:
     """Performance states per group (chunk x slice) of labelled-joined rows: two aggregations for
     classification (confusion cells with loss sums; score histograms by class, label and prediction),
     one for regression."""
@@ -128,6 +131,10 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str],
                 "ape": F.sum(ape), "ape2": F.sum(ape * ape), "sle": F.sum(sle), "sle2": F.sum(sle * sle),
                 "msle_invalid": F.sum(F.when(ok & ((y < 0) | (p < 0)), 1)), "y": F.sum(F.when(ok, y)),
                 "y2": F.sum(F.when(ok, y * y)), "labelled": F.count(F.when(labelled, 1)), "rows": F.count(F.lit(1))}
+        if loss_models is not None:  # DLE: every row's predicted losses, labelled or not
+            df = df.withColumn("_dl_dle", predicted_losses(loss_models))
+            sums["dle_n"] = F.count(F.when(p.isNotNull(), 1))
+            sums |= {f"dle_{k}": F.sum(F.when(p.isNotNull(), F.col(f"_dl_dle.{k}"))) for k in loss_models.models}
         for r in df.groupBy(*group).agg(*[v.alias(k) for k, v in sums.items()], *id_range).collect():
             for k in sums:
                 add(tuple(r[g] for g in group), k, r[k])

@@ -126,7 +126,8 @@ def _print_estimation(config: MonitorConfig, result: RunResult) -> None:
     if not defined:
         return
     alerts = [r.chunk.key for r in defined if r.alert]
-    print(f"\nestimated performance (CBPE, needs no labels): {check.metric} {min(r.value for r in defined):.4f} .. "
+    method = "DLE" if config.problem_type == "regression" else "CBPE"
+    print(f"\nestimated performance ({method}, needs no labels): {check.metric} {min(r.value for r in defined):.4f} .. "
           f"{max(r.value for r in defined):.4f}; alerts in {len(alerts)}: {', '.join(alerts[:12]) or '-'}")
     labelled = len(check.inside) + len(check.outside)
     if labelled:
