@@ -110,6 +110,9 @@ def test_demo_command_end_to_end(spark, workdir, demo_tables, capsys):
     assert len(runs) == 1
     history = client.get_metric_history(runs[0].info.run_id, "profile.rows")
     assert [m.step for m in history] == sorted(m.step for m in history) and len(history) == 26
+    # CBPE needs no labels: every analysis chunk has an estimate in MLflow, realized ones only where labelled
+    assert len(client.get_metric_history(runs[0].info.run_id, "estimated.roc_auc")) == 26
+    assert len(client.get_metric_history(runs[0].info.run_id, "performance.roc_auc")) < 26
     expected_rows = profiles.where("dataset = 'analysis' AND column_name = 'y_score'").groupBy().sum("row_count")
     assert sum(m.value for m in history) == expected_rows.collect()[0][0]
 

@@ -2,7 +2,8 @@
 
 Metric names read well in the UI: `profile.rows`, `quality.missing_rate.<column>`,
 `profile.mean.<column>`, `drift.<metric>.<column>` (BASELINE, whole table), `alerts.<column>` (number
-of alerting drift metrics), `alerts.total` and `performance.<metric>` (realized, when labels exist);
+of alerting drift metrics), `alerts.total`, `performance.<metric>` (realized, when labels exist) and
+`estimated.<metric>` (CBPE / DLE, with or without labels);
 step = chunk index, timestamp = chunk end. The MLflow run id is also the `run_id` of the metrics table
 rows, so both point at each other.
 """
@@ -49,11 +50,13 @@ def profile_metrics(chunks: list[ChunkProfile]):
 
 
 def performance_metrics(results: list[MetricResult]):
-    """`performance.<metric>` per analysis chunk (whole table), defined values only."""
+    """`performance.<metric>` (realized) and `estimated.<metric>` per analysis chunk (whole table),
+    defined values only."""
     from mlflow.entities import Metric
 
-    return [Metric(f"performance.{r.metric}", float(r.value), _ms(r.chunk), r.chunk.index) for r in results
-            if (r.period, r.family, r.slice_key, r.slice_value) == (ANALYSIS, "performance", *WHOLE)
+    prefix = {"performance": "performance", "estimated_performance": "estimated"}
+    return [Metric(f"{prefix[r.family]}.{r.metric}", float(r.value), _ms(r.chunk), r.chunk.index) for r in results
+            if r.family in prefix and (r.period, r.slice_key, r.slice_value, r.comparison) == (ANALYSIS, *WHOLE, "NONE")
             and r.value is not None]
 
 
