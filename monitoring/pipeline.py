@@ -52,6 +52,7 @@ class ProfileResult:
     seconds: float
     reused: bool = False
     backfill: Backfill | None = None  # set when stored profiles were reused and labels had landed
+    labels_version: int | None = None  # label table version the performance states reflect
 
     @property
     def whole(self) -> list[ChunkProfile]:
@@ -162,7 +163,8 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
             if labels else None
         log.info("%s: source version %d already profiled with these settings; reusing %d stored chunk profiles",
                  dataset, version, len(chunks))
-        return ProfileResult(dataset, chunks, 0, version, time.monotonic() - started, reused=True, backfill=backfill)
+        return ProfileResult(dataset, chunks, 0, version, time.monotonic() - started, reused=True, backfill=backfill,
+                             labels_version=labels.version if labels else None)
     if slices is None:
         slices = slice_values(df, config.slices.expressions, config.slices.top_n)
     chunked = _chunked(config, _joined(config, df, labels), slices)
@@ -176,7 +178,8 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
         raise DataError(f"the reference of monitor '{config.monitor}' holds no rows "
                         f"(reference: {config.reference}); widen reference.start/end or fill the table")
     written = write_profiles(spark, table, config.monitor, dataset, chunks, config.profile.kll_k, version, sig)
-    result = ProfileResult(dataset, chunks, written, version, time.monotonic() - started)
+    result = ProfileResult(dataset, chunks, written, version, time.monotonic() - started,
+                           labels_version=labels.version if labels else None)
     log.info("%s: profiled %d chunks (%d with slices), %d rows, %d columns in %.1fs (source version %d)", dataset,
              len(result.whole), len(chunks), result.row_count, len(config.monitored_columns()), result.seconds,
              version)
@@ -358,8 +361,9 @@ def _label_stats(spark: SparkSession, config: MonitorConfig, profiles: ProfileRe
     predictions of the recomputed chunks only (the rows that run read anyway)."""
     if not config.labels:
         return None
-    source = read_delta(spark, config.source.table, "source.table").df
-    labels = read_delta(spark, config.labels.table, "labels.table").df
+    # the table versions this run profiled, so the counts describe the same rows as the metrics
+    source = read_delta(spark, config.source.table, "source.table", profiles.source_version).df
+    labels = read_delta(spark, config.labels.table, "labels.table", profiles.labels_version).df
     plan = profiles.backfill
     if plan is None or plan.reason != CHANGE_FEED or not plan.chunks:
         return label_stats(source, labels, config.labels, config.source.id_column)

@@ -58,11 +58,13 @@ def table_exists(spark: SparkSession, name: str) -> bool:
         return False
 
 
-def read_delta(spark: SparkSession, name: str, key: str) -> VersionedTable:
-    """Read table `name` (config key `key`) at its latest version; a clear error if it is missing."""
+def read_delta(spark: SparkSession, name: str, key: str, version: int | None = None) -> VersionedTable:
+    """Read table `name` (config key `key`) at `version` (default: its latest); a clear error if it is
+    missing."""
     ident = table_ident(name)
     try:
-        version = spark.sql(f"DESCRIBE HISTORY {ident} LIMIT 1").collect()[0]["version"]
+        if version is None:
+            version = spark.sql(f"DESCRIBE HISTORY {ident} LIMIT 1").collect()[0]["version"]
     except AnalysisException as exc:
         raise ConfigError(key, f"table '{name}' cannot be read as a Delta table ({_first_line(exc)}). "
                                "Check the path or catalog name, and that the table was written.") from None
