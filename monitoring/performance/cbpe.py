@@ -17,7 +17,7 @@ import numpy as np
 from scipy.optimize import isotonic_regression
 from scipy.special import digamma
 
-from monitoring.performance.realized import PerfValue, binary_counts, histograms
+from monitoring.performance.realized import COUNT_METRICS, PerfValue, binary_counts, histograms
 from monitoring.performance.state import SCORE_BINS, PerformanceState
 
 ECE_BINS, SPLITS, TEST_SHARE, SEED = 10, 10, 0.1, 42  # NannyML's calibration check
@@ -193,7 +193,7 @@ def estimate(state: PerformanceState, positive: str, calibrator: Calibrator, ref
     out = [_roc_auc(p1 + p0, n1 + n0, ref, n), _average_precision(p1 + p0, n1 + n0, ref, n)]
     out += _rates(tp, fp, fn, tn, ref, n)
     cells_ref = np.array(ref.cells) / ref.n if ref.n else None
-    for i, (name, value) in enumerate(zip(ESTIMATED_METRICS[7:11], (tp, fp, fn, tn), strict=True)):
+    for i, (name, value) in enumerate(zip(COUNT_METRICS, (tp, fp, fn, tn), strict=True)):
         se = math.sqrt(cells_ref[i] * (1 - cells_ref[i]) * n) if cells_ref is not None else None
         out.append(PerfValue(name, value, se))
     if value_matrix:
