@@ -186,3 +186,31 @@ def test_backfill_reads_only_the_changed_chunks(landed):
     assert "recomputed chunks" in stats.scope and stats.unknown_ids == 0
     assert stats.duplicates == t["corrected"]  # the corrected ids now hold two labels each
     assert second.profiles.backfill.changed_ids == t["landed"]
+
+
+def test_without_a_change_data_feed_every_chunk_is_recomputed(spark, tmp_path):
+    """A label table without the change data feed: the run says why and recomputes the performance of
+    every chunk (feature profiles still reused); coverage then reflects all labels."""
+    rng = np.random.default_rng(12)
+    n = 3 * PER_DAY
+    day = np.repeat(np.arange(3), PER_DAY)
+    ts = _micros(START.timestamp() + day * 86400 + rng.random(n) * 86000)
+    score = rng.random(n)
+    y = (rng.random(n) < score).astype(int)
+    source, labels = str(tmp_path / "preds"), str(tmp_path / "labels")
+    _append(spark, pd.DataFrame({"id": np.arange(n), "ts": ts, "x": rng.normal(size=n), "score": score}), source)
+    half = np.arange(n) % 2 == 0
+    _append(spark, pd.DataFrame({"id": np.arange(n)[half], "label": y[half], "label_ts": ts[half]}), labels)
+    config = make_config(source, [("x", "continuous")], str(tmp_path / "out"),
+                         labels={"table": labels, "label_column": "label", "timestamp_column": "label_ts"},
+                         reference={"start": "2025-01-01", "end": "2025-01-02"})
+    fit(spark, config)
+    run(spark, config)
+    _append(spark, pd.DataFrame({"id": np.arange(n)[~half], "label": y[~half], "label_ts": ts[~half]}), labels)
+    result = run(spark, config)
+    plan = result.profiles.backfill
+    assert result.profiles.reused and plan.reason != CHANGE_FEED and "enableChangeDataFeed" in plan.reason
+    assert set(plan.chunks) == {c.chunk.index for c in result.profiles.whole} and len(plan.chunks) == 2
+    coverage = [r.value for r in result.metrics if r.metric == "label_coverage" and r.period == "analysis"
+                and r.slice_key == "" and r.family == "performance"]
+    assert coverage == [1.0, 1.0]
