@@ -240,7 +240,7 @@ def _stored_slices(chunks: list[ChunkProfile]) -> dict[str, list[str]]:
 
 def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False) -> FittedReference:
     """Build and store the reference: chunk profiles, then merged states and bin edges per slice, and
-    the estimation models (the CBPE calibrator)."""
+    the estimation models (the CBPE calibrator for binary classification, DLE loss models for regression)."""
     profiles = profile_dataset(spark, config, REFERENCE, refresh=refresh)
     ref = FittedReference(profiles.chunks, source_version=profiles.source_version,
                           signature=signature(config, REFERENCE))
