@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from monitoring.config import parse_config  # noqa: E402
-from monitoring.performance.cbpe import fit_calibrator, labelled_bins  # noqa: E402
+from monitoring.performance.cbpe import fit_calibrator  # noqa: E402
 from monitoring.performance.estimated import ESTIMATED, reference_state  # noqa: E402
+from monitoring.performance.realized import histograms  # noqa: E402
 from monitoring.pipeline import fit, run  # noqa: E402
 from monitoring.session import embedded_session  # noqa: E402
 from monitoring.slices import WHOLE  # noqa: E402
@@ -59,7 +60,7 @@ def main() -> int:
     })
     ref = fit(spark, config, refresh=True)
     result = run(spark, config, refresh=True)
-    pos, neg, sums = labelled_bins(reference_state(ref.chunks_of(WHOLE)), "1")
+    pos, neg, sums = histograms(reference_state(ref.chunks_of(WHOLE)), "1")
     auto = fit_calibrator(pos, neg, sums, "auto")
 
     ours: dict[int, dict[str, object]] = {}

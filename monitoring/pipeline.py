@@ -25,10 +25,11 @@ from monitoring.errors import DataError
 from monitoring.estimator_store import read_calibrator, read_loss_models, write_calibrator, write_loss_models
 from monitoring.labels import LABEL, LABELLED, LabelStats, join_labels, label_stats
 from monitoring.metrics_store import write_metrics
-from monitoring.performance.cbpe import Calibrator, fit_calibrator, labelled_bins
+from monitoring.performance.cbpe import Calibrator, fit_calibrator
 from monitoring.performance.dle import SEED as DLE_SEED
 from monitoring.performance.dle import LossModels, fit_loss_models
 from monitoring.performance.estimated import estimated_results, estimation_enabled, reference_state
+from monitoring.performance.realized import histograms
 from monitoring.performance.results import performance_results
 from monitoring.performance.state import aggregate as performance_states
 from monitoring.profile_store import read_profiles, stored_signatures, write_performance, write_profiles
@@ -260,7 +261,7 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False) -> Fi
 def _fit_calibrator(spark: SparkSession, config: MonitorConfig, ref: FittedReference) -> Calibrator:
     """Isotonic calibration of the positive-class score on the labelled reference rows (all chunks)."""
     positive = config.outputs.positive_class
-    pos, neg, sums = labelled_bins(reference_state(ref.chunks_of(WHOLE)), positive)
+    pos, neg, sums = histograms(reference_state(ref.chunks_of(WHOLE)), positive)
     mode = config.estimation.calibration
     calibrator = fit_calibrator(pos, neg, sums, mode)
     write_calibrator(spark, estimators_table(config), config.monitor, positive, calibrator, mode, ref.source_version,

@@ -17,7 +17,14 @@ import numpy as np
 from scipy.optimize import isotonic_regression
 from scipy.special import digamma
 
-from monitoring.performance.realized import COUNT_METRICS, PerfValue, binary_counts, histograms
+from monitoring.performance.realized import (
+    COUNT_METRICS,
+    PerfValue,
+    average_precision,
+    binary_counts,
+    histograms,
+    roc_auc,
+)
 from monitoring.performance.state import SCORE_BINS, PerformanceState
 
 ECE_BINS, SPLITS, TEST_SHARE, SEED = 10, 10, 0.1, 42  # NannyML's calibration check
@@ -50,11 +57,6 @@ class Components:
     auc_fraction: float
     ap: float | None
     positive_rate: float
-
-
-def labelled_bins(state: PerformanceState, cls: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per score bin: labelled positives, negatives and their score sum."""
-    return histograms(state, cls)
 
 
 def prediction_bins(state: PerformanceState, cls: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -98,7 +100,7 @@ def _held_out_ece(pos: np.ndarray, neg: np.ndarray, sums: np.ndarray) -> tuple[f
     calibrated. One class only, or a near-perfect ranking (AUC > 0.999): no calibration."""
     x = np.divide(sums, pos + neg, out=np.zeros(SCORE_BINS), where=(pos + neg) > 0)
     raw_ece = _ece(x, pos, neg)
-    if not pos.sum() or not neg.sum() or _auc(pos, neg) > 0.999:
+    if not pos.sum() or not neg.sum() or roc_auc(pos, neg)[0] > 0.999:
         return raw_ece, None
     rng = np.random.default_rng(SEED)
     test_pos, test_neg, raw_p, cal_p = [], [], [], []
@@ -139,18 +141,13 @@ def _ece(p: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> float:
     return float(ece)
 
 
-def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    below = np.cumsum(neg) - neg
-    return float(np.sum(pos * (below + 0.5 * neg)) / (pos.sum() * neg.sum()))
-
-
 def components(state: PerformanceState, positive: str, labels: list[str]) -> Components:
     """Sampling-error components of the merged reference state (labelled rows)."""
     tp, fp, fn, tn = binary_counts(state, positive, labels)
     n = tp + fp + fn + tn
-    pos, neg, _ = labelled_bins(state, positive)
+    pos, neg, _ = histograms(state, positive)
     auc_std, fraction = _auc_components(pos, neg)
-    ap = _realized_ap(pos, neg)
+    ap = average_precision(pos, neg)[0]
     return Components(n, (tp, fp, fn, tn), auc_std, fraction, ap, (tp + fn) / n if n else 0.0)
 
 
@@ -168,14 +165,6 @@ def _auc_components(pos: np.ndarray, neg: np.ndarray) -> tuple[float | None, flo
     first = np.sum(pos * mean_count) / n_pos
     second = np.sum(pos * (mean_count ** 2 + neg * (neg + 2) / 12)) / n_pos
     return math.sqrt(max(second - first * first, 0.0)) / n_neg, n_pos / (n_pos + n_neg)
-
-
-def _realized_ap(pos: np.ndarray, neg: np.ndarray) -> float | None:
-    if not pos.sum():
-        return None
-    tp, fp = np.cumsum(pos[::-1]), np.cumsum(neg[::-1])
-    precision = np.divide(tp, tp + fp, out=np.zeros(SCORE_BINS), where=(tp + fp) > 0)
-    return float(np.sum(pos[::-1] / pos.sum() * precision))
 
 
 def estimate(state: PerformanceState, positive: str, calibrator: Calibrator, ref: Components,

@@ -8,12 +8,13 @@ from __future__ import annotations
 import math
 
 from monitoring.config import MonitorConfig
-from monitoring.drift.compare import ANALYSIS, NO_COMPARISON, REFERENCE, MetricResult
+from monitoring.drift.compare import REFERENCE, MetricResult
 from monitoring.performance.cbpe import Calibrator, components, estimate
-from monitoring.performance.realized import PERFORMANCE_RANGE, PerfValue
-from monitoring.performance.results import BAND, PERFORMANCE, TABLE
+from monitoring.performance.realized import PerfValue
+from monitoring.performance.results import PERFORMANCE, TABLE, chunk_results
 from monitoring.performance.state import PerformanceState
 from monitoring.profiling import ChunkProfile
+from monitoring.thresholds import NO_BOUNDS, Bounds
 
 ESTIMATED = "estimated_performance"
 VS_REALIZED = "REALIZED"
@@ -47,34 +48,19 @@ def estimated_results(reference: list[ChunkProfile], analysis: list[ChunkProfile
 
         def chunk_estimates(state: PerformanceState) -> list[PerfValue]:
             return estimate(state, positive, calibrator, comps, config.estimation.business_value)
-    thresholds = {r.metric: (r.lower_threshold, r.upper_threshold) for r in realized
+    thresholds = {r.metric: Bounds(r.lower_threshold, r.upper_threshold) for r in realized
                   if r.family == PERFORMANCE and r.period == REFERENCE}
     actual = {(r.period, r.chunk.index, r.metric): r.value for r in realized if r.family == PERFORMANCE}
     out: list[MetricResult] = []
-    for period, chunks in ((REFERENCE, reference), (ANALYSIS, analysis)):
-        for cp in chunks:
-            state = cp.performance
-            if state is None:
-                continue
-            rows = state.get("rows")
-            coverage = state.get("labelled") / rows if rows else 0.0
-            for v in chunk_estimates(state):
-                r = MetricResult(period, cp.chunk, cp.slice_key, cp.slice_value, TABLE, "table", ESTIMATED, v.metric,
-                                 NO_COMPARISON, v.value, int(rows), sampling_error=v.sampling_error,
-                                 label_coverage=coverage, note=v.note)
-                lo, hi = PERFORMANCE_RANGE.get(v.metric, (float("-inf"), float("inf")))
-                if v.value is not None and v.sampling_error is not None:
-                    r.lower_confidence = max(lo, v.value - BAND * v.sampling_error)
-                    r.upper_confidence = min(hi, v.value + BAND * v.sampling_error)
-                r.lower_threshold, r.upper_threshold = thresholds.get(v.metric, (None, None))
-                r.alert = v.value is not None and (
-                    (r.lower_threshold is not None and v.value < r.lower_threshold)
-                    or (r.upper_threshold is not None and v.value > r.upper_threshold))
-                out.append(r)
-                truth = actual.get((period, cp.chunk.index, v.metric))
-                if truth is not None and v.value is not None:
-                    out.append(MetricResult(period, cp.chunk, cp.slice_key, cp.slice_value, TABLE, "table", ESTIMATED,
-                                            v.metric, VS_REALIZED, v.value - truth, int(rows), label_coverage=coverage))
+    for r in chunk_results(reference, analysis, ESTIMATED, chunk_estimates):
+        b = thresholds.get(r.metric, NO_BOUNDS)
+        r.lower_threshold, r.upper_threshold, r.alert = b.lower, b.upper, b.alert(r.value)
+        out.append(r)
+        truth = actual.get((r.period, r.chunk.index, r.metric))
+        if truth is not None and r.value is not None:
+            out.append(MetricResult(r.period, r.chunk, r.slice_key, r.slice_value, TABLE, "table", ESTIMATED,
+                                    r.metric, VS_REALIZED, r.value - truth, r.row_count,
+                                    label_coverage=r.label_coverage))
     return out
 
 

@@ -3,9 +3,12 @@ learnt from the reference chunks and alerts (rows of the `metrics` table, family
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, NO_COMPARISON, REFERENCE, MetricResult, apply_thresholds
-from monitoring.performance.realized import PERFORMANCE_RANGE, realized_metrics
+from monitoring.performance.realized import PERFORMANCE_RANGE, PerfValue, realized_metrics
+from monitoring.performance.state import PerformanceState
 from monitoring.profiling import ChunkProfile
 
 PERFORMANCE = "performance"
@@ -13,8 +16,10 @@ TABLE = ":table"  # column_name of table-level results
 BAND = 3.0  # confidence band: value -+ 3 sampling errors (NannyML's)
 
 
-def performance_results(reference: list[ChunkProfile], analysis: list[ChunkProfile],
-                        config: MonitorConfig) -> list[MetricResult]:
+def chunk_results(reference: list[ChunkProfile], analysis: list[ChunkProfile], family: str,
+                  metrics: Callable[[PerformanceState], list[PerfValue]]) -> list[MetricResult]:
+    """One result per metric of every reference and analysis chunk with a performance state: its label
+    coverage and the band value -+ BAND sampling errors, clipped to the metric's range."""
     results: list[MetricResult] = []
     for period, chunks in ((REFERENCE, reference), (ANALYSIS, analysis)):
         for cp in chunks:
@@ -23,8 +28,8 @@ def performance_results(reference: list[ChunkProfile], analysis: list[ChunkProfi
                 continue
             rows = state.get("rows")
             coverage = state.get("labelled") / rows if rows else 0.0
-            for v in realized_metrics(state, config):
-                r = MetricResult(period, cp.chunk, cp.slice_key, cp.slice_value, TABLE, "table", PERFORMANCE,
+            for v in metrics(state):
+                r = MetricResult(period, cp.chunk, cp.slice_key, cp.slice_value, TABLE, "table", family,
                                  v.metric, NO_COMPARISON, v.value, int(rows), sampling_error=v.sampling_error,
                                  label_coverage=coverage, note=v.note)
                 if v.value is not None and v.sampling_error is not None:
@@ -32,5 +37,11 @@ def performance_results(reference: list[ChunkProfile], analysis: list[ChunkProfi
                     r.lower_confidence = max(lo, v.value - BAND * v.sampling_error)
                     r.upper_confidence = min(hi, v.value + BAND * v.sampling_error)
                 results.append(r)
+    return results
+
+
+def performance_results(reference: list[ChunkProfile], analysis: list[ChunkProfile],
+                        config: MonitorConfig) -> list[MetricResult]:
+    results = chunk_results(reference, analysis, PERFORMANCE, lambda state: realized_metrics(state, config))
     apply_thresholds(results, config.drift, PERFORMANCE_RANGE)
     return results
