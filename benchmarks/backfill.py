@@ -29,11 +29,11 @@ sys.path.insert(0, str(ROOT))
 
 from pyspark.sql import functions as F  # noqa: E402
 
+from benchmarks.common import year_timestamps  # noqa: E402
 from monitoring.config import parse_config  # noqa: E402
 from monitoring.pipeline import fit, run  # noqa: E402
 from monitoring.session import embedded_session  # noqa: E402
 
-YEAR_START = 1_735_689_600  # 2025-01-01 UTC
 LABELLED_FIRST = 0.8
 
 
@@ -42,7 +42,7 @@ def generate(spark, root: Path, rows: int) -> tuple[str, str]:
     if (root / "labels" / "_delta_log").is_dir():
         return preds, labels
     shutil.rmtree(root, ignore_errors=True)
-    ts = F.timestamp_seconds(F.lit(YEAR_START) + (F.col("id") + F.rand(1)) * (365 * 86400 / rows))
+    ts = year_timestamps(rows)
     cols = [F.col("id"), ts.alias("ts")]
     cols += [(F.randn(10 + i) * (i + 1) + 10 * i).alias(f"x{i}") for i in range(4)]
     cols += [F.concat(F.lit("v"), F.floor(F.rand(20 + i) * 8 * (i + 1)).cast("string")).alias(f"c{i}")

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from pyspark.sql import functions as F  # noqa: E402
 
+from benchmarks.common import year_timestamps  # noqa: E402
 from monitoring.chunking import CHUNK_COL, with_chunk_index  # noqa: E402
 from monitoring.config import (  # noqa: E402
     Chunking,
@@ -40,15 +41,13 @@ from monitoring.slices import WHOLE, with_slices  # noqa: E402
 CONTINUOUS = [f"x{i}" for i in range(11)]
 CATEGORICAL = ["c0", "c1", "c2"]
 REFERENCE_CHUNKS = 3
-YEAR_START = 1_735_689_600  # 2025-01-01 UTC
 
 
 def generate(spark, path: str, rows: int) -> None:
     if (Path(path) / "_delta_log").is_dir():
         return
     parts = max(2, rows // 1_000_000)
-    cols = [F.col("id"), F.timestamp_seconds(F.lit(YEAR_START) + (F.col("id") + F.rand(1)) * (365 * 86400 / rows))
-            .alias("ts")]
+    cols = [F.col("id"), year_timestamps(rows).alias("ts")]
     for i, name in enumerate(CONTINUOUS):
         x = F.randn(10 + i) * (i + 1) + i * 100
         if i % 4 == 1:

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-YEAR_START = 1_735_689_600  # 2025-01-01 UTC
+from benchmarks.common import year_timestamps  # noqa: E402
 
 
 def generate(spark, root: Path, rows: int) -> tuple[str, str]:
@@ -37,7 +37,7 @@ def generate(spark, root: Path, rows: int) -> tuple[str, str]:
     if (root / "labels" / "_delta_log").is_dir():
         return preds, labels
     shutil.rmtree(root, ignore_errors=True)
-    ts = F.timestamp_seconds(F.lit(YEAR_START) + (F.col("id") + F.rand(1)) * (365 * 86400 / rows))
+    ts = year_timestamps(rows)
     drift = F.when(ts >= F.lit("2025-07-01").cast("timestamp"), 0.5).otherwise(0.0)
     base = spark.range(0, rows, 1, 52).select(
         "id", ts.alias("ts"), *[(F.randn(10 + i) + (drift if i == 0 else 0)).alias(f"x{i}") for i in range(4)],
