@@ -35,8 +35,10 @@ NANNY := .venv-nannyml
 crosscheck: setup
 	test -x $(NANNY)/bin/python || $(PYTHON) -m venv $(NANNY)
 	$(NANNY)/bin/python -m pip install --quiet -r crosscheck/requirements-nannyml.txt
-	$(NANNY)/bin/python crosscheck/nannyml_car_loan.py crosscheck/out
-	$(PY) crosscheck/compare_cbpe.py crosscheck/out
+	$(NANNY)/bin/python crosscheck/nannyml_cbpe.py car_loan crosscheck/out
+	$(PY) crosscheck/compare_cbpe.py car_loan crosscheck/out
+	$(NANNY)/bin/python crosscheck/nannyml_cbpe.py multiclass crosscheck/out
+	$(PY) crosscheck/compare_cbpe.py multiclass crosscheck/out
 
 lint: setup
 	$(PY) -m ruff check monitoring jobs tests benchmarks crosscheck

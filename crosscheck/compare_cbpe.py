@@ -1,11 +1,12 @@
-"""Driftline's CBPE vs NannyML's on NannyML's car-loan data (after crosscheck/nannyml_car_loan.py).
+"""Driftline's CBPE vs NannyML's on NannyML's synthetic data (after crosscheck/nannyml_cbpe.py).
 
-    python crosscheck/compare_cbpe.py OUT_DIR
+    python crosscheck/compare_cbpe.py DATASET OUT_DIR      # DATASET: car_loan (binary) or multiclass
 
 Writes the rows as Delta tables (reference table with its labels; the analysis without labels), runs
 `fit` and `run` with 5000-row chunks, and compares each analysis chunk's estimated ROC AUC, F1 and
-accuracy (|difference| <= 0.002) and their sampling errors (<= 5% relative) with NannyML's. Prints a
-markdown table (also OUT_DIR/cbpe_vs_nannyml.md); exits 1 when a check fails.
+accuracy (multiclass: macro ROC AUC and F1) (|difference| <= 0.002) and their sampling errors (<= 5%
+relative) with NannyML's. Prints a markdown table (also OUT_DIR/DATASET/cbpe_vs_nannyml.md); exits 1
+when a check fails.
 """
 
 from __future__ import annotations
@@ -30,9 +31,19 @@ from monitoring.slices import WHOLE  # noqa: E402
 VALUE_TOL, SE_REL_TOL = 0.002, 0.05
 
 
+FEATURES = {
+    "car_loan": [("car_value", "continuous"), ("salary_range", "categorical"), ("debt_to_income_ratio", "continuous"),
+                 ("driver_tenure", "continuous")],
+    "multiclass": [("acq_channel", "categorical"), ("app_behavioral_score", "continuous"),
+                   ("credit_bureau_score", "continuous"), ("stated_income", "continuous")],
+}
+CLASSES = ["highstreet_card", "prepaid_card", "upmarket_card"]
+
+
 def main() -> int:
-    out = Path(sys.argv[1]).resolve()
+    dataset, out = sys.argv[1], (Path(sys.argv[2]) / sys.argv[1]).resolve()
     nanny = json.loads((out / "nannyml_cbpe.json").read_text())
+    target, binary = nanny["target"], dataset == "car_loan"
     reference = pd.read_parquet(out / "reference.parquet")
     analysis = pd.read_parquet(out / "analysis.parquet")
     for frame in (reference, analysis):  # NannyML's CSVs hold the timestamps as text
@@ -40,37 +51,42 @@ def main() -> int:
     spark = embedded_session({"spark.master": "local[2]", "spark.sql.shuffle.partitions": "4"}, "crosscheck")
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     delta = out / "delta"
-    tables = {"reference": reference.drop(columns=["repaid"]), "analysis": analysis.drop(columns=["repaid"]),
-              "labels": reference[["id", "repaid", "timestamp"]].rename(columns={"timestamp": "label_ts"})}
+    tables = {"reference": reference.drop(columns=[target]), "analysis": analysis.drop(columns=[target]),
+              "labels": reference[["id", target, "timestamp"]].rename(columns={"timestamp": "label_ts"})}
     for name, frame in tables.items():
         spark.createDataFrame(frame).write.format("delta").mode("overwrite").option("overwriteSchema", "true") \
             .save(str(delta / name))
-    mode = "always" if nanny["needs_calibration"] else "never"
+    calibrated = nanny["calibrated_classes"]
+    if calibrated and len(calibrated) < (1 if binary else len(CLASSES)):
+        print(f"NannyML calibrates only {calibrated}; Driftline's calibration mode is one for all classes")
+        return 1
+    mode = "always" if calibrated else "never"
+    outputs = {"score": "y_pred_proba", "prediction": "y_pred", "positive_class": 1} if binary else \
+        {"class_scores": {c: f"y_pred_proba_{c}" for c in CLASSES}, "prediction": "y_pred"}
     config = parse_config({
-        "monitor": "car_loan_crosscheck", "problem_type": "binary",
+        "monitor": f"{dataset}_crosscheck", "problem_type": "binary" if binary else "multiclass",
         "source": {"table": str(delta / "analysis"), "id_column": "id", "timestamp_column": "timestamp"},
-        "features": [{"name": "car_value", "kind": "continuous"}, {"name": "salary_range", "kind": "categorical"},
-                     {"name": "debt_to_income_ratio", "kind": "continuous"},
-                     {"name": "driver_tenure", "kind": "continuous"}],
-        "outputs": {"score": "y_pred_proba", "prediction": "y_pred", "positive_class": 1},
-        "labels": {"table": str(delta / "labels"), "label_column": "repaid", "timestamp_column": "label_ts"},
+        "features": [{"name": n, "kind": k} for n, k in FEATURES[dataset]], "outputs": outputs,
+        "labels": {"table": str(delta / "labels"), "label_column": target, "timestamp_column": "label_ts"},
         "chunking": {"size": nanny["chunk_size"]}, "reference": {"table": str(delta / "reference")},
         "estimation": {"calibration": mode}, "output": {"path": str(out / "driftline")},
         "mlflow": {"enabled": False},
     })
     ref = fit(spark, config, refresh=True)
     result = run(spark, config, refresh=True)
-    pos, neg, sums = histograms(reference_state(ref.chunks_of(WHOLE)), "1")
-    auto = fit_calibrator(pos, neg, sums, "auto")
+    state = reference_state(ref.chunks_of(WHOLE))
+    auto = {c: fit_calibrator(*histograms(state, c), "auto").applied for c in (["1"] if binary else CLASSES)}
 
     ours: dict[int, dict[str, object]] = {}
     for r in result.metrics:
         if r.family == ESTIMATED and r.period == "analysis" and (r.slice_key, r.slice_value) == WHOLE \
                 and r.comparison == "NONE":
             ours.setdefault(r.chunk.index, {})[r.metric] = r
-    lines = [f"NannyML {nanny['nannyml']}, chunk size {nanny['chunk_size']}; NannyML calibrates: "
-             f"{nanny['needs_calibration']}; Driftline `auto` would calibrate: {auto.applied} "
-             f"(ECE raw {auto.ece_raw:.5f}, calibrated {auto.ece_calibrated})", "",
+    names = {"roc_auc": "roc_auc", "f1": "f1", "accuracy": "accuracy"} if binary else \
+        {"roc_auc": "roc_auc_macro", "f1": "f1_macro", "accuracy": "accuracy"}
+    lines = [f"NannyML {nanny['nannyml']} on {dataset}, chunk size {nanny['chunk_size']}; NannyML calibrates: "
+             f"{calibrated or 'none'}; Driftline `auto` would calibrate: {[c for c, a in auto.items() if a] or 'none'}",
+             "",
              "| chunk | metric | Driftline | NannyML | difference | SE Driftline | SE NannyML | SE rel. diff |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     failures = 0
@@ -79,7 +95,7 @@ def main() -> int:
         return 1
     for index, chunk in zip(sorted(ours), nanny["chunks"], strict=True):
         for metric in ("roc_auc", "f1", "accuracy"):
-            mine, theirs = ours[index][metric], chunk[metric]
+            mine, theirs = ours[index][names[metric]], chunk[metric]
             diff = mine.value - theirs["value"]
             se_rel = mine.sampling_error / theirs["sampling_error"] - 1
             bad = abs(diff) > VALUE_TOL or abs(se_rel) > SE_REL_TOL

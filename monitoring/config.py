@@ -84,17 +84,19 @@ class Labels:
 
 @dataclass(frozen=True)
 class Estimation:
-    """Performance estimation without labels: CBPE for binary classification, DLE for regression (both
-    learn from labelled reference rows).
+    """Performance estimation without labels: CBPE for classification, DLE for regression (both learn
+    from labelled reference rows).
 
     `calibration`: auto (isotonic calibration of the scores only when it lowers the expected calibration
-    error on held-out reference rows, as NannyML decides), always or never. `business_value`: the value
-    of each confusion cell as [[true negative, false positive], [false negative, true positive]].
+    error on held-out reference rows, as NannyML decides; per class for multiclass), always or never.
+    `business_value`: the value of each confusion cell, rows = true class, columns = prediction: binary
+    [[true negative, false positive], [false negative, true positive]], multiclass K x K in the order
+    of outputs.class_scores.
     """
 
     enabled: bool = True
     calibration: str = "auto"
-    business_value: tuple[tuple[float, float], tuple[float, float]] | None = None
+    business_value: tuple[tuple[float, ...], ...] | None = None
     loss_model_rows: int = 500_000  # DLE: labelled reference rows sampled to train the loss models
 
 
@@ -348,19 +350,22 @@ def parse_config(data: Any) -> MonitorConfig:
     spark = {str(k): str(v) for k, v in root.get("spark", dict, {}).items()}
     return MonitorConfig(monitor, problem_type, source, tuple(features), outputs, chunking, reference,
                          output, mlflow_conf, profile, drift, slices, labels, spark,
-                         _estimation(root.get("estimation", dict, {})))
+                         _estimation(root.get("estimation", dict, {}), problem_type, list(outputs.class_scores)))
 
 
-def _estimation(data: dict) -> Estimation:
+def _estimation(data: dict, problem_type: str, class_labels: list[str]) -> Estimation:
     e = _Section(data, "estimation", ("enabled", "calibration", "business_value", "loss_model_rows"))
     value = e.get("business_value", list, None)
     matrix = None
     if value is not None:
-        ok = len(value) == 2 and all(isinstance(row, list) and len(row) == 2 and
+        k = len(class_labels) if problem_type == "multiclass" else 2
+        ok = len(value) == k and all(isinstance(row, list) and len(row) == k and
                                      all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row)
                                      for row in value)
         if not ok:
-            raise ConfigError("estimation.business_value", "expected [[tn, fp], [fn, tp]]: the value of each "
+            shape = f"a {k} x {k} list of lists in the order {class_labels}" if problem_type == "multiclass" \
+                else "[[tn, fp], [fn, tp]]"
+            raise ConfigError("estimation.business_value", f"expected {shape}: the value of each "
                                                            "confusion cell, rows = true class, columns = prediction")
         matrix = tuple(tuple(float(v) for v in row) for row in value)
     return Estimation(e.get("enabled", bool, True), e.choice("calibration", CALIBRATION_CHOICES, "auto"), matrix,

@@ -1,5 +1,6 @@
 """The `estimators` Delta table: models fitted on the reference for performance estimation (the CBPE
-calibrator of the positive class; the DLE loss models), one row per monitor x model, written at `fit`
+calibrators: the positive class's, or every class's for multiclass; the DLE loss models), one row per
+monitor x model, written at `fit`
 and read by every run, so runs never refit. Delta versions keep the history of earlier fits."""
 
 from __future__ import annotations
@@ -41,12 +42,17 @@ ESTIMATOR_SCHEMA = StructType([
 ])
 
 
-def write_calibrator(spark: SparkSession, table: str, monitor: str, cls: str, cal: Calibrator, mode: str,
-                     reference_version: int | None, signature: str) -> None:
-    details = {k: v for k, v in (("ece_raw", cal.ece_raw), ("ece_calibrated", cal.ece_calibrated)) if v is not None}
-    row = (monitor, f"cbpe:{cls}", "isotonic", mode, cal.applied, list(cal.x), list(cal.y), details, None,
-           reference_version, signature, datetime.now(timezone.utc))
-    merge_rows(spark, table, spark.createDataFrame([row], ESTIMATOR_SCHEMA), ESTIMATOR_KEYS)
+def write_calibrators(spark: SparkSession, table: str, monitor: str, calibrators: dict[str, Calibrator], mode: str,
+                      reference_version: int | None, signature: str) -> None:
+    """One row per class calibrator, in one MERGE."""
+    now = datetime.now(timezone.utc)
+    rows = []
+    for cls, cal in calibrators.items():
+        details = {k: v for k, v in (("ece_raw", cal.ece_raw), ("ece_calibrated", cal.ece_calibrated))
+                   if v is not None}
+        rows.append((monitor, f"cbpe:{cls}", "isotonic", mode, cal.applied, list(cal.x), list(cal.y), details, None,
+                     reference_version, signature, now))
+    merge_rows(spark, table, spark.createDataFrame(rows, ESTIMATOR_SCHEMA), ESTIMATOR_KEYS)
 
 
 def write_loss_models(spark: SparkSession, table: str, monitor: str, models: LossModels,
@@ -70,16 +76,19 @@ def read_loss_models(spark: SparkSession, table: str, monitor: str) -> tuple[Los
     return LossModels.from_stored(rows[0]["settings"], models), rows[0]["signature"]
 
 
-def read_calibrator(spark: SparkSession, table: str, monitor: str, cls: str) -> tuple[Calibrator, str, str] | None:
-    """(calibrator, calibration mode, reference signature) as stored at the last fit, or None."""
+def read_calibrators(spark: SparkSession, table: str, monitor: str, classes: list[str], mode: str,
+                     signature: str) -> dict[str, Calibrator] | None:
+    """The calibrators of `classes` stored at the last fit, or None unless every one of them was fitted
+    with calibration `mode` on the reference with `signature`."""
     if not table_exists(spark, table):
         return None
     rows = spark.sql(f"SELECT * FROM {table_ident(table)}").where(
-        (F.col("monitor") == monitor) & (F.col("model") == f"cbpe:{cls}")).collect()
-    if not rows:
-        return None
-    r = rows[0]
-    details = dict(r["details"] or {})
-    cal = Calibrator(tuple(r["knots_x"] or ()), tuple(r["knots_y"] or ()), bool(r["applied"]),
-                     details.get("ece_raw"), details.get("ece_calibrated"))
-    return cal, r["settings"], r["signature"]
+        (F.col("monitor") == monitor) & F.col("model").isin([f"cbpe:{c}" for c in classes])).collect()
+    found = {}
+    for r in rows:
+        if r["settings"] == mode and r["signature"] == signature:
+            details = dict(r["details"] or {})
+            found[r["model"].split(":", 1)[1]] = Calibrator(
+                tuple(r["knots_x"] or ()), tuple(r["knots_y"] or ()), bool(r["applied"]), details.get("ece_raw"),
+                details.get("ece_calibrated"))
+    return found if set(found) == set(classes) else None

@@ -22,15 +22,16 @@ from monitoring.chunking import with_chunk_index
 from monitoring.config import MonitorConfig, validate_against_schema
 from monitoring.drift.compare import MetricResult, compare_slice
 from monitoring.errors import DataError
-from monitoring.estimator_store import read_calibrator, read_loss_models, write_calibrator, write_loss_models
+from monitoring.estimator_store import read_calibrators, read_loss_models, write_calibrators, write_loss_models
 from monitoring.labels import LABEL, LABELLED, LabelStats, join_labels, label_stats
 from monitoring.metrics_store import write_metrics
-from monitoring.performance.cbpe import Calibrator, fit_calibrator
+from monitoring.performance.cbpe import Calibrator, ClassCalibrators, fit_calibrator
 from monitoring.performance.dle import SEED as DLE_SEED
 from monitoring.performance.dle import LossModels, fit_loss_models
 from monitoring.performance.estimated import estimated_results, estimation_enabled, reference_state
 from monitoring.performance.realized import histograms
 from monitoring.performance.results import performance_results
+from monitoring.performance.state import RowModel, classes
 from monitoring.performance.state import aggregate as performance_states
 from monitoring.profile_store import read_profiles, stored_signatures, write_performance, write_profiles
 from monitoring.profiling import GROUP, ChunkProfile, profile_chunks
@@ -99,9 +100,9 @@ def estimators_table(config: MonitorConfig) -> str:
 
 
 def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] | None = None,
-              loss_models: LossModels | None = None) -> str:
+              model: RowModel | None = None) -> str:
     """A short hash of every setting the stored states of `dataset` depend on (for the analysis also
-    the slice values taken from the reference and the DLE loss models it was scored with). The label
+    the slice values taken from the reference and the estimation model its rows were scored with). The label
     table's version is not part of it: label changes are backfilled chunk by chunk (monitoring/backfill.py)."""
     ref, lab = config.reference, config.labels
     labels = [lab.table, lab.id_column, lab.label_column, lab.timestamp_column] if lab else None
@@ -111,7 +112,7 @@ def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] 
                 "slices": [list(config.slices.expressions), config.slices.top_n], "bins": config.drift.bins,
                 "reference": [ref.table, str(ref.start), str(ref.end)], "source": config.source.table,
                 "slice_values": slices or {}, "labels": labels,
-                "loss_models": loss_models.fingerprint() if loss_models else None}
+                "row_model": model.fingerprint() if model else None}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -150,17 +151,17 @@ def _time_range(df: DataFrame, config: MonitorConfig, start, end) -> DataFrame:
 
 def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
                     slices: dict[str, list[str]] | None = None, refresh: bool = False,
-                    loss_models: LossModels | None = None) -> ProfileResult:
+                    model: RowModel | None = None) -> ProfileResult:
     """Profile the reference or the analysis rows per chunk and slice and MERGE them into `profiles`.
     Stored profiles are reused when the source version and the settings are unchanged; then only the
     performance states of chunks whose labels changed since are recomputed (the label backfill)."""
     started = time.monotonic()
     df, version = dataset_rows(spark, config, dataset)
     labels = read_delta(spark, config.labels.table, "labels.table") if config.labels else None
-    sig, table = signature(config, dataset, slices, loss_models), profiles_table(config)
+    sig, table = signature(config, dataset, slices, model), profiles_table(config)
     if not refresh and stored_signatures(spark, table, config.monitor, dataset) == {(version, sig)}:
         chunks = read_profiles(spark, table, config.monitor, dataset)
-        backfill = _backfill(spark, config, dataset, df, labels, chunks, version, sig, loss_models) \
+        backfill = _backfill(spark, config, dataset, df, labels, chunks, version, sig, model) \
             if labels else None
         log.info("%s: source version %d already profiled with these settings; reusing %d stored chunk profiles",
                  dataset, version, len(chunks))
@@ -172,7 +173,7 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
     chunks = profile_chunks(chunked, config.monitored_columns(), config.chunking, config.source.timestamp_column,
                             config.profile.kll_k, config.profile.top_n)
     if labels:
-        states = performance_states(chunked, config, GROUP, labels.version, loss_models)
+        states = performance_states(chunked, config, GROUP, labels.version, model)
         for cp in chunks:
             cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value))
     if dataset == REFERENCE and not chunks:
@@ -201,7 +202,7 @@ def _chunked(config: MonitorConfig, df: DataFrame, slices: dict[str, list[str]])
 
 
 def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: DataFrame, labels: VersionedTable,
-              chunks: list[ChunkProfile], version: int, sig: str, loss_models: LossModels | None) -> Backfill | None:
+              chunks: list[ChunkProfile], version: int, sig: str, model: RowModel | None) -> Backfill | None:
     """Recompute the performance states of the chunks whose labels changed since they were computed,
     MERGE those rows into `profiles` and update `chunks` in place; None when no label landed."""
     since = stored_labels_version(chunks)
@@ -219,7 +220,7 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
         log.warning("%s: recomputing the performance of every chunk: %s", dataset, plan.reason)
         joined = _joined(config, df, labels)
     states = performance_states(_chunked(config, joined, _stored_slices(chunks)), config, GROUP, labels.version,
-                                loss_models) if targets else {}
+                                model) if targets else {}
     for c in chunks:
         if id(c) in recompute or c.performance is None:
             c.performance = states.get((c.chunk.index, c.slice_key, c.slice_value))
@@ -241,14 +242,12 @@ def _stored_slices(chunks: list[ChunkProfile]) -> dict[str, list[str]]:
 
 def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False) -> FittedReference:
     """Build and store the reference: chunk profiles, then merged states and bin edges per slice, and
-    the estimation models (the CBPE calibrator for binary classification, DLE loss models for regression)."""
+    the estimation models (CBPE calibrators for classification, DLE loss models for regression)."""
     profiles = profile_dataset(spark, config, REFERENCE, refresh=refresh)
     ref = FittedReference(profiles.chunks, source_version=profiles.source_version,
                           signature=signature(config, REFERENCE))
-    if estimation_enabled(config) and config.problem_type == "binary":
-        _fit_calibrator(spark, config, ref)
-    elif estimation_enabled(config):
-        _fit_loss_models(spark, config, ref)
+    if estimation_enabled(config):
+        _fit_estimators(spark, config, ref)
     stored, version, sig = read_reference(spark, reference_table(config), config.monitor)
     if profiles.reused and stored and (version, sig) == (ref.source_version, ref.signature):
         ref.columns = stored
@@ -258,26 +257,49 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False) -> Fi
     return ref
 
 
-def _fit_calibrator(spark: SparkSession, config: MonitorConfig, ref: FittedReference) -> Calibrator:
-    """Isotonic calibration of the positive-class score on the labelled reference rows (all chunks)."""
-    positive = config.outputs.positive_class
-    pos, neg, sums = histograms(reference_state(ref.chunks_of(WHOLE)), positive)
-    mode = config.estimation.calibration
-    calibrator = fit_calibrator(pos, neg, sums, mode)
-    write_calibrator(spark, estimators_table(config), config.monitor, positive, calibrator, mode, ref.source_version,
-                     ref.signature)
-    log.info("CBPE calibration (%s): %s (expected calibration error %s raw, %s calibrated on held-out rows)",
-             mode, "applied" if calibrator.applied else "not applied", calibrator.ece_raw, calibrator.ece_calibrated)
-    return calibrator
-
-
-def _fit_loss_models(spark: SparkSession, config: MonitorConfig, ref: FittedReference) -> LossModels:
-    """DLE: train the loss models on a sample of the labelled reference rows, store them, and score the
-    reference chunks with them (their states get the predicted-loss sums; one pass, at fit only)."""
+def _fit_estimators(spark: SparkSession, config: MonitorConfig, ref: FittedReference) -> None:
+    """Fit and store the estimation models. Binary CBPE calibrates the score bins of the stored states;
+    multiclass calibrators and DLE loss models act on every row, so the reference chunks are scored
+    with them once here (a second pass over the reference, at fit only)."""
+    model: RowModel | None = None
+    if config.problem_type != "regression":
+        calibrators = _fit_calibrators(spark, config, ref)
+        if config.problem_type == "binary":
+            return
+        model = ClassCalibrators(tuple(classes(config)), tuple(calibrators.values()))
     df, version = dataset_rows(spark, config, REFERENCE)
     labels = read_delta(spark, config.labels.table, "labels.table")
-    prediction = config.outputs.prediction
     joined = _joined(config, df, labels)
+    model = model or _fit_loss_models(spark, config, ref, joined)
+    states = performance_states(_chunked(config, joined, _stored_slices(ref.chunks)), config, GROUP, labels.version,
+                                model)
+    for cp in ref.chunks:
+        cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value), cp.performance)
+    write_performance(spark, profiles_table(config), config.monitor, REFERENCE, ref.chunks, version,
+                      signature(config, REFERENCE))
+
+
+def _fit_calibrators(spark: SparkSession, config: MonitorConfig, ref: FittedReference) -> dict[str, Calibrator]:
+    """Isotonic calibration of each class score (binary: the positive class) on the labelled reference
+    rows of all chunks, one vs rest."""
+    state = reference_state(ref.chunks_of(WHOLE))
+    mode = config.estimation.calibration
+    calibrators = {}
+    for cls, _ in classes(config):
+        pos, neg, sums = histograms(state, cls)
+        calibrators[cls] = cal = fit_calibrator(pos, neg, sums, mode)
+        log.info("CBPE calibration of class %s (%s): %s (expected calibration error %s raw, %s calibrated on "
+                 "held-out rows)", cls, mode, "applied" if cal.applied else "not applied", cal.ece_raw,
+                 cal.ece_calibrated)
+    write_calibrators(spark, estimators_table(config), config.monitor, calibrators, mode, ref.source_version,
+                      ref.signature)
+    return calibrators
+
+
+def _fit_loss_models(spark: SparkSession, config: MonitorConfig, ref: FittedReference,
+                     joined: DataFrame) -> LossModels:
+    """DLE: train the loss models on a sample of the labelled reference rows and store them."""
+    prediction = config.outputs.prediction
     labelled = joined.where(F.col(LABELLED) & F.col(quote_part(prediction)).isNotNull())
     available = sum(c.performance.get("n") for c in ref.chunks_of(WHOLE) if c.performance)
     cap = config.estimation.loss_model_rows
@@ -291,30 +313,39 @@ def _fit_loss_models(spark: SparkSession, config: MonitorConfig, ref: FittedRefe
                             F.col(LABEL)).toPandas()
     models = fit_loss_models(frame, features, prediction, LABEL)
     write_loss_models(spark, estimators_table(config), config.monitor, models, ref.source_version, ref.signature)
-    states = performance_states(_chunked(config, joined, _stored_slices(ref.chunks)), config, GROUP, labels.version,
-                                models)
-    for cp in ref.chunks:
-        cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value), cp.performance)
-    write_performance(spark, profiles_table(config), config.monitor, REFERENCE, ref.chunks, version,
-                      signature(config, REFERENCE))
     log.info("DLE: %d loss models trained on %d labelled reference rows", len(models.models), models.training_rows)
     return models
 
 
-def load_loss_models(spark: SparkSession, config: MonitorConfig, reference: FittedReference) -> LossModels:
-    stored = read_loss_models(spark, estimators_table(config), config.monitor)
-    if stored is None or stored[1] != reference.signature:
-        raise DataError(f"monitor '{config.monitor}' has no DLE loss models fitted with these settings in "
-                        f"{estimators_table(config)}; run `driftline fit --config ...` again")
-    return stored[0]
+@dataclass(frozen=True)
+class Estimators:
+    """The stored estimation models a run uses: the binary CBPE calibrator (applied to the states) and
+    the model applied to every row in the profiling pass (multiclass calibrators, DLE loss models)."""
+
+    calibrator: Calibrator | None = None
+    row_model: RowModel | None = None
 
 
-def load_calibrator(spark: SparkSession, config: MonitorConfig, reference: FittedReference) -> Calibrator:
-    stored = read_calibrator(spark, estimators_table(config), config.monitor, config.outputs.positive_class)
-    if stored is None or stored[1] != config.estimation.calibration or stored[2] != reference.signature:
-        raise DataError(f"monitor '{config.monitor}' has no CBPE calibrator fitted with these settings in "
-                        f"{estimators_table(config)}; run `driftline fit --config ...` again")
-    return stored[0]
+def load_estimators(spark: SparkSession, config: MonitorConfig, reference: FittedReference) -> Estimators:
+    if not estimation_enabled(config):
+        return Estimators()
+    table, stored = estimators_table(config), None
+    if config.problem_type == "regression":
+        found = read_loss_models(spark, table, config.monitor)
+        if found is not None and found[1] == reference.signature:
+            stored = Estimators(row_model=found[0])
+    else:
+        pairs = classes(config)
+        cals = read_calibrators(spark, table, config.monitor, [c for c, _ in pairs], config.estimation.calibration,
+                                reference.signature)
+        if cals is not None:
+            stored = Estimators(calibrator=cals[pairs[0][0]]) if config.problem_type == "binary" else \
+                Estimators(row_model=ClassCalibrators(tuple(pairs), tuple(cals[c] for c, _ in pairs)))
+    if stored is None:
+        kind = "DLE loss models" if config.problem_type == "regression" else "CBPE calibrators"
+        raise DataError(f"monitor '{config.monitor}' has no {kind} fitted with these settings in {table}; "
+                        "run `driftline fit --config ...` again")
+    return stored
 
 
 def load_reference(spark: SparkSession, config: MonitorConfig) -> FittedReference:
@@ -333,23 +364,20 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
         refresh: bool = False) -> RunResult:
     """Profile the analysis chunks, compare them with the reference, store the metrics."""
     reference = load_reference(spark, config)
-    estimating = estimation_enabled(config)
-    loss_models = load_loss_models(spark, config, reference) if estimating and config.problem_type == "regression" \
-        else None
-    profiles = profile_dataset(spark, config, ANALYSIS, reference.slice_values(), refresh, loss_models)
+    estimators = load_estimators(spark, config, reference)
+    profiles = profile_dataset(spark, config, ANALYSIS, reference.slice_values(), refresh, estimators.row_model)
     started = time.monotonic()
     results: list[MetricResult] = []
     columns = config.monitored_columns()
-    calibrator = load_calibrator(spark, config, reference) if estimating and config.problem_type == "binary" \
-        else None
     for key in reference.slices():
         analysis = [cp for cp in profiles.chunks if (cp.slice_key, cp.slice_value) == key]
         results += compare_slice(reference.chunks_of(key), analysis, columns, reference.edges(key), config.drift)
         if config.labels:
             realized = performance_results(reference.chunks_of(key), analysis, config)
             results += realized
-            if estimating:
-                results += estimated_results(reference.chunks_of(key), analysis, config, calibrator, realized)
+            if estimation_enabled(config):
+                results += estimated_results(reference.chunks_of(key), analysis, config, estimators.calibrator,
+                                             realized)
     run_id = run_id or uuid.uuid4().hex
     written = write_metrics(spark, metrics_table(config), config.monitor, run_id, results, profiles.source_version)
     log.info("compared %d slices: %d metric rows in %.1fs", len(reference.slices()), written,

@@ -1,4 +1,4 @@
-"""Confidence-based performance estimation (CBPE, NannyML's method) for binary classification.
+"""Confidence-based performance estimation (CBPE, NannyML's method) for classification.
 
 Without labels, a calibrated score p is the probability that the row is positive, so the expected
 confusion cells of a chunk are sums of p and 1 - p over its predicted positives and negatives, and the
@@ -6,14 +6,24 @@ expected ROC curve follows the cumulative sums of p in score order. Everything i
 chunk's score histograms (counts and score sums of all rows per class, prediction and one of
 SCORE_BINS score bins, built in the Spark pass), never from rows. Conventions, the binning error and
 where we differ from NannyML: docs/estimated-performance.md.
+
+Multiclass: one calibrator per class (one vs rest), applied to every row in Spark and renormalised so a
+row's probabilities sum to 1 (ClassCalibrators); per class the histograms then also hold the sums of
+those probabilities, and the estimates are macro averages of the one-vs-rest estimates.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, StructField, StructType
 from scipy.optimize import isotonic_regression
 from scipy.special import digamma
 
@@ -22,12 +32,16 @@ from monitoring.performance.realized import (
     PerfValue,
     average_precision,
     binary_counts,
+    confusion_counts,
     histograms,
     roc_auc,
 )
 from monitoring.performance.state import SCORE_BINS, PerformanceState
+from monitoring.tables import quote_part
 
 ECE_BINS, SPLITS, TEST_SHARE, SEED = 10, 10, 0.1, 42  # NannyML's calibration check
+MACRO_METRICS = ("roc_auc", "average_precision", "f1", "precision", "recall", "specificity")
+AUC_SE_FACTOR = 1.2  # NannyML widens the multiclass ROC AUC sampling error by this factor
 ESTIMATED_METRICS = ("roc_auc", "average_precision", "f1", "precision", "recall", "specificity", "accuracy",
                      "true_positive", "false_positive", "false_negative", "true_negative", "business_value")
 
@@ -45,6 +59,41 @@ class Calibrator:
 
     def __call__(self, s: np.ndarray) -> np.ndarray:
         return np.interp(s, self.x, self.y) if self.applied and self.x else s
+
+
+@dataclass(frozen=True)
+class ClassCalibrators:
+    """Multiclass CBPE: each class's calibrator applied to its score column, then every row's
+    probabilities divided by their sum (uniform when the sum is 0; NannyML). A row with a missing class
+    score gets no probabilities. Applied per row in Spark as a pandas UDF (`column`)."""
+
+    classes: tuple[tuple[str, str], ...]  # (class label, score column) in config order
+    calibrators: tuple[Calibrator, ...]
+
+    def outputs(self) -> tuple[str, ...]:
+        return tuple(f"c{i}" for i in range(len(self.classes)))
+
+    def fingerprint(self) -> str:
+        text = json.dumps([self.classes, [(c.x, c.y, c.applied) for c in self.calibrators]])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        """Rows x classes scores -> calibrated, renormalised probabilities (NaN rows stay NaN)."""
+        p = np.column_stack([cal(scores[:, i]) for i, cal in enumerate(self.calibrators)])
+        total = p.sum(axis=1, keepdims=True)
+        uniform = np.full_like(p, 1.0 / p.shape[1])
+        return np.divide(p, total, out=uniform, where=total != 0)
+
+    def column(self) -> Column:
+        schema = StructType([StructField(name, DoubleType()) for name in self.outputs()])
+        names = self.outputs()
+
+        @F.pandas_udf(schema)
+        def calibrate(*cols: pd.Series) -> pd.DataFrame:
+            scores = np.column_stack([c.to_numpy(dtype=float, na_value=np.nan) for c in cols])
+            return pd.DataFrame(self.probabilities(scores), columns=list(names))  # NaN -> null in Spark
+
+        return calibrate(*[F.col(quote_part(col)).cast("double") for _, col in self.classes])
 
 
 @dataclass(frozen=True)
@@ -196,37 +245,61 @@ def estimate(state: PerformanceState, positive: str, calibrator: Calibrator, ref
     return out
 
 
+AUC_UNDEFINED = "undefined: the calibrated scores expect one class only"
+AP_UNDEFINED = "undefined: the calibrated scores expect no positives"
+
+
 def _roc_auc(p: np.ndarray, counts: np.ndarray, ref: Components, n: float) -> PerfValue:
+    auc = expected_roc_auc(p, counts)
+    if auc is None:
+        return PerfValue("roc_auc", None, None, AUC_UNDEFINED)
+    var = _auc_variance(ref)
+    return PerfValue("roc_auc", auc, math.sqrt(var[0] / (n * var[1])) if var else None)
+
+
+def _auc_variance(ref: Components) -> tuple[float, float] | None:
+    return (ref.auc_std ** 2, ref.auc_fraction) if ref.auc_std is not None and ref.auc_fraction else None
+
+
+def _ap_variance(ref: Components) -> tuple[float, float] | None:
+    return (ref.ap * (1 - ref.ap), ref.positive_rate) if ref.ap is not None and ref.positive_rate else None
+
+
+def expected_roc_auc(p: np.ndarray, counts: np.ndarray) -> float | None:
     """Expected ROC AUC: bins from the highest score down; per bin expected positives sum(p) and
     negatives count - sum(p); cumulative sums rounded to 5 decimals and the trapezoid (NannyML)."""
     tps = np.concatenate([[0.0], np.cumsum(p[::-1])])
     fps = np.concatenate([[0.0], np.cumsum(counts[::-1])]) - tps
     tps, fps = np.round(tps, 5), np.round(fps, 5)
     if not tps[-1] or not fps[-1]:
-        return PerfValue("roc_auc", None, None, "undefined: the calibrated scores expect one class only")
+        return None
     tpr, fpr = tps / tps[-1], fps / fps[-1]
-    auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
-    se = ref.auc_std / math.sqrt(n * ref.auc_fraction) if ref.auc_std is not None and ref.auc_fraction else None
-    return PerfValue("roc_auc", auc, se)
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 
 
 def _average_precision(p: np.ndarray, counts: np.ndarray, ref: Components, n: float) -> PerfValue:
+    ap = expected_average_precision(p, counts)
+    if ap is None:
+        return PerfValue("average_precision", None, None, AP_UNDEFINED)
+    var = _ap_variance(ref)
+    return PerfValue("average_precision", ap, math.sqrt(var[0] / (n * var[1])) if var else None)
+
+
+def expected_average_precision(p: np.ndarray, counts: np.ndarray) -> float | None:
     """Expected AP with NannyML's per-row steps: sum_i (R_i - R_(i-1)) P_i, rows by score descending.
     Within a bin p is constant, so its m rows sum in closed form: sum_j (A + j q) / (B + j) =
     m q + (A - q B) (digamma(B + m + 1) - digamma(B + 1))."""
     p, counts = p[::-1], counts[::-1]
     total = p.sum()
     if not total:
-        return PerfValue("average_precision", None, None, "undefined: the calibrated scores expect no positives")
+        return None
     ap, a, b = 0.0, 0.0, 0.0
     for m, mass in zip(counts, p, strict=True):
         if m:
             q = mass / m
             ap += q / total * (m * q + (a - q * b) * (digamma(b + m + 1) - digamma(b + 1)))
             a, b = a + mass, b + m
-    se = math.sqrt(ref.ap * (1 - ref.ap) / (n * ref.positive_rate)) if ref.ap is not None and ref.positive_rate \
-        else None
-    return PerfValue("average_precision", float(ap), se)
+    return float(ap)
 
 
 def _rates(tp: float, fp: float, fn: float, tn: float, ref: Components, n: float) -> list[PerfValue]:
@@ -255,3 +328,102 @@ def _rates(tp: float, fp: float, fn: float, tn: float, ref: Components, n: float
     ]
     return [PerfValue(m, v, s) if v is not None else PerfValue(m, None, None, "undefined: empty denominator")
             for m, v, s in items]
+
+
+@dataclass(frozen=True)
+class MulticlassComponents:
+    """Reference statistics behind the multiclass sampling errors: each class one vs rest, and the
+    realized confusion matrix (rows = true class, columns = prediction) of the labelled reference."""
+
+    classes: dict[str, Components]
+    confusion: np.ndarray
+
+    @property
+    def n(self) -> float:
+        return float(self.confusion.sum())
+
+
+def multiclass_components(state: PerformanceState, labels: list[str]) -> MulticlassComponents:
+    return MulticlassComponents({k: components(state, k, labels) for k in labels}, confusion_counts(state, labels))
+
+
+def _class_bins(state: PerformanceState) -> dict[tuple[str, str, str], np.ndarray]:
+    """(ac or ap, class, predicted as the class) -> per score bin counts of rows with calibrated
+    probabilities or their sums."""
+    out: dict[tuple[str, str, str], np.ndarray] = {}
+    for key, v in state.values.items():
+        if key.startswith(("ac|", "ap|")):
+            kind, k, yhat, b = key.split("|")
+            out.setdefault((kind, k, yhat), np.zeros(SCORE_BINS))[int(b)] += v
+    return out
+
+
+def _bernoulli(hits: float, total: float, n: float) -> tuple[float, float] | None:
+    """(variance of the 0/1 outcome behind a rate, share of rows it is measured on)."""
+    return ((hits / total) * (1 - hits / total), total / n) if total and n else None
+
+
+def _macro_se(variances: list[tuple[float, float] | None], n: float, factor: float = 1.0) -> float | None:
+    """NannyML's multiclass sampling error: factor x sqrt(sum_k var_k / (n share_k)) / K."""
+    if any(v is None for v in variances) or not n:
+        return None
+    return factor * math.sqrt(sum(var / (n * share) for var, share in variances)) / len(variances)
+
+
+def estimate_multiclass(state: PerformanceState, labels: list[str], ref: MulticlassComponents,
+                        value_matrix: tuple[tuple[float, ...], ...] | None) -> list[PerfValue]:
+    """Estimated multiclass metrics of one chunk: macro averages of the one-vs-rest estimates over the
+    calibrated, renormalised probabilities (ROC AUC and AP rank rows by the raw class score, as
+    NannyML), accuracy, the expected confusion matrix and business value, with sampling errors."""
+    bins = _class_bins(state)
+    zero = np.zeros(SCORE_BINS)
+    expected = np.array([[state.get(f"ce|{p}|{t}") for p in labels] for t in labels])
+    n = float(expected.sum())
+    names = [f"{m}_macro" for m in MACRO_METRICS] + ["accuracy"] + \
+        [f"confusion_{t}_{p}" for t in labels for p in labels] + (["business_value"] if value_matrix else [])
+    if not n:
+        return [PerfValue(m, None, None, "no rows with every class score") for m in names]
+    values: dict[str, list[float | None]] = {m: [] for m in MACRO_METRICS}
+    variances: dict[str, list[tuple[float, float] | None]] = {m: [] for m in MACRO_METRICS}
+    for k in labels:
+        c1, c0 = bins.get(("ac", k, "1"), zero), bins.get(("ac", k, "0"), zero)
+        p1, p0 = bins.get(("ap", k, "1"), zero), bins.get(("ap", k, "0"), zero)
+        tp, fn = float(p1.sum()), float(p0.sum())
+        fp, tn = float(c1.sum()) - tp, float(c0.sum()) - fn
+        rtp, rfp, rfn, rtn = ref.classes[k].cells
+        rn = ref.n
+        for metric, value, var in (
+                ("roc_auc", expected_roc_auc(p1 + p0, c1 + c0), _auc_variance(ref.classes[k])),
+                ("average_precision", expected_average_precision(p1 + p0, c1 + c0), _ap_variance(ref.classes[k])),
+                ("f1", tp / (tp + 0.5 * (fp + fn)) if tp + fp + fn else None, _bernoulli(rtp, rtp + rfn + rfp, rn)),
+                ("precision", tp / (tp + fp) if tp + fp else None, _bernoulli(rtp, rtp + rfp, rn)),
+                ("recall", tp / (tp + fn) if tp + fn else None, _bernoulli(rtp, rtp + rfn, rn)),
+                ("specificity", tn / (tn + fp) if tn + fp else None, _bernoulli(rtn, rtn + rfp, rn))):
+            values[metric].append(value)
+            variances[metric].append(var)
+    out = []
+    for metric in MACRO_METRICS:
+        undefined = [k for k, v in zip(labels, values[metric], strict=True) if v is None]
+        if undefined:
+            out.append(PerfValue(f"{metric}_macro", None, None, f"undefined for class {undefined[0]}: the "
+                                 "calibrated probabilities expect no rows of it, or only rows of it"))
+            continue
+        factor = AUC_SE_FACTOR if metric == "roc_auc" else 1.0
+        out.append(PerfValue(f"{metric}_macro", float(np.mean(values[metric])),
+                             _macro_se(variances[metric], n, factor)))
+    ref_cells = ref.confusion / ref.n if ref.n else None
+    ref_accuracy = float(np.trace(ref_cells)) if ref_cells is not None else None
+    out.append(PerfValue("accuracy", float(np.trace(expected)) / n,
+                         math.sqrt(ref_accuracy * (1 - ref_accuracy) / n) if ref_accuracy is not None else None))
+    for i, t in enumerate(labels):
+        for j, p in enumerate(labels):
+            se = math.sqrt(ref_cells[i, j] * (1 - ref_cells[i, j]) * n) if ref_cells is not None else None
+            out.append(PerfValue(f"confusion_{t}_{p}", float(expected[i, j]), se))
+    if value_matrix:
+        v = np.asarray(value_matrix, float)
+        se = None
+        if ref_cells is not None:
+            mean = float(np.sum(v * ref_cells))
+            se = math.sqrt(max(float(np.sum(v ** 2 * ref_cells)) - mean * mean, 0.0) * n)
+        out.append(PerfValue("business_value", float(np.sum(v * expected)), se))
+    return out

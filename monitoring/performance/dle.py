@@ -47,6 +47,12 @@ class LossModels:
         return json.dumps({"features": self.features, "prediction": self.prediction, "categories": self.categories,
                            "training_rows": self.training_rows})
 
+    def outputs(self) -> tuple[str, ...]:
+        return tuple(self.models)
+
+    def column(self) -> Column:
+        return predicted_losses(self)
+
     @classmethod
     def from_stored(cls, settings: str, models: dict[str, str]) -> LossModels:
         s = json.loads(settings)

@@ -1,7 +1,7 @@
-"""Estimated performance results (family `estimated_performance`): CBPE (binary classification) or DLE
-(regression) per reference and analysis chunk, with confidence bands, the realized metric's thresholds
-(learnt from the reference chunks' realized values, as NannyML does) and alerts, plus the estimation
-error where labels exist (comparison `REALIZED`: estimate - realized)."""
+"""Estimated performance results (family `estimated_performance`): CBPE (binary and multiclass
+classification) or DLE (regression) per reference and analysis chunk, with confidence bands, the
+realized metric's thresholds (learnt from the reference chunks' realized values, as NannyML does) and
+alerts, plus the estimation error where labels exist (comparison `REALIZED`: estimate - realized)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import math
 
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import REFERENCE, MetricResult
-from monitoring.performance.cbpe import Calibrator, components, estimate
+from monitoring.performance.cbpe import Calibrator, components, estimate, estimate_multiclass, multiclass_components
 from monitoring.performance.realized import PerfValue
 from monitoring.performance.results import PERFORMANCE, TABLE, chunk_results
 from monitoring.performance.state import PerformanceState
@@ -21,9 +21,8 @@ VS_REALIZED = "REALIZED"
 
 
 def estimation_enabled(config: MonitorConfig) -> bool:
-    """CBPE for binary classification, DLE for regression; both learn from labelled reference rows."""
-    return config.estimation.enabled and config.labels is not None and config.problem_type in ("binary",
-                                                                                               "regression")
+    """CBPE for classification, DLE for regression; both learn from labelled reference rows."""
+    return config.estimation.enabled and config.labels is not None
 
 
 def reference_state(chunks: list[ChunkProfile]) -> PerformanceState:
@@ -36,11 +35,18 @@ def reference_state(chunks: list[ChunkProfile]) -> PerformanceState:
 
 def estimated_results(reference: list[ChunkProfile], analysis: list[ChunkProfile], config: MonitorConfig,
                       calibrator: Calibrator | None, realized: list[MetricResult]) -> list[MetricResult]:
-    """Estimated results of one slice; `realized` are that slice's realized results (thresholds, errors)."""
+    """Estimated results of one slice; `realized` are that slice's realized results (thresholds, errors).
+    `calibrator`: binary CBPE's (multiclass probabilities were calibrated in the profiling pass)."""
     ref = reference_state(reference)
     if config.problem_type == "regression":
         def chunk_estimates(state: PerformanceState) -> list[PerfValue]:
             return dle_estimates(state, ref)
+    elif config.problem_type == "multiclass":
+        labels = list(config.outputs.class_scores)
+        multi = multiclass_components(ref, labels)
+
+        def chunk_estimates(state: PerformanceState) -> list[PerfValue]:
+            return estimate_multiclass(state, labels, multi, config.estimation.business_value)
     else:
         positive = config.outputs.positive_class
         labels = sorted({k.split("|")[1] for k in ref.values if k.startswith("cm|")} | {positive})

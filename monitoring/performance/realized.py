@@ -120,16 +120,27 @@ def _threshold_metrics(tp: float, fp: float, fn: float, tn: float) -> dict[str, 
     return {k: PerfValue(k, None, None, notes[k]) if v.value is None else v for k, v in out.items()}
 
 
-def business_value(matrix: tuple[tuple[float, float], tuple[float, float]], tp: float, fp: float, fn: float,
-                   tn: float) -> PerfValue:
-    """Total value of the confusion cells; sampling error std(per-row value) x sqrt(n) (NannyML)."""
-    (v_tn, v_fp), (v_fn, v_tp) = matrix
-    n = tp + fp + fn + tn
-    total = v_tp * tp + v_fp * fp + v_fn * fn + v_tn * tn
+def business_value(matrix: tuple[tuple[float, ...], ...], counts: np.ndarray) -> PerfValue:
+    """Total value of the confusion cells (`matrix` and `counts`: rows = true class, columns =
+    prediction); sampling error std(per-row value) x sqrt(n) (NannyML)."""
+    values = np.asarray(matrix, float)
+    n = float(counts.sum())
     if not n:
         return PerfValue("business_value", None, None, "undefined: no labelled rows")
-    second = (v_tp ** 2 * tp + v_fp ** 2 * fp + v_fn ** 2 * fn + v_tn ** 2 * tn) / n
+    total = float(np.sum(values * counts))
+    second = float(np.sum(values ** 2 * counts)) / n
     return PerfValue("business_value", total, math.sqrt(max(second - (total / n) ** 2, 0.0) * n))
+
+
+def confusion_counts(state: PerformanceState, labels: list[str]) -> np.ndarray:
+    """Realized confusion matrix over `labels` (rows = true class, columns = prediction)."""
+    return np.array([[state.get(f"cm|{t}|{p}") for p in labels] for t in labels])
+
+
+def performance_range(metric: str) -> tuple[float, float]:
+    if metric.startswith("confusion_"):
+        return 0.0, math.inf
+    return PERFORMANCE_RANGE.get(metric, (-math.inf, math.inf))
 
 
 def classification_metrics(state: PerformanceState, config: MonitorConfig) -> list[PerfValue]:
@@ -146,7 +157,7 @@ def classification_metrics(state: PerformanceState, config: MonitorConfig) -> li
         out += list(_threshold_metrics(tp, fp, fn, tn).values())
         out += [PerfValue(m, v) for m, v in zip(COUNT_METRICS, (tp, fp, fn, tn), strict=True)]
         if config.estimation.business_value:
-            out.append(business_value(config.estimation.business_value, tp, fp, fn, tn))
+            out.append(business_value(config.estimation.business_value, np.array([[tn, fp], [fn, tp]])))
         pos, neg, sums = histograms(state, positive)
         out.append(PerfValue("roc_auc", *roc_auc(pos, neg)))
         out.append(PerfValue("average_precision", *average_precision(pos, neg)))
@@ -184,6 +195,11 @@ def classification_metrics(state: PerformanceState, config: MonitorConfig) -> li
         out += [PerfValue(f"{name}_macro", macro, macro_se), PerfValue(f"{name}_weighted", weighted, weighted_se)]
     accuracy = _div(correct, n)
     out.append(PerfValue("accuracy", accuracy, _prop_se(accuracy, n)))
+    counts = confusion_counts(state, labels)
+    out += [PerfValue(f"confusion_{t}_{p}", float(counts[i, j])) for i, t in enumerate(labels)
+            for j, p in enumerate(labels)]
+    if config.estimation.business_value:
+        out.append(business_value(config.estimation.business_value, counts))
     return out
 
 

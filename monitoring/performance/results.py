@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, NO_COMPARISON, REFERENCE, MetricResult, apply_thresholds
-from monitoring.performance.realized import PERFORMANCE_RANGE, PerfValue, realized_metrics
+from monitoring.performance.realized import PERFORMANCE_RANGE, PerfValue, performance_range, realized_metrics
 from monitoring.performance.state import PerformanceState
 from monitoring.profiling import ChunkProfile
 
@@ -33,7 +33,7 @@ def chunk_results(reference: list[ChunkProfile], analysis: list[ChunkProfile], f
                                  v.metric, NO_COMPARISON, v.value, int(rows), sampling_error=v.sampling_error,
                                  label_coverage=coverage, note=v.note)
                 if v.value is not None and v.sampling_error is not None:
-                    lo, hi = PERFORMANCE_RANGE.get(v.metric, (float("-inf"), float("inf")))
+                    lo, hi = performance_range(v.metric)
                     r.lower_confidence = max(lo, v.value - BAND * v.sampling_error)
                     r.upper_confidence = min(hi, v.value + BAND * v.sampling_error)
                 results.append(r)
@@ -43,5 +43,6 @@ def chunk_results(reference: list[ChunkProfile], analysis: list[ChunkProfile], f
 def performance_results(reference: list[ChunkProfile], analysis: list[ChunkProfile],
                         config: MonitorConfig) -> list[MetricResult]:
     results = chunk_results(reference, analysis, PERFORMANCE, lambda state: realized_metrics(state, config))
-    apply_thresholds(results, config.drift, PERFORMANCE_RANGE)
+    apply_thresholds(results, config.drift, PERFORMANCE_RANGE | {r.metric: performance_range(r.metric)
+                                                                 for r in results})
     return results

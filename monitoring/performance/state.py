@@ -5,7 +5,10 @@ Keys of `PerformanceState.values` (all sums, so two states merge by adding):
 - classification: `h|<class>|<1 if the label is the class else 0>|<bin>` row counts and
   `s|...|<bin>` score sums of each class score on SCORE_BINS equal-width bins of [0, 1] (labelled
   rows); `a|<class>|<1 if predicted as the class else 0>|<bin>` counts and `as|...` score sums of all
-  rows, labelled or not (for estimated performance, monitoring/performance/cbpe.py);
+  rows, labelled or not (for estimated performance, monitoring/performance/cbpe.py); multiclass with
+  CBPE calibrators also `ap|...` sums and `ac|...` counts of each row's calibrated, renormalised
+  probability of the class (binned by its raw score) and `ce|<prediction>|<class>` sums of those
+  probabilities per predicted class (the expected confusion matrix);
   `cm|<label>|<prediction>` confusion counts; `logloss`, `logloss2`, `brier`, `brier2` sums of the
   per-row loss and its square;
 - regression: `n` (rows with label and prediction), `e`, `ae`, `se`, `se2` (sums of error, absolute
@@ -17,6 +20,7 @@ Keys of `PerformanceState.values` (all sums, so two states merge by adding):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from pyspark.sql import Column, DataFrame
@@ -24,7 +28,6 @@ from pyspark.sql import functions as F
 
 from monitoring.config import MonitorConfig
 from monitoring.labels import LABEL, LABELLED
-from monitoring.performance.dle import LossModels, predicted_losses
 from monitoring.tables import quote_part
 
 SCORE_BINS = 2000
@@ -32,6 +35,17 @@ PROB_EPS = float(np.finfo(np.float64).eps)  # scikit-learn's clip of probabiliti
 MAPE_EPS = float(np.finfo(np.float64).eps)  # scikit-learn's floor of |y| in MAPE
 PERFORMANCE_COLUMN = ":performance"  # column_name of performance states in the profiles table
 NEGATIVE = "__not_positive__"
+
+
+class RowModel(Protocol):
+    """A model fitted at `fit` and applied to every row in the profiling pass: DLE loss models
+    (one predicted loss per output) or multiclass CBPE calibrators (one probability per class)."""
+
+    def outputs(self) -> tuple[str, ...]: ...
+
+    def column(self) -> Column: ...  # a struct with one double field per output, in that order
+
+    def fingerprint(self) -> str: ...
 
 
 @dataclass
@@ -96,10 +110,10 @@ def _losses(config: MonitorConfig) -> tuple[Column, Column]:
 
 
 def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_version: int | None = None,
-              loss_models: LossModels | None = None) -> dict[tuple, PerformanceState]:
+              model: RowModel | None = None) -> dict[tuple, PerformanceState]:
     """Performance states per group (chunk x slice) of labelled-joined rows: two aggregations for
     classification (confusion cells with loss sums; score histograms by class, label and prediction),
-    one for regression."""
+    one for regression. `model`'s per-row outputs are summed in the same aggregations."""
     states: dict[tuple, PerformanceState] = {}
     ids: dict[tuple, list] = {}
     pid = F.col(quote_part(config.source.id_column))
@@ -131,10 +145,10 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
                 "ape": F.sum(ape), "ape2": F.sum(ape * ape), "sle": F.sum(sle), "sle2": F.sum(sle * sle),
                 "msle_invalid": F.sum(F.when(ok & ((y < 0) | (p < 0)), 1)), "y": F.sum(F.when(ok, y)),
                 "y2": F.sum(F.when(ok, y * y)), "labelled": F.count(F.when(labelled, 1)), "rows": F.count(F.lit(1))}
-        if loss_models is not None:  # DLE: every row's predicted losses, labelled or not
-            df = df.withColumn("_dl_dle", predicted_losses(loss_models))
+        if model is not None:  # DLE: every row's predicted losses, labelled or not
+            df = df.withColumn("_dl_model", model.column())
             sums["dle_n"] = F.count(F.when(p.isNotNull(), 1))
-            sums |= {f"dle_{k}": F.sum(F.when(p.isNotNull(), F.col(f"_dl_dle.{k}"))) for k in loss_models.models}
+            sums |= {f"dle_{k}": F.sum(F.when(p.isNotNull(), F.col(f"_dl_model.{k}"))) for k in model.outputs()}
         for r in df.groupBy(*group).agg(*[v.alias(k) for k, v in sums.items()], *id_range).collect():
             for k in sums:
                 add(tuple(r[g] for g in group), k, r[k])
@@ -142,9 +156,13 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
         return finish()
 
     logloss, brier = _losses(config)
+    pairs = classes(config)
+    if model is not None:  # multiclass CBPE: every row's calibrated class probabilities
+        df = df.withColumn("_dl_model", model.column())
+    expected = [F.sum(F.col(f"_dl_model.c{j}")).alias(f"_ce{j}") for j in range(len(pairs))] if model else []
     cells = df.groupBy(*group, F.col(LABEL).alias("_l"), _prediction(config).alias("_p")).agg(
         F.count(F.lit(1)).alias("n"), F.sum(logloss).alias("ll"), F.sum(logloss * logloss).alias("ll2"),
-        F.sum(brier).alias("b"), F.sum(brier * brier).alias("b2"), *id_range)
+        F.sum(brier).alias("b"), F.sum(brier * brier).alias("b2"), *expected, *id_range)
     for r in cells.collect():
         key = tuple(r[g] for g in group)
         add(key, "rows", r["n"])
@@ -154,20 +172,27 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
             add(key, f"cm|{r['_l']}|{r['_p']}", r["n"])
             for name, col in (("logloss", "ll"), ("logloss2", "ll2"), ("brier", "b"), ("brier2", "b2")):
                 add(key, name, r[col])
+        for j, (cls, _) in enumerate(pairs if model else []):
+            add(key, f"ce|{r['_p']}|{cls}", r[f"_ce{j}"])
     predicted = _prediction(config)
     entries = F.explode(F.array(*[
         F.struct(F.lit(cls).alias("k"), F.col(quote_part(col)).cast("double").alias("s"),
                  F.when(labelled, (F.col(LABEL) == F.lit(cls)).cast("int")).alias("pos"),
-                 (predicted == F.lit(cls)).cast("int").alias("yhat")) for cls, col in classes(config)]))
+                 (predicted == F.lit(cls)).cast("int").alias("yhat"),
+                 (F.col(f"_dl_model.c{i}") if model else F.lit(None).cast("double")).alias("p"))
+        for i, (cls, col) in enumerate(pairs)]))
     scored = df.select(*group, entries.alias("e")).where(F.col("e.s").isNotNull())
     binned = F.least(F.greatest(F.floor(F.col("e.s") * SCORE_BINS), F.lit(0)), F.lit(SCORE_BINS - 1))
     hist = scored.groupBy(*group, F.col("e.k").alias("k"), F.col("e.pos").alias("pos"),
                           F.coalesce(F.col("e.yhat"), F.lit(0)).alias("yhat"), binned.alias("bin")).agg(
-        F.count(F.lit(1)).alias("n"), F.sum("e.s").alias("s"))
+        F.count(F.lit(1)).alias("n"), F.sum("e.s").alias("s"), F.count("e.p").alias("pn"), F.sum("e.p").alias("p"))
     for r in hist.collect():
         key, k, b = tuple(r[g] for g in group), r["k"], r["bin"]
         add(key, f"a|{k}|{r['yhat']}|{b}", r["n"])
         add(key, f"as|{k}|{r['yhat']}|{b}", r["s"])
+        if r["pn"]:
+            add(key, f"ac|{k}|{r['yhat']}|{b}", r["pn"])
+            add(key, f"ap|{k}|{r['yhat']}|{b}", r["p"])
         if r["pos"] is not None:
             add(key, f"h|{k}|{r['pos']}|{b}", r["n"])
             add(key, f"s|{k}|{r['pos']}|{b}", r["s"])
