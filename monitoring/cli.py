@@ -64,39 +64,86 @@ def cmd_run(args) -> int:
     from monitoring.session import get_spark
 
     config = _config(args)
-    _run(get_spark(config.spark), config, args.refresh)
-    return 0
+    return _run(get_spark(config.spark), config, args.refresh, args.fail_on_alert)
 
 
-def _run(spark, config: MonitorConfig, refresh: bool) -> None:
-    """Run the monitor inside an MLflow run (when enabled) and print the summary."""
+EXIT_REPORTING = 4  # results stored, MLflow logging failed (`driftline report` re-logs)
+
+
+def _run(spark, config: MonitorConfig, refresh: bool, fail_on_alert: str | None = None) -> int:
+    """Run the monitor (Delta tables first), log it to MLflow (when enabled), print the summary, deliver
+    the alerts; the exit code says whether MLflow logging failed or alerts fired."""
+    from monitoring.alerts import EXIT_ALERTS, parse_families, post_webhook, run_alerts, webhook_payload, webhook_url
     from monitoring.pipeline import run
     from monitoring.reporting.summary import column_drift, print_summary
 
-    mlflow_run = None
-    if config.mlflow.enabled:
-        from monitoring.reporting.mlflow_log import finish_run, start_run
-
-        mlflow_run = start_run(config, f"{config.monitor}-{time.strftime('%Y%m%d-%H%M%S')}", {})
     try:
-        result = run(spark, config, mlflow_run, refresh)
-    except BaseException:
-        if mlflow_run:
-            finish_run(config, mlflow_run, [], [], {}, failed=True)
-        raise
-    if mlflow_run:
+        families = parse_families(fail_on_alert) if fail_on_alert is not None else None
+    except ValueError as exc:
+        raise DriftlineError(str(exc)) from exc
+    result = run(spark, config, None, refresh)
+    plan = result.profiles.backfill
+    alerts = run_alerts(result.metrics, list(plan.chunks) if plan else [])
+    mlflow_run, reporting_error = None, None
+    if config.mlflow.enabled:
+        from monitoring.reporting.mlflow_log import log_run
+
         drifted = ",".join(d.column for d in column_drift(result.metrics) if d.first_alert)
-        tags = {"driftline.source_version": str(result.source_version),
-                "driftline.drifted_columns": drifted[:5000] or "-"}
+        tags = {"driftline.run_id": result.run_id, "driftline.source_version": str(result.source_version),
+                "driftline.drifted_columns": drifted[:5000] or "-",
+                "driftline.chunks": f"{len(result.profiles.whole)} analysis chunks, "
+                                    f"{'reused' if result.profiles.reused else 'profiled'}"}
         if result.labels:
             tags |= {f"driftline.labels.{k}": str(v) for k, v in vars(result.labels).items()}
-        if result.profiles.backfill:
-            plan = result.profiles.backfill
+        if plan:
             tags |= {"driftline.backfill.chunks": ",".join(map(str, plan.chunks))[:5000] or "-",
                      "driftline.backfill.labels_versions": f"{plan.since}->{plan.until}",
                      "driftline.backfill.reason": plan.reason[:5000]}
-        finish_run(config, mlflow_run, result.chunks, result.metrics, tags)
+        try:
+            mlflow_run = log_run(config, f"{config.monitor}-{time.strftime('%Y%m%d-%H%M%S')}", result.chunks,
+                                 result.metrics, tags, webhook_payload(config.monitor, result.run_id, alerts, None))
+        except DriftlineError as exc:
+            reporting_error = exc
     print_summary(config, result, mlflow_run)
+    url = webhook_url()
+    if url and alerts.alerts:
+        post_webhook(url, webhook_payload(config.monitor, result.run_id, alerts, None))
+    if reporting_error:
+        print(f"driftline: error: {reporting_error}", file=sys.stderr)
+        return EXIT_REPORTING
+    fired = [r for r in alerts.alerts if families is not None and r.family in families]
+    if fired:
+        families_fired = ", ".join(sorted({r.family for r in fired}))
+        print(f"driftline: {len(fired)} alerts in {', '.join(alerts.chunks)} ({families_fired}); "
+              f"exit code {EXIT_ALERTS} (--fail-on-alert)", file=sys.stderr)
+        return EXIT_ALERTS
+    return 0
+
+
+def cmd_report(args) -> int:
+    """Re-log the stored results of a monitor (metrics table + analysis profiles) as a new MLflow run."""
+    from monitoring.alerts import run_alerts, webhook_payload
+    from monitoring.metrics_store import read_metrics
+    from monitoring.pipeline import ANALYSIS, metrics_table, profiles_table
+    from monitoring.profile_store import read_profiles
+    from monitoring.reporting.mlflow_log import log_run
+    from monitoring.session import get_spark
+
+    config = _config(args)
+    spark = get_spark(config.spark)
+    stored = read_metrics(spark, metrics_table(config), config.monitor)
+    if not stored.results:
+        raise DriftlineError(f"monitor '{config.monitor}' has no results in {metrics_table(config)}; "
+                             "run `driftline run --config ...` first")
+    chunks = read_profiles(spark, profiles_table(config), config.monitor, ANALYSIS)
+    alerts = run_alerts(stored.results)
+    tags = {"driftline.run_id": ",".join(stored.run_ids)[:5000], "driftline.relogged": "true",
+            "driftline.source_version": str(stored.source_version)}
+    mlflow_run = log_run(config, f"{config.monitor}-report-{time.strftime('%Y%m%d-%H%M%S')}", chunks,
+                         stored.results, tags, webhook_payload(config.monitor, tags["driftline.run_id"], alerts, None))
+    print(f"re-logged {len(stored.results):,} result rows of '{config.monitor}' (runs {', '.join(stored.run_ids)}) "
+          f"as MLflow run {mlflow_run} in experiment '{config.mlflow.experiment}' at {config.mlflow.tracking_uri}")
+    return 0
 
 
 def cmd_demo(args) -> int:
@@ -113,8 +160,7 @@ def cmd_demo(args) -> int:
         log.info("demo data: %d rows, %d labels in %.0fs", tables.rows, tables.labels_written,
                  time.monotonic() - started)
     _fit(spark, config, args.refresh)
-    _run(spark, config, args.refresh)
-    return 0
+    return _run(spark, config, args.refresh)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,7 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", required=True)
         p.add_argument("--refresh", action="store_true", help="recompute profiles even if the source is unchanged")
+        if name == "run":
+            p.add_argument("--fail-on-alert", nargs="?", const="all", default=None, metavar="FAMILIES",
+                           help="exit with code 3 when the latest chunk alerts (optionally only these families, "
+                                "comma-separated: drift, data_quality, performance, estimated_performance)")
         p.set_defaults(fn=fn)
+
+    p = sub.add_parser("report", help="re-log the stored results of a monitor to MLflow")
+    p.add_argument("--config", required=True)
+    p.set_defaults(fn=cmd_report)
 
     p = sub.add_parser("demo", help="demo data + fit + run + MLflow, end to end")
     p.add_argument("--config", default="conf/demo.yaml")

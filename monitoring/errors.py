@@ -15,3 +15,7 @@ class ConfigError(DriftlineError):
 
 class DataError(DriftlineError):
     """A table or column does not hold what the monitor needs."""
+
+
+class ReportingError(DriftlineError):
+    """The results are stored, but logging them to MLflow failed; `driftline report` re-logs them."""

@@ -4,9 +4,11 @@ family x metric x comparison (see docs/architecture.md), written by one MERGE pe
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import (
     BooleanType,
     DoubleType,
@@ -17,9 +19,10 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from monitoring.chunking import ChunkInfo
 from monitoring.drift.compare import MetricResult
 from monitoring.profile_store import CHUNK_FIELDS
-from monitoring.tables import merge_rows
+from monitoring.tables import merge_rows, table_exists, table_ident
 
 METRIC_KEYS = ["monitor", "period", "chunk_index", "slice_key", "slice_value", "column_name", "family", "metric",
                "comparison"]
@@ -68,3 +71,31 @@ def write_metrics(spark: SparkSession, table: str, monitor: str, run_id: str, re
     merge_rows(spark, table, spark.createDataFrame(rows, METRICS_SCHEMA), METRIC_KEYS, {"monitor": monitor},
                compare=[f.name for f in METRICS_SCHEMA.fields if f.name not in UNCOMPARED])
     return len(rows)
+
+
+@dataclass(frozen=True)
+class StoredMetrics:
+    results: list[MetricResult]
+    run_ids: tuple[str, ...]  # the runs that last changed the rows
+    source_version: int | None
+
+
+def read_metrics(spark: SparkSession, table: str, monitor: str) -> StoredMetrics:
+    """This monitor's rows of the metrics table back as results (the source of truth for re-logging)."""
+    if not table_exists(spark, table):
+        return StoredMetrics([], (), None)
+    rows = spark.sql(f"SELECT * FROM {table_ident(table)}").where(F.col("monitor") == monitor).collect()
+    chunks: dict[tuple[str, int], ChunkInfo] = {}
+    results = []
+    for r in rows:
+        # PySpark returns timestamps as naive local times; astimezone reads them as such
+        chunk = chunks.setdefault((r["period"], r["chunk_index"]), ChunkInfo(
+            r["chunk_index"], r["chunk_key"], r["chunk_start"].astimezone(timezone.utc),
+            r["chunk_end"].astimezone(timezone.utc)))
+        results.append(MetricResult(r["period"], chunk, r["slice_key"], r["slice_value"], r["column_name"],
+                                    r["column_kind"], r["family"], r["metric"], r["comparison"], r["value"],
+                                    r["row_count"], r["lower_threshold"], r["upper_threshold"], r["alert"],
+                                    r["sampling_error"], r["lower_confidence"], r["upper_confidence"],
+                                    r["label_coverage"], r["note"]))
+    versions = [r["source_version"] for r in rows if r["source_version"] is not None]
+    return StoredMetrics(results, tuple(sorted({r["run_id"] for r in rows})), max(versions) if versions else None)

@@ -4,22 +4,32 @@ Metric names read well in the UI: `profile.rows`, `quality.missing_rate.<column>
 `profile.mean.<column>`, `drift.<metric>.<column>` (BASELINE, whole table), `alerts.<column>` (number
 of alerting drift metrics), `alerts.total`, `performance.<metric>` (realized, when labels exist) and
 `estimated.<metric>` (CBPE / DLE, with or without labels);
-step = chunk index, timestamp = chunk end. The MLflow run id is also the `run_id` of the metrics table
-rows, so both point at each other.
+step = chunk index, timestamp = chunk end. The run is logged after the Delta tables are written (they
+are the source of truth); its tag `driftline.run_id` is the `run_id` of the metrics rows the run
+wrote. Artifacts: the run's results (`results/metrics.parquet` and `.csv`), `alerts.json` and the
+resolved config (`config.json`). When the tracking server fails, `log_run` raises ReportingError and
+`driftline report` re-logs the stored results later.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
+import tempfile
 from collections import Counter
+from pathlib import Path
 
 from monitoring import __version__
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, BASELINE, DRIFT, MetricResult
+from monitoring.errors import ReportingError
 from monitoring.profiling import ChunkProfile
 from monitoring.sketches import CONTINUOUS
 from monitoring.slices import WHOLE
 
 BATCH = 1000  # MLflow's log_batch limit on metrics per call
+log = logging.getLogger(__name__)
 
 
 def _safe(name: str) -> str:
@@ -105,16 +115,47 @@ def start_run(config: MonitorConfig, run_name: str, tags: dict[str, str]) -> str
     return run.info.run_id
 
 
-def finish_run(config: MonitorConfig, run_id: str, chunks: list[ChunkProfile], results: list[MetricResult],
-               tags: dict[str, str], failed: bool = False) -> None:
-    """Log the per-chunk metrics in batches, set the tags and close the run."""
+def log_run(config: MonitorConfig, run_name: str, chunks: list[ChunkProfile], results: list[MetricResult],
+            tags: dict[str, str], alerts: dict) -> str:
+    """One MLflow run with params, the per-chunk metrics in batches, tags and artifacts; returns its
+    id. Any failure of the tracking server becomes a ReportingError that says how to re-log."""
     from mlflow.entities import RunTag
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(config.mlflow.tracking_uri)
-    if not failed:
+    mlflow_run = None
+    try:
+        mlflow_run = start_run(config, run_name, tags)
+        client = MlflowClient(config.mlflow.tracking_uri)
         metrics = profile_metrics(chunks) + drift_metrics(results) + performance_metrics(results)
         for i in range(0, len(metrics), BATCH):
-            client.log_batch(run_id, metrics=metrics[i:i + BATCH])
-        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-    client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+            client.log_batch(mlflow_run, metrics=metrics[i:i + BATCH])
+        client.log_batch(mlflow_run, tags=[RunTag(k, v) for k, v in tags.items()])
+        _log_artifacts(client, mlflow_run, config, results, alerts)
+        client.set_terminated(mlflow_run, "FINISHED")
+        return mlflow_run
+    except Exception as exc:  # the tracking server's failures come as many exception types
+        if mlflow_run:
+            try:
+                MlflowClient(config.mlflow.tracking_uri).set_terminated(mlflow_run, "FAILED")
+            except Exception:  # noqa: BLE001 - the server is already failing; the message below says so
+                log.debug("could not mark MLflow run %s failed", mlflow_run)
+        raise ReportingError(
+            f"the results are stored in the Delta tables, but logging them to MLflow at "
+            f"{config.mlflow.tracking_uri} failed ({type(exc).__name__}: {str(exc)[:300]}); once the tracking "
+            f"server is back, re-log them with: driftline report --config <this config>") from exc
+
+
+def _log_artifacts(client, mlflow_run: str, config: MonitorConfig, results: list[MetricResult], alerts: dict) -> None:
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "results").mkdir()
+        frame = pd.DataFrame([{**{k: v for k, v in dataclasses.asdict(r).items() if k != "chunk"},
+                               "chunk_index": r.chunk.index, "chunk_key": r.chunk.key,
+                               "chunk_start": r.chunk.start, "chunk_end": r.chunk.end} for r in results])
+        frame.to_parquet(root / "results" / "metrics.parquet", index=False)
+        frame.to_csv(root / "results" / "metrics.csv", index=False)
+        (root / "alerts.json").write_text(json.dumps(alerts, indent=2, default=str) + "\n")
+        (root / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n")
+        client.log_artifacts(mlflow_run, str(root))

@@ -1,0 +1,169 @@
+"""Alert delivery and MLflow logging through the CLI, against real components: `--fail-on-alert` exit
+codes, the webhook received by an HTTP server on 127.0.0.1, and a real `mlflow server` that is down
+during the run (Delta results intact, exit code 4 with the re-log command) and up for `driftline
+report`, whose metric histories and artifacts are checked through the MLflow REST API against the
+metrics table (values exact, step = chunk index, timestamp = chunk end in ms)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from monitoring.cli import EXIT_REPORTING, main
+from monitoring.metrics_store import read_metrics
+
+from .helpers import write_delta
+
+DAYS, PER_DAY = 6, 3000
+
+
+@pytest.fixture(scope="module")
+def tables(spark, tmp_path_factory):
+    """Daily chunks; `x` shifts by 3 sd on the last day (a drift alert in the latest chunk only)."""
+    root = tmp_path_factory.mktemp("alerting")
+    rng = np.random.default_rng(3)
+    n = DAYS * PER_DAY
+    day = np.repeat(np.arange(DAYS), PER_DAY)
+    x = rng.normal(np.where(day == DAYS - 1, 3.0, 0.0), 1.0, n)
+    score = 1 / (1 + np.exp(-rng.normal(0, 1, n)))
+    micros = ((1735689600 + day * 86400 + rng.random(n) * 86000) * 1e6).astype("int64")
+    frame = pd.DataFrame({"id": np.arange(n), "ts": pd.to_datetime(micros, unit="us", utc=True), "x": x,
+                          "score": score})
+    root_table = root, write_delta(spark, frame, str(root / "preds"))
+    assert main(["fit", "--config", _config(*root_table, "", enabled=False)]) == 0
+    return root_table
+
+
+def _config(root: Path, table: str, tracking_uri: str, enabled: bool = True) -> str:
+    """The same monitor (and stored reference) for every test; only the MLflow settings differ."""
+    name = "alerting"
+    data = {"monitor": name, "problem_type": "binary",
+            "source": {"table": table, "id_column": "id", "timestamp_column": "ts"},
+            "features": [{"name": "x", "kind": "continuous"}], "outputs": {"score": "score"},
+            "chunking": {"period": "1d"}, "reference": {"start": "2025-01-01", "end": "2025-01-04"},
+            "output": {"path": str(root / f"out_{name}")},
+            "drift": {"continuous_methods": ["kolmogorov_smirnov", "jensen_shannon"],
+                      "thresholds": [  # no chance alerts
+                          {"metric": "kolmogorov_smirnov", "type": "constant", "upper": 0.2},
+                          {"metric": "jensen_shannon", "type": "constant", "upper": 0.2},
+                          {"metric": "kolmogorov_smirnov_pvalue", "type": "pvalue", "alpha": 1e-6}]},
+            "mlflow": {"enabled": enabled, "tracking_uri": tracking_uri or f"sqlite:///{root / 'unused.db'}",
+                       "experiment": f"driftline/{name}"}}
+    path = root / f"{name}-{'mlflow' if enabled else 'plain'}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Receiver.received.append({"type": self.headers["Content-Type"], "json": json.loads(body)})
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_fail_on_alert_exit_codes_and_webhook(spark, tables, monkeypatch, capsys):
+    root, table = tables
+    config = _config(root, table, "", enabled=False)
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("DRIFTLINE_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
+    try:
+        assert main(["run", "--config", config, "--fail-on-alert"]) == 3
+        assert "exit code 3 (--fail-on-alert)" in capsys.readouterr().err
+        # no labels: no performance alerts, so failing on performance only passes
+        assert main(["run", "--config", config, "--fail-on-alert", "performance"]) == 0
+        assert main(["run", "--config", config, "--fail-on-alert", "drift,nonsense"]) == 2
+    finally:
+        server.shutdown()
+    assert len(_Receiver.received) == 2  # one POST per run with alerts (not the refused one)
+    hook = _Receiver.received[0]
+    assert hook["type"] == "application/json"
+    alerts = hook["json"]["alerts"]
+    assert alerts and {a["column"] for a in alerts} == {"x"} and {a["chunk"] for a in alerts} == {"2025-01-06"}, \
+        [(a["column"], a["metric"], a["comparison"], a["value"], a["upper_threshold"]) for a in alerts]
+    assert {a["metric"] for a in alerts} == {"kolmogorov_smirnov", "jensen_shannon", "kolmogorov_smirnov_pvalue"}
+    assert hook["json"]["text"].startswith("Driftline monitor 'alerting'")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(base: str, endpoint: str, **params) -> dict:
+    query = "&".join(f"{k}={urllib.request.quote(str(v))}" for k, v in params.items())
+    with urllib.request.urlopen(f"{base}/api/2.0/mlflow/{endpoint}?{query}", timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_mlflow_down_then_report_relogs_to_a_real_server(spark, tables, monkeypatch, capsys, tmp_path):
+    root, table = tables
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = _config(root, table, base)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    assert main(["run", "--config", config]) == EXIT_REPORTING  # nothing listens on the port yet
+    err = capsys.readouterr().err
+    assert "stored in the Delta tables" in err and "driftline report --config" in err
+    stored = read_metrics(spark, str(root / "out_alerting" / "metrics"), "alerting")
+    assert len(stored.results) > 0 and len(stored.run_ids) == 1
+
+    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+                               "--port", str(port), "--workers", "1",
+                               "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                               "--artifacts-destination", str(tmp_path / "artifacts")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "mlflow server did not start"
+                time.sleep(1)
+        assert main(["report", "--config", config]) == 0
+        experiment = _get(base, "experiments/get-by-name", experiment_name="driftline/alerting")["experiment"]
+        request = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", method="POST",
+                                         data=json.dumps({"experiment_ids": [experiment["experiment_id"]]}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            runs = json.loads(response.read())["runs"]
+        assert len(runs) == 1
+        run = runs[0]
+        tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+        assert tags["driftline.relogged"] == "true" and tags["driftline.run_id"] == stored.run_ids[0]
+        run_id = run["info"]["run_id"]
+        want = sorted((r.chunk.index, int(r.chunk.end.timestamp() * 1000), r.value) for r in stored.results
+                      if (r.period, r.family, r.metric, r.column, r.comparison, r.slice_key) ==
+                      ("analysis", "drift", "kolmogorov_smirnov", "x", "BASELINE", ""))
+        history = _get(base, "metrics/get-history", run_id=run_id, metric_key="drift.kolmogorov_smirnov.x")["metrics"]
+        assert sorted((m["step"], m["timestamp"], m["value"]) for m in history) == want
+        assert len(want) == DAYS - 3
+        files = {f["path"] for f in _get(base, "artifacts/list", run_id=run_id)["files"]}
+        assert {"alerts.json", "config.json", "results"} <= files
+        results = {f["path"] for f in _get(base, "artifacts/list", run_id=run_id, path="results")["files"]}
+        assert results == {"results/metrics.parquet", "results/metrics.csv"}
+    finally:
+        server.terminate()
+        server.wait(30)
