@@ -23,7 +23,7 @@ demo: setup
 
 test: setup
 	$(PY) -m ruff check monitoring jobs tests benchmarks crosscheck
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=12 tests
 
 bench: setup
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
