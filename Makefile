@@ -7,7 +7,7 @@ export DRIFTLINE_CACHE ?= $(CURDIR)/.cache
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: demo test bench lint setup clean crosscheck
+.PHONY: demo test bench lint setup clean crosscheck browser
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,13 @@ setup: $(STAMP)
 demo: setup
 	$(PY) -m monitoring.cli demo --config conf/demo.yaml
 
-test: setup
+# Debian's Chromium for the browser test of the MLflow UI (tests/test_alerting.py); apt needs root or sudo
+browser:
+	@test -x /usr/bin/chromium || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	  --no-install-recommends chromium fonts-dejavu-core; }
+
+test: setup browser
 	$(PY) -m ruff check monitoring jobs tests benchmarks crosscheck
 	$(PY) -m pytest -q --durations=12 tests
 

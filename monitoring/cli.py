@@ -91,8 +91,9 @@ def _run(spark, config: MonitorConfig, refresh: bool, fail_on_alert: str | None 
         drifted = ",".join(d.column for d in column_drift(result.metrics) if d.first_alert)
         tags = {"driftline.run_id": result.run_id, "driftline.source_version": str(result.source_version),
                 "driftline.drifted_columns": drifted[:5000] or "-",
-                "driftline.chunks": f"{len(result.profiles.whole)} analysis chunks, "
-                                    f"{'reused' if result.profiles.reused else 'profiled'}"}
+                "driftline.recomputed": _recomputed(result)}
+        if result.profiles.labels_version is not None:
+            tags["driftline.labels_version"] = str(result.profiles.labels_version)
         if result.labels:
             tags |= {f"driftline.labels.{k}": str(v) for k, v in vars(result.labels).items()}
         if plan:
@@ -118,6 +119,19 @@ def _run(spark, config: MonitorConfig, refresh: bool, fail_on_alert: str | None 
               f"exit code {EXIT_ALERTS} (--fail-on-alert)", file=sys.stderr)
         return EXIT_ALERTS
     return 0
+
+
+def _recomputed(result) -> str:
+    """Which analysis chunks this run (re)computed, for the MLflow run's `driftline.recomputed` tag."""
+    whole = result.profiles.whole
+    parts = []
+    if not result.profiles.reused and whole:
+        parts.append(f"profiled {len(whole)} chunks {whole[0].chunk.key} .. {whole[-1].chunk.key}")
+    plan = result.profiles.backfill
+    if plan and plan.chunks:
+        keys = [c.chunk.key for c in whole if c.chunk.index in set(plan.chunks)]
+        parts.append(f"performance of {len(keys)} chunks after new labels: {', '.join(keys)}")
+    return "; ".join(parts)[:5000] or "none: stored profiles reused, no new labels"
 
 
 def cmd_report(args) -> int:

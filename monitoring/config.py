@@ -138,9 +138,14 @@ class Output:
 
 @dataclass(frozen=True)
 class Mlflow:
+    """Where runs are logged; `model_name` / `model_version`: the registered model version monitored
+    (its runs get a tag naming the monitor run; see docs/alerts.md)."""
+
     experiment: str
     tracking_uri: str = "sqlite:///mlflow.db"
     enabled: bool = True
+    model_name: str | None = None
+    model_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -330,9 +335,14 @@ def parse_config(data: Any) -> MonitorConfig:
     if (output.path is None) == (output.schema is None):
         raise ConfigError("output", "set exactly one of path (a directory) or schema (catalog.schema)")
 
-    m = _Section(root.get("mlflow", dict, {}), "mlflow", ("experiment", "tracking_uri", "enabled"))
+    m = _Section(root.get("mlflow", dict, {}), "mlflow", ("experiment", "tracking_uri", "enabled", "model_name",
+                                                          "model_version"))
+    version = m.get("model_version", (str, int), None)
     mlflow_conf = Mlflow(m.text("experiment", f"driftline/{monitor}"), m.text("tracking_uri", "sqlite:///mlflow.db"),
-                         m.get("enabled", bool, True))
+                         m.get("enabled", bool, True), m.text("model_name", None),
+                         str(version) if version is not None else None)
+    if mlflow_conf.model_version and not mlflow_conf.model_name:
+        raise ConfigError("mlflow.model_version", "set mlflow.model_name too (the registered model's name)")
 
     p = _Section(root.get("profile", dict, {}), "profile", ("kll_k", "top_n"))
     profile = Profile(p.positive_int("kll_k", 2000, minimum=8, maximum=65535),

@@ -362,9 +362,15 @@ def load_reference(spark: SparkSession, config: MonitorConfig) -> FittedReferenc
 
 def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
         refresh: bool = False) -> RunResult:
-    """Profile the analysis chunks, compare them with the reference, store the metrics."""
+    """Profile the analysis chunks, compare them with the reference, store the metrics (one log line per
+    stage with its counts and time)."""
+    started = time.monotonic()
     reference = load_reference(spark, config)
     estimators = load_estimators(spark, config, reference)
+    log.info("stage 1/3 reference: %d chunks, %d slices, estimation models: %s; loaded in %.1fs",
+             len(reference.chunks_of(WHOLE)), len(reference.slices()),
+             "yes" if estimators.calibrator or estimators.row_model else "none", time.monotonic() - started)
+    log.info("stage 2/3 profiling the analysis rows of %s", config.source.table)
     profiles = profile_dataset(spark, config, ANALYSIS, reference.slice_values(), refresh, estimators.row_model)
     started = time.monotonic()
     results: list[MetricResult] = []
@@ -380,8 +386,8 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
                                              realized)
     run_id = run_id or uuid.uuid4().hex
     written = write_metrics(spark, metrics_table(config), config.monitor, run_id, results, profiles.source_version)
-    log.info("compared %d slices: %d metric rows in %.1fs", len(reference.slices()), written,
-             time.monotonic() - started)
+    log.info("stage 3/3 compared %d chunks x %d slices, wrote %d metric rows to %s in %.1fs",
+             len(profiles.whole), len(reference.slices()), written, metrics_table(config), time.monotonic() - started)
     return RunResult(run_id, profiles, reference, results, _label_stats(spark, config, profiles))
 
 

@@ -1,18 +1,14 @@
 """Alert delivery and MLflow logging through the CLI, against real components: `--fail-on-alert` exit
 codes, the webhook received by an HTTP server on 127.0.0.1, and a real `mlflow server` that is down
 during the run (Delta results intact, exit code 4 with the re-log command) and up for `driftline
-report`, whose metric histories and artifacts are checked through the MLflow REST API against the
-metrics table (values exact, step = chunk index, timestamp = chunk end in ms)."""
+report`, whose metric histories, artifacts and model-version link are checked through the MLflow REST
+API against the metrics table (values exact, step = chunk index, timestamp = chunk end in ms). The
+demo monitor against a real server and the browser check of its UI are in tests/test_demo.py."""
 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -25,6 +21,7 @@ from monitoring.cli import EXIT_REPORTING, main
 from monitoring.metrics_store import read_metrics
 
 from .helpers import write_delta
+from .mlflow_server import free_port, metric_history, mlflow_server, rest_get, rest_runs
 
 DAYS, PER_DAY = 6, 3000
 
@@ -60,7 +57,7 @@ def _config(root: Path, table: str, tracking_uri: str, enabled: bool = True) -> 
                           {"metric": "jensen_shannon", "type": "constant", "upper": 0.2},
                           {"metric": "kolmogorov_smirnov_pvalue", "type": "pvalue", "alpha": 1e-6}]},
             "mlflow": {"enabled": enabled, "tracking_uri": tracking_uri or f"sqlite:///{root / 'unused.db'}",
-                       "experiment": f"driftline/{name}"}}
+                       "experiment": f"driftline/{name}", "model_name": "credit_model", "model_version": 1}}
     path = root / f"{name}-{'mlflow' if enabled else 'plain'}.yaml"
     path.write_text(yaml.safe_dump(data))
     return str(path)
@@ -103,21 +100,9 @@ def test_fail_on_alert_exit_codes_and_webhook(spark, tables, monkeypatch, capsys
     assert hook["json"]["text"].startswith("Driftline monitor 'alerting'")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(base: str, endpoint: str, **params) -> dict:
-    query = "&".join(f"{k}={urllib.request.quote(str(v))}" for k, v in params.items())
-    with urllib.request.urlopen(f"{base}/api/2.0/mlflow/{endpoint}?{query}", timeout=30) as response:
-        return json.loads(response.read())
-
-
 def test_mlflow_down_then_report_relogs_to_a_real_server(spark, tables, monkeypatch, capsys, tmp_path):
     root, table = tables
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     config = _config(root, table, base)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -128,42 +113,27 @@ def test_mlflow_down_then_report_relogs_to_a_real_server(spark, tables, monkeypa
     stored = read_metrics(spark, str(root / "out_alerting" / "metrics"), "alerting")
     assert len(stored.results) > 0 and len(stored.run_ids) == 1
 
-    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
-                               "--port", str(port), "--workers", "1",
-                               "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-                               "--artifacts-destination", str(tmp_path / "artifacts")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "mlflow server did not start"
-                time.sleep(1)
+    with mlflow_server(port, tmp_path) as base:
+        from mlflow.tracking import MlflowClient
+
+        registry = MlflowClient(base)
+        registry.create_registered_model("credit_model")
+        registry.create_model_version("credit_model", source="s3://models/credit_model/1")  # never read
         assert main(["report", "--config", config]) == 0
-        experiment = _get(base, "experiments/get-by-name", experiment_name="driftline/alerting")["experiment"]
-        request = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", method="POST",
-                                         data=json.dumps({"experiment_ids": [experiment["experiment_id"]]}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            runs = json.loads(response.read())["runs"]
+        _, runs = rest_runs(base, "driftline/alerting")
         assert len(runs) == 1
         run = runs[0]
         tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
         assert tags["driftline.relogged"] == "true" and tags["driftline.run_id"] == stored.run_ids[0]
         run_id = run["info"]["run_id"]
+        assert tags["driftline.model_name"] == "credit_model" and tags["driftline.model_version"] == "1"
+        assert registry.get_model_version("credit_model", "1").tags["driftline.monitor.alerting"] == run_id
         want = sorted((r.chunk.index, int(r.chunk.end.timestamp() * 1000), r.value) for r in stored.results
                       if (r.period, r.family, r.metric, r.column, r.comparison, r.slice_key) ==
                       ("analysis", "drift", "kolmogorov_smirnov", "x", "BASELINE", ""))
-        history = _get(base, "metrics/get-history", run_id=run_id, metric_key="drift.kolmogorov_smirnov.x")["metrics"]
-        assert sorted((m["step"], m["timestamp"], m["value"]) for m in history) == want
+        assert metric_history(base, run_id, "drift.kolmogorov_smirnov.x") == want
         assert len(want) == DAYS - 3
-        files = {f["path"] for f in _get(base, "artifacts/list", run_id=run_id)["files"]}
-        assert {"alerts.json", "config.json", "results"} <= files
-        results = {f["path"] for f in _get(base, "artifacts/list", run_id=run_id, path="results")["files"]}
+        files = {f["path"] for f in rest_get(base, "artifacts/list", run_id=run_id)["files"]}
+        assert {"alerts.json", "config.json", "results", "report.html", "charts"} <= files
+        results = {f["path"] for f in rest_get(base, "artifacts/list", run_id=run_id, path="results")["files"]}
         assert results == {"results/metrics.parquet", "results/metrics.csv"}
-    finally:
-        server.terminate()
-        server.wait(30)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import timedelta
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,8 @@ import pytest
 
 from monitoring import demo_data
 from monitoring.cli import main
+
+from .mlflow_server import check_ui, free_port, metric_history, mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = 150_000
@@ -65,17 +67,27 @@ def test_demo_variants(spark, tmp_path, variant):
         assert (pdf["y_pred"] > 0).all() and np.corrcoef(np.log(pdf["y_pred"]), np.log(pdf["label"]))[0, 1] > 0.3
 
 
-def test_demo_command_end_to_end(spark, workdir, demo_tables, capsys):
-    """`driftline demo` on a prepared demo table: reference + analysis profiles, drift metrics, one MLflow
-    run; the injected covariate shift is alerted in exactly the injected features from its first chunk."""
-    import mlflow
+def test_demo_command_end_to_end(spark, workdir, demo_tables, capsys, monkeypatch):
+    """`driftline demo` on a prepared demo table, logging to a real `mlflow server`: reference + analysis
+    profiles, drift metrics, one MLflow run; the injected covariate shift is alerted in exactly the
+    injected features from its first chunk. The run's metric histories equal the metrics table (REST
+    API), headless Chromium renders its pages, and notebooks/explore_results.ipynb executes on the output."""
     import yaml
 
     _, out = demo_tables
     shutil.copytree(out, workdir / "data/demo/binary")
     config = yaml.safe_load((ROOT / "conf" / "demo.yaml").read_text())
-    (workdir / "demo.yaml").write_text(yaml.safe_dump(config))
-    assert main(["demo", "--config", "demo.yaml"]) == 0
+    with mlflow_server(free_port(), workdir) as base:
+        config["mlflow"] = {**config.get("mlflow", {}), "tracking_uri": base}
+        (workdir / "demo.yaml").write_text(yaml.safe_dump(config))
+        assert main(["demo", "--config", "demo.yaml"]) == 0
+        _check_demo_results(spark, workdir, config, capsys, base)
+        _execute_notebook(workdir, monkeypatch)
+
+
+def _check_demo_results(spark, workdir: Path, config: dict, capsys, base: str) -> None:
+    import mlflow
+
     profiles = spark.read.format("delta").load(str(workdir / "output/car_loans/profiles")).where("slice_key = ''")
     columns = len(config["features"]) + 2 + 1  # features, score and prediction, the performance state
     assert profiles.where("dataset = 'reference'").count() == 26 * columns
@@ -104,10 +116,19 @@ def test_demo_command_end_to_end(spark, workdir, demo_tables, capsys):
     assert any(0.1 < r["label_coverage"] < 0.9 and r["value"] is not None for r in auc)
     assert auc[-1]["label_coverage"] == 0 and auc[-1]["value"] is None and "insufficient" in auc[-1]["note"]
     _check_estimates(metrics)
-    client = mlflow.tracking.MlflowClient("sqlite:///mlflow.db")
+    client = mlflow.tracking.MlflowClient(base)
     exp = client.get_experiment_by_name("driftline/car_loans")
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1
+    # through the REST API: a drift metric's history is the metrics table's analysis rows, step = chunk
+    # index, timestamp = chunk end
+    rows = metrics.where("period = 'analysis' AND family = 'drift' AND comparison = 'BASELINE' AND slice_key = '' "
+                         "AND metric = 'jensen_shannon' AND column_name = 'customer_age'").collect()
+    want = sorted((r["chunk_index"], int(r["chunk_end"].astimezone(timezone.utc).timestamp() * 1000), r["value"])
+                  for r in rows)
+    assert len(want) == 26 and metric_history(base, runs[0].info.run_id, "drift.jensen_shannon.customer_age") == want
+    check_ui(base, exp.experiment_id, runs[0].info.run_id, runs[0].info.run_name,
+             "drift.jensen_shannon.customer_age", "demo")
     history = client.get_metric_history(runs[0].info.run_id, "profile.rows")
     assert [m.step for m in history] == sorted(m.step for m in history) and len(history) == 26
     # CBPE needs no labels: every analysis chunk has an estimate in MLflow, realized ones only where labelled
@@ -115,6 +136,22 @@ def test_demo_command_end_to_end(spark, workdir, demo_tables, capsys):
     assert len(client.get_metric_history(runs[0].info.run_id, "performance.roc_auc")) < 26
     expected_rows = profiles.where("dataset = 'analysis' AND column_name = 'y_score'").groupBy().sum("row_count")
     assert sum(m.value for m in history) == expected_rows.collect()[0][0]
+    artifacts = {f.path for f in client.list_artifacts(runs[0].info.run_id)}
+    assert {"report.html", "charts", "alerts.json", "config.json", "results"} <= artifacts
+
+
+def _execute_notebook(workdir: Path, monkeypatch) -> None:
+    """The results notebook runs top to bottom on the demo output (its own kernel and Spark session)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(ROOT / "notebooks" / "explore_results.ipynb", as_version=4)
+    monkeypatch.setenv("DRIFTLINE_CONFIG", str(workdir / "demo.yaml"))
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
+    assert "customer_age" in text and "drift metrics logged" in text, text[:2000]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
 
 
 def _check_estimates(metrics) -> None:

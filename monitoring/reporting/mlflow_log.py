@@ -6,9 +6,10 @@ of alerting drift metrics), `alerts.total`, `performance.<metric>` (realized, wh
 `estimated.<metric>` (CBPE / DLE, with or without labels);
 step = chunk index, timestamp = chunk end. The run is logged after the Delta tables are written (they
 are the source of truth); its tag `driftline.run_id` is the `run_id` of the metrics rows the run
-wrote. Artifacts: the run's results (`results/metrics.parquet` and `.csv`), `alerts.json` and the
-resolved config (`config.json`). When the tracking server fails, `log_run` raises ReportingError and
-`driftline report` re-logs the stored results later.
+wrote. Artifacts: the run's results (`results/metrics.parquet` and `.csv`), `alerts.json`, the
+resolved config (`config.json`), the HTML report (`report.html`) and its PNG charts (`charts/`).
+When the tracking server fails, `log_run` raises ReportingError and `driftline report` re-logs the
+stored results later.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import dataclasses
 import json
 import logging
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -101,6 +103,7 @@ def start_run(config: MonitorConfig, run_name: str, tags: dict[str, str]) -> str
                             tags={"driftline.monitor": config.monitor, "driftline.version": __version__, **tags})
     params = {
         "monitor": config.monitor,
+        "model": f"{config.mlflow.model_name or '-'} v{config.mlflow.model_version or '-'}",
         "problem_type": config.problem_type,
         "source.table": config.source.table,
         "chunking": config.chunking.describe(),
@@ -122,7 +125,7 @@ def log_run(config: MonitorConfig, run_name: str, chunks: list[ChunkProfile], re
     from mlflow.entities import RunTag
     from mlflow.tracking import MlflowClient
 
-    mlflow_run = None
+    mlflow_run, started = None, time.monotonic()
     try:
         mlflow_run = start_run(config, run_name, tags)
         client = MlflowClient(config.mlflow.tracking_uri)
@@ -130,8 +133,11 @@ def log_run(config: MonitorConfig, run_name: str, chunks: list[ChunkProfile], re
         for i in range(0, len(metrics), BATCH):
             client.log_batch(mlflow_run, metrics=metrics[i:i + BATCH])
         client.log_batch(mlflow_run, tags=[RunTag(k, v) for k, v in tags.items()])
-        _log_artifacts(client, mlflow_run, config, results, alerts)
+        _link_model(client, config, mlflow_run)
+        _log_artifacts(client, mlflow_run, config, results, alerts, tags.get("driftline.run_id", mlflow_run))
         client.set_terminated(mlflow_run, "FINISHED")
+        log.info("MLflow: run %s with %d metric values and the report logged to %s in %.1fs", mlflow_run,
+                 len(metrics), config.mlflow.tracking_uri, time.monotonic() - started)
         return mlflow_run
     except Exception as exc:  # the tracking server's failures come as many exception types
         if mlflow_run:
@@ -145,8 +151,35 @@ def log_run(config: MonitorConfig, run_name: str, chunks: list[ChunkProfile], re
             f"server is back, re-log them with: driftline report --config <this config>") from exc
 
 
-def _log_artifacts(client, mlflow_run: str, config: MonitorConfig, results: list[MetricResult], alerts: dict) -> None:
+def _link_model(client, config: MonitorConfig, mlflow_run: str) -> None:
+    """Tag the run with the monitored model and, when the version is in the registry, tag the version
+    with the run (`driftline.monitor.<monitor>` = run id) and the run with its logged model id."""
+    name, version = config.mlflow.model_name, config.mlflow.model_version
+    if not name:
+        return
+    client.set_tag(mlflow_run, "driftline.model_name", name)
+    if not version:
+        return
+    client.set_tag(mlflow_run, "driftline.model_version", version)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        registered = client.get_model_version(name, version)
+    except MlflowException as exc:
+        log.warning("model %s version %s is not in the registry at %s (%s); the run is tagged with the name and "
+                    "version only", name, version, config.mlflow.tracking_uri, exc.error_code)
+        return
+    client.set_model_version_tag(name, version, f"driftline.monitor.{config.monitor}", mlflow_run)
+    model_id = getattr(registered, "model_id", None)
+    if model_id:
+        client.set_tag(mlflow_run, "driftline.logged_model_id", model_id)
+
+
+def _log_artifacts(client, mlflow_run: str, config: MonitorConfig, results: list[MetricResult], alerts: dict,
+                   run_label: str) -> None:
     import pandas as pd
+
+    from monitoring.reporting.html_report import write_report
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -158,4 +191,5 @@ def _log_artifacts(client, mlflow_run: str, config: MonitorConfig, results: list
         frame.to_csv(root / "results" / "metrics.csv", index=False)
         (root / "alerts.json").write_text(json.dumps(alerts, indent=2, default=str) + "\n")
         (root / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n")
+        write_report(config, results, run_label, root)
         client.log_artifacts(mlflow_run, str(root))
