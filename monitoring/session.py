@@ -63,6 +63,7 @@ def get_spark(extra_conf: dict[str, str] | None = None, app_name: str = "driftli
     if spark is None:
         if os.environ.get("SPARK_REMOTE"):
             spark = SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).appName(app_name).getOrCreate()
+            log.info("Spark Connect session at %s", os.environ["SPARK_REMOTE"])
         elif platform_provides_spark():
             spark = SparkSession.builder.appName(app_name).getOrCreate()
         else:
