@@ -29,7 +29,7 @@ browser:
 
 test: setup browser
 	$(PY) -m ruff check monitoring jobs tests benchmarks crosscheck
-	$(PY) -m pytest -q --durations=12 tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=12 tests
 
 bench: setup
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
