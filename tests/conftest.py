@@ -1,4 +1,4 @@
-"""One embedded SparkSession (with Delta) for the whole test session; small data only."""
+"""One embedded SparkSession (with Delta) per test process (make test runs 2 xdist workers); small data only."""
 
 from __future__ import annotations
 
