@@ -68,14 +68,14 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4g}"
 
 
-def webhook_payload(monitor: str, run_id: str, alerts: RunAlerts, mlflow_url: str | None) -> dict:
+def webhook_payload(monitor: str, run_id: str, alerts: RunAlerts, mlflow_run: str | None) -> dict:
     """Slack-compatible (`text`) JSON with the alerts as structured fields for other receivers."""
     lines = [f"Driftline monitor '{monitor}': {len(alerts.alerts)} alerts in chunks {', '.join(alerts.chunks)}"]
     lines += [f"• {describe(r)}" for r in alerts.alerts[:LISTED]]
     if len(alerts.alerts) > LISTED:
         lines.append(f"… and {len(alerts.alerts) - LISTED} more (metrics table, run {run_id})")
-    if mlflow_url:
-        lines.append(f"MLflow run: {mlflow_url}")
+    if mlflow_run:  # the id only: a tracking URI may hold credentials
+        lines.append(f"MLflow run: {mlflow_run}")
     return {"text": "\n".join(lines), "monitor": monitor, "run_id": run_id, "chunks": list(alerts.chunks),
             "alerts": [{"chunk": r.chunk.key, "slice_key": r.slice_key, "slice_value": r.slice_value,
                         "column": r.column, "family": r.family, "metric": r.metric, "comparison": r.comparison,

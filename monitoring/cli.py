@@ -108,7 +108,7 @@ def _run(spark, config: MonitorConfig, refresh: bool, fail_on_alert: str | None 
     print_summary(config, result, mlflow_run)
     url = webhook_url()
     if url and alerts.alerts:
-        post_webhook(url, webhook_payload(config.monitor, result.run_id, alerts, None))
+        post_webhook(url, webhook_payload(config.monitor, result.run_id, alerts, mlflow_run))
     if reporting_error:
         print(f"driftline: error: {reporting_error}", file=sys.stderr)
         return EXIT_REPORTING
