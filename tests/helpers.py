@@ -30,3 +30,14 @@ def make_config(table: str, features: list[tuple[str, str]], out: str, **overrid
     for key, value in overrides.items():
         data[key] = value
     return parse_config(data)
+
+
+def estimates_by_chunk(result) -> dict[int, dict[str, Any]]:
+    """chunk index -> metric -> the estimated-performance result (whole table, no comparison)."""
+    from monitoring.performance.estimated import ESTIMATED
+
+    out: dict[int, dict[str, Any]] = {}
+    for r in result.metrics:
+        if r.family == ESTIMATED and r.slice_key == "" and r.comparison == "NONE":
+            out.setdefault(r.chunk.index, {})[r.metric] = r
+    return out

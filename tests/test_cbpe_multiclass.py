@@ -24,7 +24,7 @@ from sklearn.isotonic import IsotonicRegression
 from monitoring.performance.estimated import ESTIMATED, VS_REALIZED
 from monitoring.pipeline import fit, run
 
-from .helpers import make_config, write_delta
+from .helpers import estimates_by_chunk, make_config, write_delta
 
 REF_DAYS, DAYS, PER_DAY = 3, 6, 12_000
 CLASSES = ["a", "b", "c"]
@@ -110,18 +110,11 @@ def _row_level(ref: pd.DataFrame, chunk: pd.DataFrame) -> dict[str, float]:
     return want
 
 
-def _estimates(result) -> dict[int, dict[str, object]]:
-    out: dict[int, dict[str, object]] = {}
-    for r in result.metrics:
-        if r.family == ESTIMATED and r.slice_key == "" and r.comparison == "NONE":
-            out.setdefault(r.chunk.index, {})[r.metric] = r
-    return out
-
 
 def test_multiclass_estimates_match_row_level_cbpe(multiclass):
     pdf, result = multiclass
     ref = pdf[pdf["day"] < REF_DAYS]
-    est = _estimates(result)
+    est = estimates_by_chunk(result)
     assert len(est) == DAYS
     first = min(est)
     for index, metrics in est.items():
@@ -156,7 +149,7 @@ def test_multiclass_sampling_errors_follow_nannyml_components(multiclass):
         below = np.sort(ranks[yy]) - np.arange(yy.sum())
         parts["roc_auc"].append((np.var(below / np.sum(~yy)), yy.mean()))
     acc = np.mean(y == pred)
-    for metrics in _estimates(result).values():
+    for metrics in estimates_by_chunk(result).values():
         for name in ("f1", "precision", "recall", "specificity"):
             assert metrics[f"{name}_macro"].sampling_error == pytest.approx(combined(parts[name]), rel=1e-9), name
         assert metrics["roc_auc_macro"].sampling_error == pytest.approx(combined(parts["roc_auc"], 1.2), rel=0.05)
@@ -167,7 +160,7 @@ def test_multiclass_sampling_errors_follow_nannyml_components(multiclass):
 
 def test_multiclass_estimate_next_to_realized(multiclass):
     pdf, result = multiclass
-    est = _estimates(result)
+    est = estimates_by_chunk(result)
     last = max(est)
     realized = {r.metric: r for r in result.metrics if r.family == "performance" and r.chunk.index == last
                 and r.slice_key == ""}

@@ -12,10 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.performance.estimated import ESTIMATED
 from monitoring.pipeline import fit, run
 
-from .helpers import make_config, write_delta
+from .helpers import estimates_by_chunk, make_config, write_delta
 
 REF_DAYS, DAYS, PER_DAY = 3, 9, 3000
 
@@ -45,13 +44,6 @@ def dle(spark, tmp_path_factory):
     return pdf.assign(y=y, day=day), run(spark, config)
 
 
-def _estimated(result) -> dict[int, dict[str, object]]:
-    out: dict[int, dict[str, object]] = {}
-    for r in result.metrics:
-        if r.family == ESTIMATED and r.slice_key == "" and r.comparison == "NONE":
-            out.setdefault(r.chunk.index, {})[r.metric] = r
-    return out
-
 
 def _independent(pdf: pd.DataFrame) -> dict[int, dict[str, float]]:
     ref = pdf[pdf["day"] < REF_DAYS]
@@ -76,7 +68,7 @@ def _independent(pdf: pd.DataFrame) -> dict[int, dict[str, float]]:
 
 def test_dle_estimates_equal_the_same_models_applied_with_numpy(dle):
     pdf, result = dle
-    est, want = _estimated(result), _independent(pdf)
+    est, want = estimates_by_chunk(result), _independent(pdf)
     first = min(est)
     assert len(est) == DAYS
     for index, metrics in est.items():
@@ -89,7 +81,7 @@ def test_dle_sampling_errors_from_reference_losses(dle):
     ref = pdf[pdf["day"] < REF_DAYS]
     e = ref["pred"] - ref["y"]
     se = (e * e).to_numpy()
-    for metrics in _estimated(result).values():
+    for metrics in estimates_by_chunk(result).values():
         assert metrics["mae"].sampling_error == pytest.approx(np.std(np.abs(e)) / math.sqrt(PER_DAY), rel=1e-9)
         assert metrics["mse"].sampling_error == pytest.approx(np.std(se) / math.sqrt(PER_DAY), rel=1e-9)
         assert metrics["rmse"].sampling_error == pytest.approx(
@@ -98,7 +90,7 @@ def test_dle_sampling_errors_from_reference_losses(dle):
 
 def test_estimated_rmse_tracks_realized_under_covariate_shift(dle):
     _, result = dle
-    est = _estimated(result)
+    est = estimates_by_chunk(result)
     realized = {r.chunk.index: r.value for r in result.metrics if r.family == "performance" and r.metric == "rmse"
                 and r.slice_key == "" and r.value is not None}
     chunks = sorted(realized)

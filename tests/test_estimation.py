@@ -20,7 +20,7 @@ from monitoring.performance.cbpe import _ece, fit_calibrator
 from monitoring.performance.estimated import ESTIMATED, VS_REALIZED
 from monitoring.pipeline import fit, run
 
-from .helpers import make_config, write_delta
+from .helpers import estimates_by_chunk, make_config, write_delta
 
 REF_DAYS, DAYS, PER_DAY = 3, 7, 20_000
 
@@ -90,17 +90,10 @@ def _row_level(ref: pd.DataFrame, chunk: pd.DataFrame) -> dict[str, float]:
             "business_value": 10 * tp - 5 * fp - 20 * fn}
 
 
-def _estimates(result) -> dict[int, dict[str, object]]:
-    out: dict[int, dict[str, object]] = {}
-    for r in result.metrics:
-        if r.family == ESTIMATED and r.slice_key == "" and r.comparison == "NONE":
-            out.setdefault(r.chunk.index, {})[r.metric] = r
-    return out
-
 
 def _check_against_rows(pdf, result, tol: float) -> None:
     ref = pdf[pdf["day"] < REF_DAYS]
-    est = _estimates(result)
+    est = estimates_by_chunk(result)
     assert len(est) == DAYS
     first = min(est)
     for index, metrics in est.items():
@@ -140,7 +133,7 @@ def test_sampling_errors_follow_nannyml_components(continuous):
     pos_ranks = np.sort(ranks[yy == 1])
     below = pos_ranks - np.arange(len(pos_ranks))
     auc_se = np.std(below / np.sum(yy == 0)) / math.sqrt(n * yy.mean())
-    for metrics in _estimates(result).values():
+    for metrics in estimates_by_chunk(result).values():
         assert metrics["accuracy"].sampling_error == pytest.approx(math.sqrt(acc * (1 - acc) / n), rel=1e-9)
         assert metrics["f1"].sampling_error == pytest.approx(f1_se, rel=1e-9)
         assert metrics["precision"].sampling_error == pytest.approx(
@@ -154,7 +147,7 @@ def test_sampling_errors_follow_nannyml_components(continuous):
 
 def test_estimate_next_to_realized_and_thresholds_from_realized(continuous):
     pdf, _, result = continuous
-    est = _estimates(result)
+    est = estimates_by_chunk(result)
     last = max(est)
     realized = {r.metric: r for r in result.metrics if r.family == "performance" and r.chunk.index == last
                 and r.slice_key == ""}
