@@ -35,6 +35,7 @@ bench: setup
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 	$(PY) benchmarks/backfill.py $(BACKFILL_ARGS)
 	$(PY) benchmarks/estimation.py $(ESTIMATION_ARGS)
+	$(PY) benchmarks/incremental.py $(INCREMENTAL_ARGS)
 
 # Driftline's CBPE vs NannyML's (NannyML in its own venv, pinned in crosscheck/requirements-nannyml.txt)
 NANNY := .venv-nannyml

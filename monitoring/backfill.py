@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from monitoring.config import Labels, MonitorConfig
 from monitoring.profiling import ChunkProfile
 from monitoring.slices import WHOLE
-from monitoring.tables import absolute, is_path, quote_part
+from monitoring.tables import change_feed, quote_part
 
 CHANGE_FEED = "change data feed"
 
@@ -42,10 +42,12 @@ class Backfill:
 
 
 def stored_labels_version(chunks: list[ChunkProfile]) -> int | None:
-    """The oldest label version among the stored whole-table performance states (None if any lacks one)."""
+    """The label version the stored whole-table performance states are consistent with: the newest one
+    among them (None if any lacks one). Every write of performance states at label version L covers
+    every chunk whose labels changed up to L, so chunks written earlier had no label change since."""
     versions = [c.performance.labels_version if c.performance else None for c in chunks
                 if (c.slice_key, c.slice_value) == WHOLE]
-    return None if not versions or None in versions else min(versions)
+    return None if not versions or None in versions else max(versions)
 
 
 def plan_backfill(spark: SparkSession, config: MonitorConfig, chunks: list[ChunkProfile], id_type: str,
@@ -71,10 +73,8 @@ def plan_backfill(spark: SparkSession, config: MonitorConfig, chunks: list[Chunk
 
 
 def _changed_ids(spark: SparkSession, cfg: Labels, since: int, until: int) -> DataFrame:
-    reader = (spark.read.format("delta").option("readChangeFeed", "true")
-              .option("startingVersion", since + 1).option("endingVersion", until))
-    df = reader.load(absolute(cfg.table)) if is_path(cfg.table) else reader.table(cfg.table)
-    return df.select(F.col(quote_part(cfg.id_column)).alias("_dl_id")).where(F.col("_dl_id").isNotNull()).distinct()
+    ids = change_feed(spark, cfg.table, since, until).select(F.col(quote_part(cfg.id_column)).alias("_dl_id"))
+    return ids.where(F.col("_dl_id").isNotNull()).distinct()
 
 
 def _ids_per_chunk(spark: SparkSession, changed: DataFrame, ranges: list[tuple[int, str, str]],
@@ -85,15 +85,6 @@ def _ids_per_chunk(spark: SparkSession, changed: DataFrame, ranges: list[tuple[i
     rows = changed.join(F.broadcast(bounds), inside, "left").groupBy("chunk").agg(
         F.count_distinct("_dl_id").alias("n")).collect()
     return {r["chunk"]: int(r["n"]) for r in rows}
-
-
-def chunk_rows(chunks: list[ChunkProfile], ts_col: str) -> Column:
-    """Rows inside the [start, end) bounds of the given period chunks."""
-    ts = F.col(quote_part(ts_col))
-    cond = F.lit(False)
-    for c in chunks:
-        cond = cond | ((ts >= F.lit(c.chunk.start)) & (ts < F.lit(c.chunk.end)))
-    return cond
 
 
 def label_rows(chunks: list[ChunkProfile], cfg: Labels, id_type: str) -> Column:

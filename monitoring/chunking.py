@@ -15,6 +15,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from monitoring.config import Chunking, Period
+from monitoring.tables import quote_part
 
 CHUNK_COL = "_dl_chunk"
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -74,6 +75,21 @@ def period_key(period: Period, start: datetime) -> str:
 def period_chunk(period: Period, index: int) -> ChunkInfo:
     start, end = period_bounds(period, index)
     return ChunkInfo(index, period_key(period, start), start, end)
+
+
+def period_rows(period: Period, indices: list[int], ts_col: str) -> Column:
+    """Rows inside the given period chunks: one [start, end) range per run of consecutive indices, so
+    Delta's file statistics skip the files of every other chunk."""
+    ts = F.col(quote_part(ts_col))
+    cond, runs = F.lit(False), []
+    for i in sorted(set(indices)):
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    for first, last in runs:
+        cond = cond | ((ts >= F.lit(period_bounds(period, first)[0])) & (ts < F.lit(period_bounds(period, last)[1])))
+    return cond
 
 
 def with_chunk_index(df: DataFrame, chunking: Chunking, ts_col: str, id_col: str) -> DataFrame:

@@ -125,7 +125,11 @@ def _recomputed(result) -> str:
     """Which analysis chunks this run (re)computed, for the MLflow run's `driftline.recomputed` tag."""
     whole = result.profiles.whole
     parts = []
-    if not result.profiles.reused and whole:
+    step = result.profiles.increment
+    if step and step.chunks is not None:
+        keys = [c.chunk.key for c in whole if c.chunk.index in set(step.chunks)]
+        parts.append(f"profiled {len(keys)} chunks changed since source version {step.since}: {', '.join(keys)}")
+    elif not result.profiles.reused and whole:
         parts.append(f"profiled {len(whole)} chunks {whole[0].chunk.key} .. {whole[-1].chunk.key}")
     plan = result.profiles.backfill
     if plan and plan.chunks:
@@ -195,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
                            ("run", cmd_run, "monitor the analysis chunks")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", required=True)
-        p.add_argument("--refresh", action="store_true", help="recompute profiles even if the source is unchanged")
+        p.add_argument("--full", "--refresh", dest="refresh", action="store_true",
+                       help="re-profile every chunk (by default only chunks whose source rows changed, and the "
+                            "open last chunk, are)")
         if name == "run":
             p.add_argument("--fail-on-alert", nargs="?", const="all", default=None, metavar="FAMILIES",
                            help="exit with code 3 when the latest chunk alerts (optionally only these families, "
@@ -210,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="conf/demo.yaml")
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--regenerate", action="store_true", help="rewrite the demo data even if present")
-    p.add_argument("--refresh", action="store_true", help="recompute profiles even if the source is unchanged")
+    p.add_argument("--full", "--refresh", dest="refresh", action="store_true", help="re-profile every chunk")
     p.set_defaults(fn=cmd_demo)
     return parser
 

@@ -22,6 +22,7 @@ from monitoring.thresholds import THRESHOLD_TYPES, ThresholdRule
 PROBLEM_TYPES = ("binary", "multiclass", "regression")
 FEATURE_KINDS = ("continuous", "categorical")
 INCOMPLETE_CHOICES = ("keep", "drop")
+KLL_CHOICES = ("auto", "native", "python")  # how KLL sketches are built (monitoring.sketches.resolve_kll_impl)
 PERIOD_RE = re.compile(r"^([1-9][0-9]*)(h|d|w|mo|q|y)$")
 PERIOD_UNITS = {"h": "hours", "d": "days", "w": "weeks (Monday-based)", "mo": "months", "q": "quarters", "y": "years"}
 
@@ -150,8 +151,12 @@ class Mlflow:
 
 @dataclass(frozen=True)
 class Profile:
+    """Sketch settings; `kll`: Spark's native KLL aggregate, the `datasketches` fallback for Spark < 4.1, or
+    `auto` (native when the server's Spark version is 4.1 or newer; see docs/profiles.md)."""
+
     kll_k: int = 2000
     top_n: int = 100
+    kll: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -344,9 +349,9 @@ def parse_config(data: Any) -> MonitorConfig:
     if mlflow_conf.model_version and not mlflow_conf.model_name:
         raise ConfigError("mlflow.model_version", "set mlflow.model_name too (the registered model's name)")
 
-    p = _Section(root.get("profile", dict, {}), "profile", ("kll_k", "top_n"))
+    p = _Section(root.get("profile", dict, {}), "profile", ("kll_k", "top_n", "kll"))
     profile = Profile(p.positive_int("kll_k", 2000, minimum=8, maximum=65535),
-                      p.positive_int("top_n", 100, maximum=100_000))
+                      p.positive_int("top_n", 100, maximum=100_000), p.choice("kll", KLL_CHOICES, "auto"))
 
     outputs_cols = [c for c in (outputs.score, outputs.prediction, *outputs.class_scores.values()) if c]
     drift = _drift(root.get("drift", dict, {}), [f.name for f in features] + outputs_cols)

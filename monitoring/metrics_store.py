@@ -27,7 +27,8 @@ from monitoring.tables import merge_rows, table_exists, table_ident
 METRIC_KEYS = ["monitor", "period", "chunk_index", "slice_key", "slice_value", "column_name", "family", "metric",
                "comparison"]
 
-UNCOMPARED = ("run_id", "computed_at")  # a row is rewritten only when another column changed
+# a row is rewritten only when another column changed: these say which run last changed it, from which version
+UNCOMPARED = ("run_id", "computed_at", "source_version")
 
 METRICS_SCHEMA = StructType([
     StructField("monitor", StringType(), False),
@@ -47,6 +48,7 @@ METRICS_SCHEMA = StructType([
     StructField("label_coverage", DoubleType(), True),
     StructField("row_count", LongType(), True),
     StructField("note", StringType(), True),  # why a value is null (too few labels, one class only, ...)
+    StructField("inputs", StringType(), True),  # fingerprint of the states and settings behind the value
     StructField("run_id", StringType(), False),
     StructField("source_version", LongType(), True),
     StructField("computed_at", TimestampType(), False),
@@ -58,19 +60,25 @@ def _num(x: float | None) -> float | None:
 
 
 def write_metrics(spark: SparkSession, table: str, monitor: str, run_id: str, results: list[MetricResult],
-                  source_version: int | None) -> int:
+                  source_version: int | None, scope_where: str | None = None) -> int:
     """Replace this monitor's metrics by `results` (MERGE on METRIC_KEYS; rows no longer produced are
-    deleted in the same commit). Rows whose values did not change are left as they were, with the
-    `run_id` and `computed_at` of the run that last changed them. Returns the number of rows."""
+    deleted in the same commit; with `scope_where`, only among the target rows it selects). Rows whose
+    values did not change are left as they were, with the `run_id` and `computed_at` of the run that
+    last changed them. Returns the number of rows."""
     now = datetime.now(timezone.utc)
     rows = [(monitor, r.period, r.chunk.index, r.chunk.key, r.chunk.start, r.chunk.end, r.slice_key, r.slice_value,
              r.column, r.kind, r.family, r.metric, r.comparison, _num(r.value), _num(r.sampling_error),
              _num(r.lower_confidence), _num(r.upper_confidence), _num(r.lower_threshold), _num(r.upper_threshold),
-             bool(r.alert), _num(r.label_coverage), r.row_count, r.note, run_id, source_version, now)
+             bool(r.alert), _num(r.label_coverage), r.row_count, r.note, r.inputs, run_id, source_version, now)
             for r in results]
     merge_rows(spark, table, spark.createDataFrame(rows, METRICS_SCHEMA), METRIC_KEYS, {"monitor": monitor},
-               compare=[f.name for f in METRICS_SCHEMA.fields if f.name not in UNCOMPARED])
+               scope_where=scope_where, compare=[f.name for f in METRICS_SCHEMA.fields if f.name not in UNCOMPARED])
     return len(rows)
+
+
+def _utc(ts: datetime) -> datetime:
+    """Arrow gives the session time zone's (UTC) aware timestamps; naive ones are read as UTC."""
+    return ts.astimezone(timezone.utc) if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -84,18 +92,19 @@ def read_metrics(spark: SparkSession, table: str, monitor: str) -> StoredMetrics
     """This monitor's rows of the metrics table back as results (the source of truth for re-logging)."""
     if not table_exists(spark, table):
         return StoredMetrics([], (), None)
-    rows = spark.sql(f"SELECT * FROM {table_ident(table)}").where(F.col("monitor") == monitor).collect()
+    df = spark.sql(f"SELECT * FROM {table_ident(table)}").where(F.col("monitor") == monitor)
+    if "inputs" not in df.columns:  # tables written before fingerprints
+        df = df.withColumn("inputs", F.lit(None).cast("string"))
+    rows = df.toArrow().to_pylist()  # Arrow: several times faster than Rows for a year of metrics
     chunks: dict[tuple[str, int], ChunkInfo] = {}
     results = []
     for r in rows:
-        # PySpark returns timestamps as naive local times; astimezone reads them as such
         chunk = chunks.setdefault((r["period"], r["chunk_index"]), ChunkInfo(
-            r["chunk_index"], r["chunk_key"], r["chunk_start"].astimezone(timezone.utc),
-            r["chunk_end"].astimezone(timezone.utc)))
+            r["chunk_index"], r["chunk_key"], _utc(r["chunk_start"]), _utc(r["chunk_end"])))
         results.append(MetricResult(r["period"], chunk, r["slice_key"], r["slice_value"], r["column_name"],
                                     r["column_kind"], r["family"], r["metric"], r["comparison"], r["value"],
                                     r["row_count"], r["lower_threshold"], r["upper_threshold"], r["alert"],
                                     r["sampling_error"], r["lower_confidence"], r["upper_confidence"],
-                                    r["label_coverage"], r["note"]))
+                                    r["label_coverage"], r["note"], r["inputs"]))
     versions = [r["source_version"] for r in rows if r["source_version"] is not None]
     return StoredMetrics(results, tuple(sorted({r["run_id"] for r in rows})), max(versions) if versions else None)

@@ -17,14 +17,16 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from monitoring.backfill import CHANGE_FEED, Backfill, chunk_rows, label_rows, plan_backfill, stored_labels_version
-from monitoring.chunking import with_chunk_index
+from monitoring.backfill import CHANGE_FEED, Backfill, label_rows, plan_backfill, stored_labels_version
+from monitoring.chunking import period_rows, with_chunk_index
 from monitoring.config import MonitorConfig, validate_against_schema
 from monitoring.drift.compare import MetricResult, compare_slice
 from monitoring.errors import DataError
 from monitoring.estimator_store import read_calibrators, read_loss_models, write_calibrators, write_loss_models
+from monitoring.fingerprints import compare_settings, fingerprints, part_of, with_predecessors
+from monitoring.incremental import Increment, plan_increment
 from monitoring.labels import LABEL, LABELLED, LabelStats, join_labels, label_stats
-from monitoring.metrics_store import write_metrics
+from monitoring.metrics_store import read_metrics, write_metrics
 from monitoring.performance.cbpe import Calibrator, ClassCalibrators, fit_calibrator
 from monitoring.performance.dle import SEED as DLE_SEED
 from monitoring.performance.dle import LossModels, fit_loss_models
@@ -36,8 +38,9 @@ from monitoring.performance.state import aggregate as performance_states
 from monitoring.profile_store import read_profiles, stored_signatures, write_performance, write_profiles
 from monitoring.profiling import GROUP, ChunkProfile, profile_chunks
 from monitoring.reference import FittedReference, merge_reference, read_reference, write_reference
+from monitoring.sketches import resolve_kll_impl
 from monitoring.slices import WHOLE, slice_values, validate_slices, with_slices
-from monitoring.tables import VersionedTable, quote_part, read_delta
+from monitoring.tables import VersionedTable, chunks_in, quote_part, read_delta
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,7 @@ class ProfileResult:
     reused: bool = False
     backfill: Backfill | None = None  # set when stored profiles were reused and labels had landed
     labels_version: int | None = None  # label table version the performance states reflect
+    increment: Increment | None = None  # set when the source changed since stored profiles were made
 
     @property
     def whole(self) -> list[ChunkProfile]:
@@ -73,6 +77,7 @@ class RunResult:
     reference: FittedReference
     metrics: list[MetricResult]
     labels: LabelStats | None = None
+    compared: tuple[int, ...] = ()  # analysis chunks whose results this run computed (the others were kept)
 
     @property
     def source_version(self) -> int:
@@ -149,43 +154,107 @@ def _time_range(df: DataFrame, config: MonitorConfig, start, end) -> DataFrame:
     return df
 
 
+def dataset_table(config: MonitorConfig, dataset: str) -> str:
+    """The table a dataset's rows come from."""
+    return config.reference.table if dataset == REFERENCE and config.reference.table else config.source.table
+
+
 def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
                     slices: dict[str, list[str]] | None = None, refresh: bool = False,
                     model: RowModel | None = None) -> ProfileResult:
     """Profile the reference or the analysis rows per chunk and slice and MERGE them into `profiles`.
-    Stored profiles are reused when the source version and the settings are unchanged; then only the
-    performance states of chunks whose labels changed since are recomputed (the label backfill)."""
+
+    Stored profiles made with the same settings are reused: all of them when the source version is
+    unchanged, else all but the chunks whose rows changed since and the open last chunk (see
+    monitoring/incremental.py). The performance states of reused chunks whose labels changed are then
+    recomputed (the label backfill). `refresh` recomputes every chunk."""
     started = time.monotonic()
     df, version = dataset_rows(spark, config, dataset)
     labels = read_delta(spark, config.labels.table, "labels.table") if config.labels else None
     sig, table = signature(config, dataset, slices, model), profiles_table(config)
-    if not refresh and stored_signatures(spark, table, config.monitor, dataset) == {(version, sig)}:
-        chunks = read_profiles(spark, table, config.monitor, dataset)
-        backfill = _backfill(spark, config, dataset, df, labels, chunks, version, sig, model) \
-            if labels else None
-        log.info("%s: source version %d already profiled with these settings; reusing %d stored chunk profiles",
-                 dataset, version, len(chunks))
-        return ProfileResult(dataset, chunks, 0, version, time.monotonic() - started, reused=True, backfill=backfill,
-                             labels_version=labels.version if labels else None)
+    stored_states = stored_signatures(spark, table, config.monitor, dataset)
+    since = max(v for v, _ in stored_states) if stored_states else None
+    increment = None
+    if not refresh and {s for _, s in stored_states} == {sig} and since is not None:
+        stored = read_profiles(spark, table, config.monitor, dataset)
+        if since == version:
+            backfill = _backfill(spark, config, dataset, df, labels, stored, version, sig, model) if labels else None
+            log.info("%s: source version %d already profiled with these settings; reusing %d stored chunk profiles",
+                     dataset, version, len(stored))
+            return ProfileResult(dataset, stored, 0, version, time.monotonic() - started, reused=True,
+                                 backfill=backfill, labels_version=labels.version if labels else None)
+        increment = plan_increment(spark, config, dataset_table(config, dataset), stored, since, version)
+        if increment.chunks is None:
+            log.warning("%s: re-profiling every chunk: %s", dataset, increment.reason)
+        else:
+            return _profile_increment(spark, config, dataset, df, labels, stored, increment, sig, model, started)
     if slices is None:
         slices = slice_values(df, config.slices.expressions, config.slices.top_n)
-    chunked = _chunked(config, _joined(config, df, labels), slices)
-    chunks = profile_chunks(chunked, config.monitored_columns(), config.chunking, config.source.timestamp_column,
-                            config.profile.kll_k, config.profile.top_n)
-    if labels:
-        states = performance_states(chunked, config, GROUP, labels.version, model)
-        for cp in chunks:
-            cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value))
+    chunks = _profile(config, df, labels, slices, model)
     if dataset == REFERENCE and not chunks:
         raise DataError(f"the reference of monitor '{config.monitor}' holds no rows "
                         f"(reference: {config.reference}); widen reference.start/end or fill the table")
     written = write_profiles(spark, table, config.monitor, dataset, chunks, config.profile.kll_k, version, sig)
     result = ProfileResult(dataset, chunks, written, version, time.monotonic() - started,
-                           labels_version=labels.version if labels else None)
+                           labels_version=labels.version if labels else None, increment=increment)
     log.info("%s: profiled %d chunks (%d with slices), %d rows, %d columns in %.1fs (source version %d)", dataset,
              len(result.whole), len(chunks), result.row_count, len(config.monitored_columns()), result.seconds,
              version)
     return result
+
+
+def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None, slices: dict[str, list[str]],
+             model: RowModel | None, label_filter: Column | None = None) -> list[ChunkProfile]:
+    """The one Spark pass: chunk profiles of `df` with their performance states when there are labels
+    (the label rows `label_filter` keeps)."""
+    chunked = _chunked(config, _joined(config, df, labels, label_filter), slices)
+    chunks = profile_chunks(chunked, config.monitored_columns(), config.chunking, config.source.timestamp_column,
+                            config.profile.kll_k, config.profile.top_n,
+                            kll_impl=resolve_kll_impl(df.sparkSession, config.profile.kll))
+    if labels:
+        states = performance_states(chunked, config, GROUP, labels.version, model)
+        for cp in chunks:
+            cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value))
+    return chunks
+
+
+def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str, df: DataFrame,
+                       labels: VersionedTable | None, stored: list[ChunkProfile], increment: Increment, sig: str,
+                       model: RowModel | None, started: float) -> ProfileResult:
+    """Re-profile the chunks of `increment` (the rows of their periods only), keep every other stored chunk,
+    MERGE the new rows in (a re-profiled chunk without rows is deleted), then backfill the labels of the
+    kept chunks."""
+    redo = set(increment.chunks)
+    rows = df.where(period_rows(config.chunking.period, sorted(redo), config.source.timestamp_column))
+    label_filter = _id_range(config, rows) if labels else None
+    fresh = _profile(config, rows, labels, _stored_slices(stored), model, label_filter) if redo else []
+    kept = [c for c in stored if c.chunk.index not in redo]
+    backfill = _backfill(spark, config, dataset, df, labels, kept, increment.until, sig, model, write=False) \
+        if labels and kept else None
+    # one MERGE: the re-profiled chunks and the backfilled performance rows, so the stored label version
+    # (the newest) never runs ahead of a chunk whose labels changed
+    relabelled = [c for c in kept if backfill and c.chunk.index in set(backfill.chunks)]
+    written = write_profiles(spark, profiles_table(config), config.monitor, dataset, fresh, config.profile.kll_k,
+                             increment.until, sig, only_chunks=sorted(redo), performance_of=relabelled)
+    chunks = sorted(kept + fresh, key=lambda c: (c.chunk.index, c.slice_key, c.slice_value))
+    result = ProfileResult(dataset, chunks, written, increment.until, time.monotonic() - started, backfill=backfill,
+                           labels_version=labels.version if labels else None, increment=increment)
+    keys = [c.chunk.key for c in fresh if (c.slice_key, c.slice_value) == WHOLE]
+    log.info("%s: source version %d -> %d: %d changed rows; re-profiled %d chunks (%s), reused %d, in %.1fs",
+             dataset, increment.since, increment.until, increment.changed_rows, len(keys), ", ".join(keys),
+             len({c.chunk.index for c in kept}), result.seconds)
+    return result
+
+
+def _id_range(config: MonitorConfig, rows: DataFrame) -> Column:
+    """Label rows whose id lies within the ids of `rows` (one small job over `rows`): Delta's file
+    statistics then skip the label files of other ids instead of scanning the whole label table."""
+    ids = F.col(quote_part(config.source.id_column))
+    lo, hi = rows.agg(F.min(ids), F.max(ids)).first()
+    if lo is None:
+        return F.lit(False)
+    lid = F.col(quote_part(config.labels.id_column))
+    return (lid >= F.lit(lo)) & (lid <= F.lit(hi))
 
 
 def _joined(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None,
@@ -202,9 +271,11 @@ def _chunked(config: MonitorConfig, df: DataFrame, slices: dict[str, list[str]])
 
 
 def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: DataFrame, labels: VersionedTable,
-              chunks: list[ChunkProfile], version: int, sig: str, model: RowModel | None) -> Backfill | None:
-    """Recompute the performance states of the chunks whose labels changed since they were computed,
-    MERGE those rows into `profiles` and update `chunks` in place; None when no label landed."""
+              chunks: list[ChunkProfile], version: int, sig: str, model: RowModel | None,
+              write: bool = True) -> Backfill | None:
+    """Recompute the performance states of the chunks whose labels changed since they were computed and
+    update `chunks` in place; MERGE those rows into `profiles` unless `write` is false (the caller writes
+    them with its own rows, in one commit). None when no label landed."""
     since = stored_labels_version(chunks)
     if since == labels.version:
         return None
@@ -214,7 +285,8 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
     recompute = {id(c) for c in targets}
     if plan.reason == CHANGE_FEED:
         whole = [c for c in targets if (c.slice_key, c.slice_value) == WHOLE]
-        rows = df.where(chunk_rows(whole, config.source.timestamp_column))
+        rows = df.where(period_rows(config.chunking.period, [c.chunk.index for c in whole],
+                                    config.source.timestamp_column))
         joined = _joined(config, rows, labels, label_rows(whole, config.labels, id_type))
     else:
         log.warning("%s: recomputing the performance of every chunk: %s", dataset, plan.reason)
@@ -224,9 +296,9 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
     for c in chunks:
         if id(c) in recompute or c.performance is None:
             c.performance = states.get((c.chunk.index, c.slice_key, c.slice_value))
-        else:
-            c.performance.labels_version = labels.version  # checked: no label of this chunk changed
-    write_performance(spark, profiles_table(config), config.monitor, dataset, chunks, version, sig)
+    if write:
+        write_performance(spark, profiles_table(config), config.monitor, dataset,
+                          [c for c in chunks if id(c) in recompute], version, sig)
     log.info("%s: labels %s -> %s: recomputed the performance of %d chunks (%s)", dataset, since, labels.version,
              len(plan.chunks), plan.reason)
     return plan
@@ -373,37 +445,73 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     log.info("stage 2/3 profiling the analysis rows of %s", config.source.table)
     profiles = profile_dataset(spark, config, ANALYSIS, reference.slice_values(), refresh, estimators.row_model)
     started = time.monotonic()
+    settings = compare_settings(config, reference.signature, reference.source_version)
+    prints = fingerprints(profiles.chunks, settings)
+    stored = [] if refresh else [r for r in read_metrics(spark, metrics_table(config), config.monitor).results
+                                 if r.period == ANALYSIS]
+    stale, kept = _stale_chunks(prints, stored)
     results: list[MetricResult] = []
     columns = config.monitored_columns()
     for key in reference.slices():
-        analysis = [cp for cp in profiles.chunks if (cp.slice_key, cp.slice_value) == key]
-        results += compare_slice(reference.chunks_of(key), analysis, columns, reference.edges(key), config.drift)
+        ref = reference.chunks_of(key)
+        chunks = [cp for cp in profiles.chunks if (cp.slice_key, cp.slice_value) == key]
+        analysis = [cp for cp in chunks if cp.chunk.index in stale]
+        compared = compare_slice(ref, with_predecessors(chunks, stale), columns, reference.edges(key), config.drift)
+        results += [r for r in compared if r.period == REFERENCE or r.chunk.index in stale]
         if config.labels:
-            realized = performance_results(reference.chunks_of(key), analysis, config)
+            realized = performance_results(ref, analysis, config)
             results += realized
             if estimation_enabled(config):
-                results += estimated_results(reference.chunks_of(key), analysis, config, estimators.calibrator,
-                                             realized)
+                results += estimated_results(ref, analysis, config, estimators.calibrator, realized)
+    for r in results:
+        r.inputs = settings if r.period == REFERENCE else \
+            prints[(r.slice_key, r.slice_value, r.chunk.index, part_of(r.family))]
     run_id = run_id or uuid.uuid4().hex
-    written = write_metrics(spark, metrics_table(config), config.monitor, run_id, results, profiles.source_version)
-    log.info("stage 3/3 compared %d chunks x %d slices, wrote %d metric rows to %s in %.1fs",
-             len(profiles.whole), len(reference.slices()), written, metrics_table(config), time.monotonic() - started)
-    return RunResult(run_id, profiles, reference, results, _label_stats(spark, config, profiles))
+    # the MERGE replaces the reference rows and the rows of recomputed or vanished chunks; kept rows stay
+    vanished = {r.chunk.index for r in stored} - {k[2] for k in prints}
+    scope = f"t.period = '{REFERENCE}' OR {chunks_in(stale | vanished)}" if stored else None
+    written = write_metrics(spark, metrics_table(config), config.monitor, run_id, results, profiles.source_version,
+                            scope)
+    results += kept
+    log.info("stage 3/3 compared %d of %d chunks x %d slices (kept the stored results of the others: same "
+             "inputs), wrote %d metric rows to %s in %.1fs", len(stale), len(profiles.whole), len(reference.slices()),
+             written, metrics_table(config), time.monotonic() - started)
+    return RunResult(run_id, profiles, reference, results, _label_stats(spark, config, profiles), tuple(sorted(stale)))
+
+
+def _stale_chunks(prints: dict[tuple[str, str, int, str], str],
+                  stored: list[MetricResult]) -> tuple[set[int], list[MetricResult]]:
+    """The chunk indices whose results must be computed (in some slice a fingerprint of their inputs
+    differs from the stored rows', or they have no stored rows), and the stored results of the others."""
+    stored_prints: dict[tuple[str, str, int, str], set[str | None]] = {}
+    for r in stored:
+        stored_prints.setdefault((r.slice_key, r.slice_value, r.chunk.index, part_of(r.family)), set()).add(r.inputs)
+    current = {k[2] for k in prints}
+    stale = {k[2] for k, fp in prints.items() if stored_prints.get(k) != {fp}}
+    stale |= {k[2] for k in stored_prints if k not in prints and k[2] in current}
+    kept = [r for r in stored if r.chunk.index not in stale and r.chunk.index in current]
+    return stale, kept
 
 
 def _label_stats(spark: SparkSession, config: MonitorConfig, profiles: ProfileResult) -> LabelStats | None:
-    """Label counts over the whole tables; after a backfill from the change data feed over the labels and
-    predictions of the recomputed chunks only (the rows that run read anyway)."""
+    """Label counts over the whole tables; after an incremental run or a backfill from the change data
+    feed over the labels and predictions of the recomputed chunks only (the rows that run read anyway)."""
     if not config.labels:
         return None
     # the table versions this run profiled, so the counts describe the same rows as the metrics
     source = read_delta(spark, config.source.table, "source.table", profiles.source_version).df
     labels = read_delta(spark, config.labels.table, "labels.table", profiles.labels_version).df
-    plan = profiles.backfill
-    if plan is None or plan.reason != CHANGE_FEED or not plan.chunks:
+    plan, step = profiles.backfill, profiles.increment
+    recomputed = set(plan.chunks) if plan and plan.reason == CHANGE_FEED else set()
+    if step and step.chunks is not None:
+        recomputed |= set(step.chunks)
+    elif plan is None or plan.reason != CHANGE_FEED:
+        recomputed = set()
+    if not recomputed:
         return label_stats(source, labels, config.labels, config.source.id_column)
-    whole = [c for c in profiles.whole if c.chunk.index in set(plan.chunks)]
+    whole = [c for c in profiles.whole if c.chunk.index in recomputed]
     id_type = source.schema[config.source.id_column].dataType.simpleString()
-    return label_stats(source.where(chunk_rows(whole, config.source.timestamp_column)),
+    ts = config.source.timestamp_column
+    return label_stats(source.where(period_rows(config.chunking.period, [c.chunk.index for c in whole], ts)),
                        labels.where(label_rows(whole, config.labels, id_type)), config.labels,
                        config.source.id_column, f"labels in the id ranges of {len(whole)} recomputed chunks")

@@ -24,7 +24,7 @@ from monitoring.chunking import ChunkInfo, utc_from_micros
 from monitoring.performance.state import PERFORMANCE_COLUMN, PerformanceState
 from monitoring.profiling import ChunkProfile
 from monitoring.sketches import ColumnProfile
-from monitoring.tables import merge_rows, table_exists, table_ident
+from monitoring.tables import chunks_in, merge_rows, table_exists, table_ident
 
 PROFILE_KEYS = ["monitor", "dataset", "chunk_index", "slice_key", "slice_value", "column_name"]
 
@@ -105,11 +105,15 @@ def state_from_row(r) -> dict:
 
 
 def write_profiles(spark: SparkSession, table: str, monitor: str, dataset: str, chunks: list[ChunkProfile],
-                   kll_k: int, source_version: int | None, signature: str) -> int:
-    """MERGE the chunk profiles into `table`, replacing every earlier row of this monitor and dataset;
-    returns the number of rows written."""
+                   kll_k: int, source_version: int | None, signature: str,
+                   only_chunks: list[int] | None = None, performance_of: list[ChunkProfile] = ()) -> int:
+    """MERGE the chunk profiles into `table`, replacing every earlier row of this monitor and dataset
+    (with `only_chunks`: of those chunk indices, so a chunk that lost all its rows is deleted and every
+    other chunk stays as it is), plus the performance rows of `performance_of` (other chunks whose label
+    backfill goes into the same commit); returns the number of rows written."""
     now = datetime.now(timezone.utc)
-    rows = []
+    rows = [_performance_row(monitor, dataset, cp, kll_k, source_version, signature, now)
+            for cp in performance_of if cp.performance is not None]
     for cp in chunks:
         c = cp.chunk
         for p in cp.columns.values():
@@ -118,9 +122,10 @@ def write_profiles(spark: SparkSession, table: str, monitor: str, dataset: str, 
                          signature, now))
         if cp.performance is not None:
             rows.append(_performance_row(monitor, dataset, cp, kll_k, source_version, signature, now))
-    if rows:
+    if rows or only_chunks:
         merge_rows(spark, table, spark.createDataFrame(rows, PROFILE_SCHEMA), PROFILE_KEYS,
-                   {"monitor": monitor, "dataset": dataset})
+                   {"monitor": monitor, "dataset": dataset},
+                   scope_where=chunks_in(only_chunks) if only_chunks is not None else None)
     return len(rows)
 
 

@@ -3,7 +3,8 @@
 Three aggregations over the chunked rows, each a fixed number of Spark jobs whatever the number of
 columns or chunks: counts and moments of continuous columns (Spark's code-generated hash aggregate),
 their KLL sketches (an object aggregate: mixing declarative aggregates into it makes them run
-uncompiled, several times slower, see docs/performance.md), and categorical value counts grouped by
+uncompiled, several times slower, see docs/performance.md; on Spark < 4.1 the same sketches from the
+`datasketches` package in pandas UDFs, `kll_impl="python"`), and categorical value counts grouped by
 chunk x column x value with the top-N kept per chunk and column inside Spark.
 """
 
@@ -21,10 +22,12 @@ from monitoring.sketches import (
     CATEGORICAL,
     CONTINUOUS,
     HLL_LG_K,
+    KLL_IMPLS,
     ColumnProfile,
     continuous_inputs,
     kll_agg,
     moment_aggs,
+    python_kll_sketches,
     top_counts,
 )
 from monitoring.slices import SLICE_KEY, SLICE_VALUE, WHOLE
@@ -46,9 +49,12 @@ class ChunkProfile:
 
 
 def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chunking, ts_col: str,
-                   kll_k: int, top_n: int) -> list[ChunkProfile]:
+                   kll_k: int, top_n: int, kll_impl: str = "native") -> list[ChunkProfile]:
     """Profile every column of `df` per chunk and slice (`df` holds CHUNK_COL, SLICE_KEY and SLICE_VALUE,
-    see `monitoring.slices.with_slices`); returns chunks in (index, slice) order."""
+    see `monitoring.slices.with_slices`); returns chunks in (index, slice) order. `kll_impl`: `native`
+    (Spark >= 4.1) or `python` (`monitoring.sketches.resolve_kll_impl` picks one from `profile.kll`)."""
+    if kll_impl not in KLL_IMPLS:
+        raise ValueError(f"kll_impl '{kll_impl}' is not one of {', '.join(KLL_IMPLS)} (resolve_kll_impl resolves auto)")
     continuous = [c for c, k in columns if k == CONTINUOUS]
     categorical = [c for c, k in columns if k == CATEGORICAL]
     micros = F.unix_micros(F.col(quote_part(ts_col)).cast("timestamp"))
@@ -59,8 +65,7 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     moments = inputs.groupBy(*GROUP).agg(
         F.count(F.lit(1)).alias("rows"), F.min("_dl_ts").alias("ts_min"), F.max("_dl_ts").alias("ts_max"),
         *[m for a in aliases for m in moment_aggs(a)]).collect()
-    sketches = {_key(r): r for r in inputs.groupBy(*GROUP).agg(
-        *[kll_agg(a, kll_k) for a in aliases]).collect()} if continuous else {}
+    sketches = {_key(r): r for r in _kll_sketches(inputs, aliases, kll_k, kll_impl).collect()} if continuous else {}
 
     # a chunk's bounds come from the whole table, so every slice of a chunk shares them
     infos = {int(r[CHUNK_COL]): period_chunk(chunking.period, int(r[CHUNK_COL])) if chunking.period else ChunkInfo(
@@ -84,6 +89,12 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
                 categories=top_counts({k: int(v) for k, v in (r["top"] or {}).items()}, top_n),
                 other_count=int(r["other"] or 0), distinct_count=int(r["distinct"]), hll=r["hll"])
     return [chunks[k] for k in sorted(chunks)]
+
+
+def _kll_sketches(inputs: DataFrame, aliases: list[str], kll_k: int, kll_impl: str) -> DataFrame:
+    if kll_impl == "python":
+        return python_kll_sketches(inputs, GROUP, aliases, kll_k)
+    return inputs.groupBy(*GROUP).agg(*[kll_agg(a, kll_k) for a in aliases])
 
 
 def _key(r) -> tuple[int, str, str]:

@@ -8,16 +8,28 @@ of stored states, never rescans. Conventions (NaN/inf handling, moments) are in 
 from __future__ import annotations
 
 import heapq
+import logging
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import datasketches as ds
 import numpy as np
-from pyspark.sql import Column
+import pandas as pd
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import BinaryType, StructField, StructType
+
+from monitoring.config import KLL_CHOICES
+
+log = logging.getLogger(__name__)
 
 CONTINUOUS = "continuous"
 CATEGORICAL = "categorical"
 HLL_LG_K = 12  # HLL of distinct categories: ~1.6% relative standard error
+NATIVE_KLL_SINCE = (4, 1)  # Spark version that added kll_sketch_agg_double
+KLL_IMPLS = ("native", "python")
+_PARTIAL_BYTES = 256 << 20  # per Python worker: partial KLL sketches held before they are flushed
 
 
 def finite(x: Column) -> Column:
@@ -41,8 +53,95 @@ def moment_aggs(alias: str) -> list[Column]:
 
 
 def kll_agg(alias: str, kll_k: int) -> Column:
-    """The KLL sketch of the finite values; it also yields their exact count, min and max."""
-    return F.kll_sketch_agg_double(f"{alias}__f", F.lit(kll_k)).alias(f"{alias}__kll")
+    """The KLL sketch of the finite values; it also yields their exact count, min and max (Spark >= 4.1)."""
+    native = getattr(F, "kll_sketch_agg_double", None)  # a pyspark < 4.1 client may talk to a 4.1 server
+    kll = native(f"{alias}__f", F.lit(kll_k)) if native else F.expr(f"kll_sketch_agg_double(`{alias}__f`, {kll_k})")
+    return kll.alias(f"{alias}__kll")
+
+
+_resolved: set[tuple[str, str, str]] = set()
+
+
+def resolve_kll_impl(spark: SparkSession, setting: str = "auto") -> str:
+    """`native` or `python`: how `profile.kll` (`auto`, `native`, `python`) builds KLL sketches on `spark`.
+
+    `auto` is native when the Spark version the session talks to (`spark.version`: the server's, also
+    over Spark Connect) is 4.1 or newer, the first with `kll_sketch_agg_double`; older runtimes (e.g.
+    Databricks LTS on Spark 3.5 / 4.0) get the `datasketches` fallback, which writes the same sketches.
+    Logs the choice once per process and setting."""
+    if setting not in KLL_CHOICES:
+        raise ValueError(f"profile.kll '{setting}' is not one of {', '.join(KLL_CHOICES)}")
+    version = spark.version
+    impl = setting if setting != "auto" else "native" if spark_version(version) >= NATIVE_KLL_SINCE else "python"
+    if (version, setting, impl) not in _resolved:
+        _resolved.add((version, setting, impl))
+        how = "Spark's kll_sketch_agg_double" if impl == "native" else "the datasketches package (pandas UDFs)"
+        log.info("KLL sketches: %s (profile.kll: %s, Spark %s)", how, setting, version)
+    return impl
+
+
+def spark_version(version: str) -> tuple[int, int]:
+    """(major, minor) of a Spark version string such as '3.5.2' or '4.1.0-SNAPSHOT'."""
+    m = re.match(r"\s*(\d+)\.(\d+)", version)
+    if not m:
+        raise ValueError(f"cannot read the Spark version '{version}'")
+    return int(m.group(1)), int(m.group(2))
+
+
+def python_kll_sketches(inputs: DataFrame, group: list[str], aliases: list[str], kll_k: int) -> DataFrame:
+    """`group` and one `<alias>__kll` column per alias: the KLL sketch of the non-null `<alias>__f` values of
+    each group of `inputs`, built with the `datasketches` package, for Spark < 4.1 (`kll_agg` there).
+
+    The same sketches as the native aggregate (DataSketches' KllDoublesSketch, compact serialization, same
+    k; a group without values gets the empty sketch, as natively) and the same two phases: every input
+    partition sketches its rows per group (`mapInPandas`, memory bounded by flushing), then a grouped-
+    aggregate pandas UDF merges a group's partial sketches. Raw values are never shuffled and a chunk's
+    rows are sketched in parallel, like Spark's partial aggregation."""
+    fields = inputs.schema  # one analysis (an RPC over Spark Connect)
+    schema = StructType([fields[g] for g in group] + [StructField(f"{a}__kll", BinaryType()) for a in aliases])
+    columns = [f"{a}__f" for a in aliases]
+    keys = list(group)
+    max_sketches = max(1, _PARTIAL_BYTES // (24 * kll_k))  # a KLL sketch holds at most ~3k doubles
+
+    # the functions Spark runs reference only third-party modules, so Python workers need no Driftline
+    def flush(sketches: dict[tuple, list]) -> pd.DataFrame:
+        out = pd.DataFrame([list(k) for k in sketches], columns=keys)
+        for i, name in enumerate(schema.names[len(keys):]):
+            out[name] = [sks[i].serialize() for sks in sketches.values()]
+        return out
+
+    def partial(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        sketches: dict[tuple, list] = {}
+        for pdf in batches:
+            values = [pdf[c].to_numpy(dtype=float, na_value=np.nan) for c in columns]
+            for key, rows in pdf.groupby(keys, sort=False, dropna=False).indices.items():
+                key = key if isinstance(key, tuple) else (key,)
+                if key not in sketches:
+                    if len(sketches) * len(columns) >= max_sketches:
+                        yield flush(sketches)
+                        sketches = {}
+                    sketches[key] = [ds.kll_doubles_sketch(kll_k) for _ in columns]
+                for sk, v in zip(sketches[key], values, strict=True):
+                    v = v[rows]
+                    v = v[~np.isnan(v)]  # nulls (NaN and inf were mapped to null before)
+                    if v.size:
+                        sk.update(v)
+        if sketches:
+            yield flush(sketches)
+
+    @F.pandas_udf("binary")
+    def merge(blobs: pd.Series) -> bytes:
+        blobs = [bytes(b) for b in blobs if b is not None]
+        if len(blobs) == 1:
+            return blobs[0]
+        sk = ds.kll_doubles_sketch(kll_k)
+        for b in blobs:
+            sk.merge(ds.kll_doubles_sketch.deserialize(b))
+        return sk.serialize()
+
+    partials = inputs.select(*keys, *columns).mapInPandas(partial, schema)
+    return partials.groupBy(*keys).agg(*[merge(f"{a}__kll").alias(f"{a}__kll") for a in aliases])
+
 
 
 @dataclass

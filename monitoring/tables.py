@@ -72,16 +72,31 @@ def read_delta(spark: SparkSession, name: str, key: str, version: int | None = N
     return VersionedTable(name, int(version), df)
 
 
+def change_feed(spark: SparkSession, name: str, since: int, until: int) -> DataFrame:
+    """The rows inserted, updated or deleted in table versions (since, until] (Delta's change data feed,
+    with its `_change_type` column); raises AnalysisException when the feed does not cover them."""
+    reader = (spark.read.format("delta").option("readChangeFeed", "true")
+              .option("startingVersion", since + 1).option("endingVersion", until))
+    return reader.load(absolute(name)) if is_path(name) else reader.table(name)
+
+
+def chunks_in(indices) -> str:
+    """SQL: the target row's chunk_index is one of `indices` (integers)."""
+    return f"t.chunk_index IN ({', '.join(str(int(i)) for i in sorted(indices)) or 'NULL'})"
+
+
 def sql_string(value: str) -> str:
     """A SQL string literal (Spark's backslash escapes)."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
-               replace_scope: dict[str, str] | None = None, compare: list[str] | None = None) -> None:
+               replace_scope: dict[str, str] | None = None, compare: list[str] | None = None,
+               scope_where: str | None = None) -> None:
     """Upsert `rows` into Delta table `name` by `keys` (created on first use): a rerun replaces rows.
     With `replace_scope` (column -> value), target rows in that scope that `rows` no longer hold are
-    deleted in the same MERGE, so the scope ends up holding exactly `rows` (one atomic commit). With
+    deleted in the same MERGE, so the scope ends up holding exactly `rows` (one atomic commit);
+    `scope_where` (SQL over the target alias `t`) narrows that scope (an incremental run). With
     `compare`, a matched row is only rewritten when one of those columns differs (null-safe)."""
     ident = table_ident(name)
     ensure_table(spark, name, rows.schema)
@@ -91,6 +106,8 @@ def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
     delete = ""
     if replace_scope:
         scope = " AND ".join(f"t.{quote_part(k)} = {sql_string(v)}" for k, v in replace_scope.items())
+        if scope_where is not None:
+            scope += f" AND ({scope_where})"
         delete = f" WHEN NOT MATCHED BY SOURCE AND {scope} THEN DELETE"
     changed = ""
     if compare:
@@ -103,7 +120,8 @@ def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
 
 
 def ensure_table(spark: SparkSession, name: str, schema: StructType) -> None:
-    """Create the table if missing; add columns a newer Driftline writes to an older table."""
+    """Create the table if missing (with deletion vectors); add columns a newer Driftline writes to an
+    older table."""
     if table_exists(spark, name):
         existing = set(spark.sql(f"SELECT * FROM {table_ident(name)} LIMIT 0").columns)
         missing = [f for f in schema.fields if f.name not in existing]
@@ -112,7 +130,9 @@ def ensure_table(spark: SparkSession, name: str, schema: StructType) -> None:
             spark.sql(f"ALTER TABLE {table_ident(name)} ADD COLUMNS ({cols})")
         return
     empty = spark.createDataFrame([], schema)
-    writer = empty.write.format("delta").mode("ignore")
+    # deletion vectors: a MERGE that replaces a few rows marks them deleted instead of rewriting every
+    # file holding them (the profiles table's files hold every chunk's sketches)
+    writer = empty.write.format("delta").mode("ignore").option("delta.enableDeletionVectors", "true")
     if is_path(name):
         writer.save(absolute(name))
     else:

@@ -1,10 +1,14 @@
-"""Test helpers: write small pandas frames as Delta tables and build configs around them."""
+"""Test helpers: write small pandas frames as Delta tables and build configs around them; compare the
+metrics of one monitor run in two places (another process or cluster vs this session)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from monitoring.config import MonitorConfig, parse_config
 
@@ -41,3 +45,80 @@ def estimates_by_chunk(result) -> dict[int, dict[str, Any]]:
         if r.family == ESTIMATED and r.slice_key == "" and r.comparison == "NONE":
             out.setdefault(r.chunk.index, {})[r.metric] = r
     return out
+
+
+CLASSES = ("a", "b", "c")
+
+
+def write_drift_tables(spark, root: Path | str | None, days: int = 6, per_day: int = 3000,
+                       problem_type: str = "binary", saver=None) -> tuple[str, str]:
+    """A model's predictions (id, ts, x, cat and its outputs; x shifts by 0.5 from day 4 of 2025-01) and
+    its labels, as Delta tables `<root>/preds` and `<root>/labels` (absolute paths). Binary: `score`, label
+    0/1. Multiclass: class scores `p_a`, `p_b`, `p_c` (miscalibrated), `pred` and label one of CLASSES.
+    `saver(df, name)` writes them elsewhere instead (e.g. as catalog tables) and returns the table name."""
+    rng = np.random.default_rng(17)
+    n = days * per_day
+    day = np.repeat(np.arange(days), per_day)
+    x = rng.normal(np.where(day >= 4, 0.5, 0.0), 1.0, n)
+    score = 1 / (1 + np.exp(-(x + rng.normal(0, 1, n))))
+    y = (rng.random(n) < 1 / (1 + np.exp(-x))).astype(int)
+    micros = ((1735689600 + day * 86400 + rng.random(n) * 86000) * 1e6).astype("int64")
+    ts = pd.to_datetime(micros, unit="us", utc=True)
+    preds = pd.DataFrame({"id": np.arange(n), "ts": ts, "x": x,
+                          "cat": np.where(x > 0.3, "a", np.where(x > -0.5, "b", "c")), "score": score})
+    labels = pd.DataFrame({"id": np.arange(n), "label": y, "label_ts": ts})
+    if problem_type == "multiclass":
+        logits = np.column_stack([1.5 * x, rng.normal(0, 0.5, n), -1.5 * x])
+        true_p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        labels["label"] = np.array(CLASSES)[np.minimum((rng.random(n)[:, None] > np.cumsum(true_p, axis=1)).sum(1), 2)]
+        model = np.exp(0.6 * logits) / np.exp(0.6 * logits).sum(axis=1, keepdims=True)
+        preds = preds.drop(columns="score").assign(pred=np.array(CLASSES)[np.argmax(model, axis=1)],
+                                                   **{f"p_{c}": model[:, i] for i, c in enumerate(CLASSES)})
+    if saver is None:
+        root = Path(root).resolve()
+        return (write_delta(spark, preds, str(root / "preds")), write_delta(spark, labels, str(root / "labels")))
+    return saver(preds, "preds"), saver(labels, "labels")
+
+
+def drift_config(monitor: str, preds: str, labels: str, output: dict[str, str], kll_k: int = 2000,
+                 problem_type: str = "binary") -> dict:
+    """The raw config (a dict, as YAML would give) monitoring `write_drift_tables`' tables: reference
+    2025-01-01..04, daily chunks, results to `output` ({"path": dir} or {"schema": name}), no MLflow."""
+    outputs = {"score": "score"} if problem_type == "binary" else \
+        {"class_scores": {c: f"p_{c}" for c in CLASSES}, "prediction": "pred"}
+    return {"monitor": monitor, "problem_type": problem_type,
+            "source": {"table": preds, "id_column": "id", "timestamp_column": "ts"},
+            "features": [{"name": "x", "kind": "continuous"}, {"name": "cat", "kind": "categorical"}],
+            "outputs": outputs,
+            "labels": {"table": labels, "label_column": "label", "timestamp_column": "label_ts"},
+            "chunking": {"period": "1d"}, "reference": {"start": "2025-01-01", "end": "2025-01-04"},
+            "profile": {"kll_k": kll_k}, "output": output, "mlflow": {"enabled": False}}
+
+
+def metric_key(r) -> tuple:
+    return (r.period, r.chunk.index, r.slice_key, r.slice_value, r.column, r.family, r.metric, r.comparison)
+
+
+def assert_same_metrics(ours: list, theirs: list, kll_k: int, exact_sketches: bool = False) -> None:
+    """The same set of metric rows; every value not read from a KLL sketch (realized and estimated
+    performance, categorical drift, data quality, counts) within 1e-9. KLL sketches rebuilt in another JVM
+    compact randomly, so continuous drift differs within the sketch bound: KS by at most 2 x (rank error of
+    each side) = 4 x kll_rank_error(k); `exact_sketches` (the same session built both) asks 1e-9 there too."""
+    from monitoring.sketches import kll_rank_error
+
+    a_rows, b_rows = {metric_key(r): r for r in ours}, {metric_key(r): r for r in theirs}
+    assert a_rows.keys() == b_rows.keys() and len(a_rows) > 100, sorted(a_rows.keys() ^ b_rows.keys())[:10]
+    bound = 4 * kll_rank_error(kll_k)
+    sketched = 0
+    for key, a in a_rows.items():
+        b = b_rows[key]
+        if a.value is None or b.value is None:
+            assert a.value is None and b.value is None, key
+        elif a.family == "drift" and a.kind == "continuous" and not exact_sketches:
+            sketched += 1
+            if a.metric == "kolmogorov_smirnov":
+                assert abs(a.value - b.value) <= bound, key
+        else:
+            sketched += a.family == "drift" and a.kind == "continuous"
+            assert b.value == pytest.approx(a.value, rel=1e-9, abs=1e-12), key
+    assert sketched > 0 and any(k[5] == "estimated_performance" for k in a_rows)

@@ -9,11 +9,13 @@ import subprocess
 import sys
 import zipfile
 from configparser import ConfigParser
+from email.parser import Parser
 from pathlib import Path
 
 import pytest
 import yaml
 from databricks.sdk.service import compute, jobs
+from packaging.requirements import Requirement
 
 from monitoring.cli import build_parser
 
@@ -35,11 +37,16 @@ def bundle() -> tuple[dict, dict[str, dict]]:
 
 
 @pytest.fixture(scope="module")
-def wheel_scripts(tmp_path_factory) -> dict[str, str]:
+def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(ROOT)],
                    check=True, timeout=600)
-    (wheel,) = out.glob("driftline-*.whl")
+    (path,) = out.glob("driftline-*.whl")
+    return path
+
+
+@pytest.fixture(scope="module")
+def wheel_scripts(wheel) -> dict[str, str]:
     with zipfile.ZipFile(wheel) as z:
         entry = next(n for n in z.namelist() if n.endswith(".dist-info/entry_points.txt"))
         parser = ConfigParser()
@@ -92,3 +99,33 @@ def test_bundle_builds_the_wheel_it_deploys(bundle):
     assert artifact["type"] == "whl" and "--wheel-dir dist" in artifact["build"]
     libraries = [lib["whl"] for d in job_defs.values() for t in d["tasks"] for lib in t.get("libraries", [])]
     assert libraries and set(libraries) == {"../dist/*.whl"}
+    # the plain wheel, never its `spark` extra nor pyspark itself: the runtime provides Spark and Delta
+    for d in job_defs.values():
+        for task in d["tasks"]:
+            assert all(set(lib) == {"whl"} for lib in task.get("libraries", [])), task
+        for env in d.get("environments", []):
+            assert env["spec"]["dependencies"] == ["../dist/*.whl"], env
+
+
+def test_wheel_leaves_spark_to_the_platform(wheel):
+    """pyspark and delta-spark only in the `spark` extra: on Databricks the runtime provides both, and the
+    bundle installs the plain wheel (no extra), so no second pyspark lands over the platform's."""
+    with zipfile.ZipFile(wheel) as z:
+        name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        metadata = Parser().parsestr(z.read(name).decode())
+    assert "spark" in metadata.get_all("Provides-Extra")
+    requires = [Requirement(r) for r in metadata.get_all("Requires-Dist")]
+    by_name: dict[str, list[Requirement]] = {}
+    for r in requires:
+        by_name.setdefault(r.name.lower(), []).append(r)
+    for dist in ("pyspark", "delta-spark"):
+        assert by_name.get(dist), f"{dist} is not declared at all"
+        for r in by_name[dist]:
+            assert r.marker is not None, f"{r} is a hard dependency"
+            assert r.marker.evaluate({"extra": "spark"}) and not r.marker.evaluate({"extra": ""}), str(r)
+    assert "connect" in next(iter(by_name["pyspark"])).extras
+    # the plain install still pulls Driftline's own dependencies
+    assert all(by_name.get(d) and by_name[d][0].marker is None for d in ("mlflow", "numpy", "datasketches"))
+    # dev = spark + tools (the Makefile installs '.[dev]')
+    dev = [r for r in requires if r.marker is not None and r.marker.evaluate({"extra": "dev"})]
+    assert any(r.name == "driftline" and "spark" in r.extras for r in dev), [str(r) for r in dev]

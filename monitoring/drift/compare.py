@@ -47,6 +47,7 @@ class MetricResult:
     upper_confidence: float | None = None
     label_coverage: float | None = None
     note: str | None = None
+    inputs: str | None = None  # fingerprint of what the value was computed from (monitoring/fingerprints.py)
 
 
 Dist = WeightedSample | CategoryCounts

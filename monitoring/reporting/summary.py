@@ -148,7 +148,10 @@ def print_summary(config: MonitorConfig, result: RunResult, mlflow_run: str | No
     if not whole:
         print("analysis: no rows after the reference window")
     else:
-        reused = " (stored profiles reused: source unchanged)" if result.profiles.reused else ""
+        step = result.profiles.increment
+        reused = " (stored profiles reused: source unchanged)" if result.profiles.reused else \
+            f" (re-profiled {len(step.chunks)} chunks changed since version {step.since}, reused the rest)" \
+            if step and step.chunks is not None else ""
         print(f"analysis: {len(whole)} chunks ({config.chunking.describe()}), {result.profiles.row_count:,} rows, "
               f"{whole[0].chunk.key} .. {whole[-1].chunk.key}, source version {result.source_version}{reused}")
         ref_chunks = [c for c in result.reference.chunks if (c.slice_key, c.slice_value) == WHOLE]

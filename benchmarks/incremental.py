@@ -1,0 +1,129 @@
+"""Daily incremental run vs a full run, measured in one Spark session.
+
+    python benchmarks/incremental.py [--rows 10000000] [--repeats 3]
+
+A year of binary predictions (N rows over 2025, 4 continuous + 2 categorical features, score,
+prediction; one Parquet file per day in time order, as prediction logs are appended; change data feed
+on) and their labels (change data feed on) are generated into benchmarks/data/ once. Daily chunks,
+January as reference. Each repetition appends one more day of predictions and its labels, times the
+daily run (re-profiles that day and the open chunk, reuses the rest), then a full run of the same
+state (`run --full`). A warm-up round first; medians and their ratio (goal <= 1/20) go to
+benchmarks/results/<date>-incremental-<rows>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pyspark.sql import functions as F  # noqa: E402
+
+from benchmarks.common import YEAR_START  # noqa: E402
+from monitoring.config import parse_config  # noqa: E402
+from monitoring.pipeline import fit, run  # noqa: E402
+from monitoring.session import embedded_session  # noqa: E402
+
+CDF = "delta.enableChangeDataFeed"
+
+
+def rows_of(spark, first_id: int, rows: int, per_day: float, partitions: int):
+    """Predictions with ids [first_id, first_id + rows), `per_day` of them per day from 2025-01-01."""
+    ts = F.timestamp_seconds(F.lit(YEAR_START) + (F.col("id") + F.rand(1)) * (86400 / per_day))
+    cols = [F.col("id"), ts.alias("ts")]
+    cols += [(F.randn(10 + i) * (i + 1) + 10 * i).alias(f"x{i}") for i in range(4)]
+    cols += [F.concat(F.lit("v"), F.floor(F.rand(20 + i) * 8 * (i + 1)).cast("string")).alias(f"c{i}")
+             for i in range(2)]
+    y = (F.rand(3) < 0.3).cast("int")
+    score = 1 / (1 + F.exp(-(F.randn(4) + 1.5 * y - 0.8)))
+    base = spark.range(first_id, first_id + rows, 1, partitions).select(*cols, y.alias("y"), score.alias("score"))
+    return base.withColumn("pred", (F.col("score") >= 0.5).cast("int"))
+
+
+def write(df, preds: str, labels: str, mode: str) -> None:
+    df.drop("y").write.format("delta").mode(mode).option(CDF, "true").save(preds)
+    (df.select("id", F.col("y").alias("label"), (F.col("ts") + F.expr("INTERVAL 1 DAY")).alias("label_ts"))
+     .coalesce(1).write.format("delta").mode(mode).option(CDF, "true").save(labels))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    spark = embedded_session({"spark.master": "local[2]", "spark.driver.memory": "8g",
+                              "spark.sql.shuffle.partitions": "8"}, "driftline-bench-incremental")
+    root = ROOT / "benchmarks" / "data" / f"incremental_{args.rows}"
+    shutil.rmtree(root, ignore_errors=True)  # every run appends days: start from the generated year
+    preds, labels = str(root / "predictions"), str(root / "labels")
+    started = time.monotonic()
+    per_day = args.rows / 365
+    write(rows_of(spark, 0, args.rows, per_day, 365), preds, labels, "overwrite")
+    print(f"generated {args.rows:,} predictions and labels in {time.monotonic() - started:.0f}s")
+    config = parse_config({
+        "monitor": "bench", "problem_type": "binary",
+        "source": {"table": preds, "id_column": "id", "timestamp_column": "ts"},
+        "features": [{"name": f"x{i}", "kind": "continuous"} for i in range(4)]
+        + [{"name": f"c{i}", "kind": "categorical"} for i in range(2)],
+        "outputs": {"score": "score", "prediction": "pred", "positive_class": 1},
+        "labels": {"table": labels, "id_column": "id", "label_column": "label", "timestamp_column": "label_ts"},
+        "chunking": {"period": "1d"}, "reference": {"start": "2025-01-01", "end": "2025-02-01"},
+        "output": {"path": str(root / "out")}, "mlflow": {"enabled": False},
+    })
+    fit(spark, config)
+    run(spark, config)
+
+    times: dict[str, list[float]] = {"daily_run": [], "full_run": [], "daily_profiling": [], "full_profiling": []}
+    reprofiled: list[list[int]] = []
+    for rep in range(args.repeats + 1):  # the first round warms up
+        first = int(per_day * (365 + rep))
+        write(rows_of(spark, first, int(per_day), per_day, 1), preds, labels, "append")
+        started = time.monotonic()
+        daily = run(spark, config)
+        daily_s = time.monotonic() - started
+        step = daily.profiles.increment
+        assert step is not None and step.chunks is not None and len(step.chunks) == 2, step
+        started = time.monotonic()
+        full = run(spark, config, refresh=True)
+        full_s = time.monotonic() - started
+        if rep:
+            times["daily_run"].append(daily_s)
+            times["full_run"].append(full_s)
+            times["daily_profiling"].append(daily.profiles.seconds)
+            times["full_profiling"].append(full.profiles.seconds)
+            reprofiled.append(list(step.chunks))
+        print(f"round {rep}: daily run {daily_s:.1f}s (profiling {daily.profiles.seconds:.1f}s), full run "
+              f"{full_s:.1f}s (profiling {full.profiles.seconds:.1f}s), {len(full.profiles.whole)} chunks")
+
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    result = {
+        "date": date.today().isoformat(), "rows": args.rows, "repeats": args.repeats, "seconds": times,
+        "median_seconds": medians, "reprofiled_chunks": reprofiled,
+        "ratio_daily_to_full_run": medians["daily_run"] / medians["full_run"],
+        "ratio_daily_to_full_profiling": medians["daily_profiling"] / medians["full_profiling"],
+        "goal": "daily / full <= 1/20 = 0.05",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "spark": spark.version},
+    }
+    path = ROOT / "benchmarks" / "results" / f"{result['date']}-incremental-{args.rows}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"daily run {medians['daily_run']:.1f}s vs full run {medians['full_run']:.1f}s: "
+          f"{result['ratio_daily_to_full_run']:.3f} (profiling alone {result['ratio_daily_to_full_profiling']:.3f}); "
+          f"written {path}")
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()

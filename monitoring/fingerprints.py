@@ -1,0 +1,91 @@
+"""Which chunks' stored results a run can keep: content fingerprints of what a chunk's results depend on.
+
+A chunk's drift and data-quality results are a function of its column states, the previous chunk's
+(CONSECUTIVE drift), the fitted reference and the compare settings; its realized and estimated performance
+of its performance state, the reference and the settings. Fingerprints hash exactly these, one per part,
+and are stored with every metric row (`inputs`); a run recomputes the chunks where a fingerprint changed
+(in any slice) and keeps the stored rows of the others,
+so a daily run compares one new chunk, not a year of them. Content hashes rather than version bookkeeping:
+a run that failed between writing profiles and metrics is repaired by the next one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+
+import numpy as np
+
+from monitoring.config import MonitorConfig
+from monitoring.drift.compare import DATA_QUALITY, DRIFT
+from monitoring.profiling import ChunkProfile
+
+COMPARE_FORMAT = 1  # bump when the compare code changes what it produces from the same states
+COLUMNS, PERFORMANCE = "columns", "performance"  # the two parts a chunk's results depend on
+
+
+def compare_settings(config: MonitorConfig, reference_signature: str, reference_version: int | None) -> str:
+    """Hash of every setting the results depend on besides the chunk states (thresholds, methods, bins,
+    estimation, outputs, and the fitted reference)."""
+    settings = {"format": COMPARE_FORMAT, "drift": asdict(config.drift), "estimation": asdict(config.estimation),
+                "outputs": asdict(config.outputs), "problem_type": config.problem_type,
+                "columns": config.monitored_columns(), "reference": [reference_signature, reference_version]}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def columns_hash(cp: ChunkProfile) -> bytes:
+    """Digest of a chunk's column states (what drift and data quality read)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((cp.chunk.index, cp.chunk.start, cp.chunk.end, cp.row_count)).encode())
+    for name in sorted(cp.columns):
+        p = cp.columns[name]
+        h.update(repr((name, p.kind, p.row_count, p.null_count, p.nan_count, p.inf_count, p.valid_count, p.min,
+                       p.max, p.mean, p.m2, sorted(p.categories.items()), p.other_count, p.distinct_count)).encode())
+        h.update(p.kll or b"")
+        h.update(p.hll or b"")
+    return h.digest()
+
+
+def performance_hash(cp: ChunkProfile) -> bytes:
+    """Digest of a chunk's performance state values (not its label version, which a label backfill
+    advances without changing values)."""
+    items = sorted(cp.performance.values.items())
+    h = hashlib.blake2b("\0".join(k for k, _ in items).encode(), digest_size=16)
+    h.update(np.array([v for _, v in items], dtype=float).tobytes())
+    return h.digest()
+
+
+def fingerprints(chunks: list[ChunkProfile], settings: str) -> dict[tuple[str, str, int, str], str]:
+    """(slice_key, slice_value, chunk index, part) -> fingerprint of the inputs of that chunk's results:
+    part COLUMNS (drift, data quality: its and the previous chunk's column states) or PERFORMANCE
+    (realized and estimated performance: its performance state, when it has one), each with the settings."""
+    out: dict[tuple[str, str, int, str], str] = {}
+    previous: dict[tuple[str, str], bytes] = {}
+    for cp in sorted(chunks, key=lambda c: (c.slice_key, c.slice_value, c.chunk.index)):
+        key = (cp.slice_key, cp.slice_value)
+        own = columns_hash(cp)
+        parts = [(COLUMNS, previous.get(key, b"") + own)]
+        if cp.performance is not None:
+            parts.append((PERFORMANCE, performance_hash(cp)))
+        for part, data in parts:
+            out[(*key, cp.chunk.index, part)] = hashlib.blake2b(settings.encode() + data, digest_size=16).hexdigest()
+        previous[key] = own
+    return out
+
+
+def part_of(family: str) -> str:
+    """Which fingerprint part a result family depends on."""
+    return COLUMNS if family in (DRIFT, DATA_QUALITY) else PERFORMANCE
+
+
+def with_predecessors(chunks: list[ChunkProfile], indices: set[int]) -> list[ChunkProfile]:
+    """The chunks (of one slice, in order) with an index in `indices` and the chunk before each, so the
+    CONSECUTIVE comparison of every wanted chunk sees its real predecessor."""
+    keep = set()
+    for i, cp in enumerate(chunks):
+        if cp.chunk.index in indices:
+            keep.add(i)
+            if i:
+                keep.add(i - 1)
+    return [chunks[i] for i in sorted(keep)]
