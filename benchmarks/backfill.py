@@ -29,8 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from pyspark.sql import functions as F  # noqa: E402
 
-from benchmarks.common import year_timestamps  # noqa: E402
-from monitoring.config import parse_config  # noqa: E402
+from benchmarks.common import binary_monitor, binary_predictions, year_timestamps  # noqa: E402
 from monitoring.pipeline import fit, run  # noqa: E402
 from monitoring.session import embedded_session  # noqa: E402
 
@@ -42,15 +41,8 @@ def generate(spark, root: Path, rows: int) -> tuple[str, str]:
     if (root / "labels" / "_delta_log").is_dir():
         return preds, labels
     shutil.rmtree(root, ignore_errors=True)
-    ts = year_timestamps(rows)
-    cols = [F.col("id"), ts.alias("ts")]
-    cols += [(F.randn(10 + i) * (i + 1) + 10 * i).alias(f"x{i}") for i in range(4)]
-    cols += [F.concat(F.lit("v"), F.floor(F.rand(20 + i) * 8 * (i + 1)).cast("string")).alias(f"c{i}")
-             for i in range(2)]
-    y = (F.rand(3) < 0.3).cast("int")
-    score = 1 / (1 + F.exp(-(F.randn(4) + 1.5 * y - 0.8)))
-    base = spark.range(0, rows, 1, 52).select(*cols, y.alias("y"), score.alias("score"))
-    base = base.withColumn("pred", (F.col("score") >= 0.5).cast("int")).withColumn("u", F.rand(5))
+    base = binary_predictions(spark, 0, rows, 52, year_timestamps(rows))
+    base = base.withColumn("u", F.rand(5))
     started = time.monotonic()
     base.drop("y", "u").write.format("delta").save(preds)  # 52 range partitions: one file per week
     first = base.where(F.col("u") < LABELLED_FIRST)
@@ -82,16 +74,7 @@ def main() -> None:
     preds, labels = generate(spark, root, args.rows)
     out = root / "out"
     shutil.rmtree(out, ignore_errors=True)
-    config = parse_config({
-        "monitor": "bench", "problem_type": "binary",
-        "source": {"table": preds, "id_column": "id", "timestamp_column": "ts"},
-        "features": [{"name": f"x{i}", "kind": "continuous"} for i in range(4)]
-        + [{"name": f"c{i}", "kind": "categorical"} for i in range(2)],
-        "outputs": {"score": "score", "prediction": "pred", "positive_class": 1},
-        "labels": {"table": labels, "id_column": "id", "label_column": "label", "timestamp_column": "label_ts"},
-        "chunking": {"period": "1mo"}, "reference": {"start": "2025-01-01", "end": "2025-04-01"},
-        "output": {"path": str(out)}, "mlflow": {"enabled": False},
-    })
+    config = binary_monitor(preds, labels, str(out), "1mo", "2025-04-01")
     fit(spark, config)
     run(spark, config)
 

@@ -30,8 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from pyspark.sql import functions as F  # noqa: E402
 
-from benchmarks.common import YEAR_START  # noqa: E402
-from monitoring.config import parse_config  # noqa: E402
+from benchmarks.common import YEAR_START, binary_monitor, binary_predictions  # noqa: E402
 from monitoring.pipeline import fit, run  # noqa: E402
 from monitoring.session import embedded_session  # noqa: E402
 
@@ -41,14 +40,7 @@ CDF = "delta.enableChangeDataFeed"
 def rows_of(spark, first_id: int, rows: int, per_day: float, partitions: int):
     """Predictions with ids [first_id, first_id + rows), `per_day` of them per day from 2025-01-01."""
     ts = F.timestamp_seconds(F.lit(YEAR_START) + (F.col("id") + F.rand(1)) * (86400 / per_day))
-    cols = [F.col("id"), ts.alias("ts")]
-    cols += [(F.randn(10 + i) * (i + 1) + 10 * i).alias(f"x{i}") for i in range(4)]
-    cols += [F.concat(F.lit("v"), F.floor(F.rand(20 + i) * 8 * (i + 1)).cast("string")).alias(f"c{i}")
-             for i in range(2)]
-    y = (F.rand(3) < 0.3).cast("int")
-    score = 1 / (1 + F.exp(-(F.randn(4) + 1.5 * y - 0.8)))
-    base = spark.range(first_id, first_id + rows, 1, partitions).select(*cols, y.alias("y"), score.alias("score"))
-    return base.withColumn("pred", (F.col("score") >= 0.5).cast("int"))
+    return binary_predictions(spark, first_id, rows, partitions, ts)
 
 
 def write(df, preds: str, labels: str, mode: str) -> None:
@@ -72,16 +64,7 @@ def main() -> None:
     per_day = args.rows / 365
     write(rows_of(spark, 0, args.rows, per_day, 365), preds, labels, "overwrite")
     print(f"generated {args.rows:,} predictions and labels in {time.monotonic() - started:.0f}s")
-    config = parse_config({
-        "monitor": "bench", "problem_type": "binary",
-        "source": {"table": preds, "id_column": "id", "timestamp_column": "ts"},
-        "features": [{"name": f"x{i}", "kind": "continuous"} for i in range(4)]
-        + [{"name": f"c{i}", "kind": "categorical"} for i in range(2)],
-        "outputs": {"score": "score", "prediction": "pred", "positive_class": 1},
-        "labels": {"table": labels, "id_column": "id", "label_column": "label", "timestamp_column": "label_ts"},
-        "chunking": {"period": "1d"}, "reference": {"start": "2025-01-01", "end": "2025-02-01"},
-        "output": {"path": str(root / "out")}, "mlflow": {"enabled": False},
-    })
+    config = binary_monitor(preds, labels, str(root / "out"), "1d", "2025-02-01")
     fit(spark, config)
     run(spark, config)
 
