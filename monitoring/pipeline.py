@@ -505,8 +505,6 @@ def _label_stats(spark: SparkSession, config: MonitorConfig, profiles: ProfileRe
     recomputed = set(plan.chunks) if plan and plan.reason == CHANGE_FEED else set()
     if step and step.chunks is not None:
         recomputed |= set(step.chunks)
-    elif plan is None or plan.reason != CHANGE_FEED:
-        recomputed = set()
     if not recomputed:
         return label_stats(source, labels, config.labels, config.source.id_column)
     whole = [c for c in profiles.whole if c.chunk.index in recomputed]

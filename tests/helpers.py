@@ -3,6 +3,8 @@ metrics of one monitor run in two places (another process or cluster vs this ses
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,15 @@ def write_delta(spark, df: pd.DataFrame, path: str, schema: str | None = None) -
     sdf = spark.createDataFrame(df, schema=schema) if schema else spark.createDataFrame(df)
     sdf.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
     return path
+
+
+def build_wheel(out: Path) -> Path:
+    """`pip wheel` of this checkout into `out`; the driftline wheel's path."""
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(root)],
+                   check=True, timeout=600)
+    (whl,) = out.glob("driftline-*.whl")
+    return whl
 
 
 def make_config(table: str, features: list[tuple[str, str]], out: str, **overrides: Any) -> MonitorConfig:

@@ -5,8 +5,6 @@ the driftline command line. The wheel is built from this checkout and its entry 
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 import zipfile
 from configparser import ConfigParser
 from email.parser import Parser
@@ -18,6 +16,8 @@ from databricks.sdk.service import compute, jobs
 from packaging.requirements import Requirement
 
 from monitoring.cli import build_parser
+
+from .helpers import build_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,11 +38,7 @@ def bundle() -> tuple[dict, dict[str, dict]]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(ROOT)],
-                   check=True, timeout=600)
-    (path,) = out.glob("driftline-*.whl")
-    return path
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ from monitoring.metrics_store import read_metrics
 from monitoring.pipeline import fit, run
 from monitoring.session import cached_delta_jars
 
-from .helpers import assert_same_metrics, drift_config, write_drift_tables
+from .helpers import assert_same_metrics, build_wheel, drift_config, write_drift_tables
 from .mlflow_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,9 +142,7 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(ROOT)],
-                   check=True, timeout=600)
-    (whl,) = out.glob("driftline-*.whl")
+    whl = build_wheel(out)
     # a pure-Python wheel is a zip archive with the packages at its root; pyspark only adds .zip, .egg and
     # .jar py-files to the executors' sys.path (pyspark.core.context.SparkContext.PACKAGE_EXTENSIONS)
     return Path(shutil.copy(whl, out / "driftline.zip"))
