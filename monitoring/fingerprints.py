@@ -25,12 +25,15 @@ COMPARE_FORMAT = 1  # bump when the compare code changes what it produces from t
 COLUMNS, PERFORMANCE = "columns", "performance"  # the two parts a chunk's results depend on
 
 
+# config sections no result depends on: where results go and how the session is built
+_NOT_RESULTS = ("monitor", "output", "mlflow", "spark")
+
+
 def compare_settings(config: MonitorConfig, reference_signature: str, reference_version: int | None) -> str:
-    """Hash of every setting the results depend on besides the chunk states (thresholds, methods, bins,
-    estimation, outputs, and the fitted reference)."""
-    settings = {"format": COMPARE_FORMAT, "drift": asdict(config.drift), "estimation": asdict(config.estimation),
-                "outputs": asdict(config.outputs), "problem_type": config.problem_type,
-                "columns": config.monitored_columns(), "reference": [reference_signature, reference_version]}
+    """Hash of every setting the results may depend on besides the chunk states (the whole config but
+    where results go, e.g. thresholds, methods, label coverage rules, estimation) and the fitted reference."""
+    settings = {k: v for k, v in asdict(config).items() if k not in _NOT_RESULTS}
+    settings |= {"format": COMPARE_FORMAT, "reference_fit": [reference_signature, reference_version]}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
