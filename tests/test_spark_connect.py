@@ -55,12 +55,18 @@ def connect_server(tmp_path_factory):
                 socket.create_connection(("127.0.0.1", port), timeout=2).close()
                 break
             except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                assert server.poll() is None and time.monotonic() < deadline, failure(log.read_text())
                 time.sleep(1)
         yield f"sc://127.0.0.1:{port}"
     finally:
         server.terminate()
         server.wait(60)
+
+
+def failure(text: str) -> str:
+    """The server log's error lines (the cause, not just the JVM's shutdown chatter) and its last lines."""
+    errors = [line for line in text.splitlines() if "ERROR" in line or "Exception" in line or "Caused by" in line]
+    return "\n".join(errors[:20]) + "\n...\n" + text[-1500:]
 
 
 def test_pipeline_on_spark_connect_equals_the_classic_session(spark, connect_server, tmp_path):
