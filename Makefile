@@ -37,7 +37,7 @@ bench: setup
 	$(PY) benchmarks/estimation.py $(ESTIMATION_ARGS)
 	$(PY) benchmarks/incremental.py $(INCREMENTAL_ARGS)
 
-# Driftline's CBPE vs NannyML's (NannyML in its own venv, pinned in crosscheck/requirements-nannyml.txt)
+# Driftline's CBPE and reconstruction error vs NannyML's (NannyML in its own venv, pinned in crosscheck/requirements-nannyml.txt)
 NANNY := .venv-nannyml
 crosscheck: setup
 	test -x $(NANNY)/bin/python || $(PYTHON) -m venv $(NANNY)
@@ -46,6 +46,8 @@ crosscheck: setup
 	$(PY) crosscheck/compare_cbpe.py car_loan crosscheck/out
 	$(NANNY)/bin/python crosscheck/nannyml_cbpe.py multiclass crosscheck/out
 	$(PY) crosscheck/compare_cbpe.py multiclass crosscheck/out
+	$(NANNY)/bin/python crosscheck/nannyml_reconstruction.py crosscheck/out
+	$(PY) crosscheck/compare_reconstruction.py crosscheck/out
 
 lint: setup
 	$(PY) -m ruff check monitoring jobs tests benchmarks crosscheck

@@ -64,7 +64,10 @@ def cmd_run(args) -> int:
     from monitoring.session import get_spark
 
     config = _config(args)
-    return _run(get_spark(config.spark), config, args.refresh, args.fail_on_alert)
+    spark = get_spark(config.spark)
+    if args.fit:
+        _fit(spark, config, args.refresh)
+    return _run(spark, config, args.refresh, args.fail_on_alert)
 
 
 EXIT_REPORTING = 4  # results stored, MLflow logging failed (`driftline report` re-logs)
@@ -203,9 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="re-profile every chunk (by default only chunks whose source rows changed, and the "
                             "open last chunk, are)")
         if name == "run":
+            p.add_argument("--fit", action="store_true",
+                           help="fit the reference first, in the same session (a no-op when the stored reference "
+                                "is current): one job for both steps")
             p.add_argument("--fail-on-alert", nargs="?", const="all", default=None, metavar="FAMILIES",
-                           help="exit with code 3 when the latest chunk alerts (optionally only these families, "
-                                "comma-separated: drift, data_quality, performance, estimated_performance)")
+                           help="exit with code 3 when the latest chunk alerts (optionally only these families, comma-"
+                                "separated: drift, multivariate, data_quality, performance, estimated_performance)")
         p.set_defaults(fn=fn)
 
     p = sub.add_parser("report", help="re-log the stored results of a monitor to MLflow")

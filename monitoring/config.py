@@ -172,6 +172,16 @@ class Drift:
 
 
 @dataclass(frozen=True)
+class Multivariate:
+    """PCA reconstruction error over `features` (default: every feature); `n_components`: the explained
+    variance ratio to keep (a float in (0, 1), NannyML's 0.65) or a number of components (docs/multivariate.md)."""
+
+    enabled: bool = True
+    n_components: float = 0.65
+    features: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Slices:
     """Slice expressions (column expressions); the `top_n` most frequent values of each in the reference."""
 
@@ -196,6 +206,13 @@ class MonitorConfig:
     labels: Labels | None = None
     spark: dict[str, str] = field(default_factory=dict)
     estimation: Estimation = Estimation()
+    multivariate: Multivariate = Multivariate()
+
+    def reconstruction_columns(self) -> list[tuple[str, str]]:
+        """(column, kind) of the reconstruction error; empty when it is off or has fewer than two columns."""
+        chosen = set(self.multivariate.features) or {f.name for f in self.features}
+        cols = [(f.name, f.kind) for f in self.features if f.name in chosen]
+        return cols if self.multivariate.enabled and len(cols) >= 2 else []
 
     def monitored_columns(self) -> list[tuple[str, str]]:
         """(column, kind) for every profiled column: features, then model outputs."""
@@ -282,7 +299,7 @@ def parse_config(data: Any) -> MonitorConfig:
     """Build a MonitorConfig from parsed YAML, validating everything that needs no data."""
     root = _Section(data, "", ("monitor", "problem_type", "source", "features", "outputs", "labels",
                                "chunking", "reference", "output", "mlflow", "profile", "drift", "slices", "spark",
-                               "estimation"))
+                               "estimation", "multivariate"))
     monitor = root.text("monitor")
     if not re.match(r"^[A-Za-z0-9_.-]+$", monitor):
         raise ConfigError("monitor", f"'{monitor}' may only hold letters, digits, '_', '-' and '.'")
@@ -365,7 +382,23 @@ def parse_config(data: Any) -> MonitorConfig:
     spark = {str(k): str(v) for k, v in root.get("spark", dict, {}).items()}
     return MonitorConfig(monitor, problem_type, source, tuple(features), outputs, chunking, reference,
                          output, mlflow_conf, profile, drift, slices, labels, spark,
-                         _estimation(root.get("estimation", dict, {}), problem_type, list(outputs.class_scores)))
+                         _estimation(root.get("estimation", dict, {}), problem_type, list(outputs.class_scores)),
+                         _multivariate(root.get("multivariate", dict, {}), [f.name for f in features]))
+
+
+def _multivariate(data: dict, features: list[str]) -> Multivariate:
+    m = _Section(data, "multivariate", ("enabled", "n_components", "features"))
+    n = m.get("n_components", (int, float), 0.65)
+    if isinstance(n, bool) or (isinstance(n, float) and not 0 < n < 1) or (isinstance(n, int) and n < 1):
+        raise ConfigError("multivariate.n_components", f"{n!r} is out of range; use a float in (0, 1) (explained "
+                                                       "variance to keep) or a whole number of components >= 1")
+    chosen = m.get("features", list, [])
+    for i, name in enumerate(chosen):
+        if name not in features:
+            near = difflib.get_close_matches(str(name), features, n=1)
+            hint = f" Did you mean '{near[0]}'?" if near else ""
+            raise ConfigError(f"multivariate.features[{i}]", f"'{name}' is not a configured feature.{hint}")
+    return Multivariate(m.get("enabled", bool, True), n, tuple(chosen))
 
 
 def _estimation(data: dict, problem_type: str, class_labels: list[str]) -> Estimation:

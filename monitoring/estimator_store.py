@@ -1,10 +1,11 @@
-"""The `estimators` Delta table: models fitted on the reference for performance estimation (the CBPE
-calibrators: the positive class's, or every class's for multiclass; the DLE loss models), one row per
-monitor x model, written at `fit`
+"""The `estimators` Delta table: models fitted on the reference (the CBPE calibrators: the positive
+class's, or every class's for multiclass; the DLE loss models; the PCA of the reconstruction error with
+the reference chunks' error sums), one row per monitor x model, written at `fit`
 and read by every run, so runs never refit. Delta versions keep the history of earlier fits."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 from pyspark.sql import SparkSession
@@ -21,6 +22,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from monitoring.drift.reconstruction import Reconstruction
 from monitoring.performance.cbpe import Calibrator
 from monitoring.performance.dle import LossModels
 from monitoring.tables import merge_rows, table_exists, table_ident
@@ -28,14 +30,14 @@ from monitoring.tables import merge_rows, table_exists, table_ident
 ESTIMATOR_KEYS = ["monitor", "model"]
 ESTIMATOR_SCHEMA = StructType([
     StructField("monitor", StringType(), False),
-    StructField("model", StringType(), False),  # cbpe:<class>
-    StructField("kind", StringType(), False),  # isotonic
+    StructField("model", StringType(), False),  # cbpe:<class> | dle:<loss> | reconstruction
+    StructField("kind", StringType(), False),  # isotonic | lightgbm | pca
     StructField("settings", StringType(), False),  # the calibration mode it was fitted with
     StructField("applied", BooleanType(), False),
     StructField("knots_x", ArrayType(DoubleType(), False), True),
     StructField("knots_y", ArrayType(DoubleType(), False), True),
     StructField("details", MapType(StringType(), DoubleType()), True),  # ece_raw, ece_calibrated
-    StructField("payload", StringType(), True),  # a LightGBM model as text (DLE)
+    StructField("payload", StringType(), True),  # a LightGBM model as text (DLE); JSON (reconstruction)
     StructField("reference_version", LongType(), True),
     StructField("signature", StringType(), False),
     StructField("fitted_at", TimestampType(), False),
@@ -92,3 +94,34 @@ def read_calibrators(spark: SparkSession, table: str, monitor: str, classes: lis
                 tuple(r["knots_x"] or ()), tuple(r["knots_y"] or ()), bool(r["applied"]), details.get("ece_raw"),
                 details.get("ece_calibrated"))
     return found if set(found) == set(classes) else None
+
+
+RECONSTRUCTION = "reconstruction"
+ChunkKey = tuple[int, str, str]  # chunk index, slice key, slice value
+
+
+def write_reconstruction(spark: SparkSession, table: str, monitor: str, model: Reconstruction,
+                         reference_sums: dict[ChunkKey, dict[str, float]], reference_version: int | None,
+                         signature: str) -> None:
+    """The fitted PCA and the reconstruction-error sums of every reference chunk (and slice)."""
+    payload = json.dumps({"model": model.to_json(),
+                          "reference": [[*key, sums] for key, sums in sorted(reference_sums.items())]})
+    row = (monitor, RECONSTRUCTION, "pca", str(model.components), True, None, None,
+           {"explained_variance": model.explained_variance}, payload, reference_version, signature,
+           datetime.now(timezone.utc))
+    merge_rows(spark, table, spark.createDataFrame([row], ESTIMATOR_SCHEMA), ESTIMATOR_KEYS)
+
+
+def read_reconstruction(spark: SparkSession, table: str, monitor: str
+                        ) -> tuple[Reconstruction, dict[ChunkKey, dict[str, float]], int | None, str] | None:
+    """(model, reference chunk sums, reference version, signature) stored at the last fit, or None."""
+    if not table_exists(spark, table):
+        return None
+    rows = spark.sql(f"SELECT * FROM {table_ident(table)}").where(
+        (F.col("monitor") == monitor) & (F.col("model") == RECONSTRUCTION)).collect()
+    if not rows:
+        return None
+    payload = json.loads(rows[0]["payload"])
+    sums = {(int(c), k, v): dict(s) for c, k, v, s in payload["reference"]}
+    return (Reconstruction.from_json(payload["model"]), sums, rows[0]["reference_version"],
+            rows[0]["signature"])

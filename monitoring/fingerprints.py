@@ -19,9 +19,10 @@ import numpy as np
 
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import DATA_QUALITY, DRIFT
+from monitoring.drift.reconstruction import MULTIVARIATE
 from monitoring.profiling import ChunkProfile
 
-COMPARE_FORMAT = 1  # bump when the compare code changes what it produces from the same states
+COMPARE_FORMAT = 2  # bump when the compare code changes what it produces from the same states
 COLUMNS, PERFORMANCE = "columns", "performance"  # the two parts a chunk's results depend on
 
 
@@ -29,18 +30,22 @@ COLUMNS, PERFORMANCE = "columns", "performance"  # the two parts a chunk's resul
 _NOT_RESULTS = ("monitor", "output", "mlflow", "spark")
 
 
-def compare_settings(config: MonitorConfig, reference_signature: str, reference_version: int | None) -> str:
+def compare_settings(config: MonitorConfig, reference_signature: str, reference_version: int | None,
+                     schema_changes: list[tuple[str, str]] = ()) -> str:
     """Hash of every setting the results may depend on besides the chunk states (the whole config but
-    where results go, e.g. thresholds, methods, label coverage rules, estimation) and the fitted reference."""
+    where results go, e.g. thresholds, methods, label coverage rules, estimation), the fitted reference
+    and the source's schema changes since the fit (rare: a change recomputes every chunk's results)."""
     settings = {k: v for k, v in asdict(config).items() if k not in _NOT_RESULTS}
-    settings |= {"format": COMPARE_FORMAT, "reference_fit": [reference_signature, reference_version]}
+    settings |= {"format": COMPARE_FORMAT, "reference_fit": [reference_signature, reference_version],
+                 "schema_changes": list(schema_changes)}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def columns_hash(cp: ChunkProfile) -> bytes:
     """Digest of a chunk's column states (what drift and data quality read)."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(repr((cp.chunk.index, cp.chunk.start, cp.chunk.end, cp.row_count)).encode())
+    h.update(repr((cp.chunk.index, cp.chunk.start, cp.chunk.end, cp.row_count,
+                   sorted((cp.sums or {}).items()))).encode())
     for name in sorted(cp.columns):
         p = cp.columns[name]
         h.update(repr((name, p.kind, p.row_count, p.null_count, p.nan_count, p.inf_count, p.valid_count, p.min,
@@ -79,7 +84,7 @@ def fingerprints(chunks: list[ChunkProfile], settings: str) -> dict[tuple[str, s
 
 def part_of(family: str) -> str:
     """Which fingerprint part a result family depends on."""
-    return COLUMNS if family in (DRIFT, DATA_QUALITY) else PERFORMANCE
+    return COLUMNS if family in (DRIFT, DATA_QUALITY, MULTIVARIATE) else PERFORMANCE
 
 
 def with_predecessors(chunks: list[ChunkProfile], indices: set[int]) -> list[ChunkProfile]:

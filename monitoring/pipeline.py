@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -20,9 +20,17 @@ from pyspark.sql import functions as F
 from monitoring.backfill import CHANGE_FEED, Backfill, label_rows, plan_backfill, stored_labels_version
 from monitoring.chunking import period_rows, with_chunk_index
 from monitoring.config import MonitorConfig, validate_against_schema
-from monitoring.drift.compare import MetricResult, compare_slice
+from monitoring.drift.compare import MetricResult, apply_thresholds, compare_slice
+from monitoring.drift.reconstruction import Reconstruction, fit_reconstruction, reconstruction_results
 from monitoring.errors import DataError
-from monitoring.estimator_store import read_calibrators, read_loss_models, write_calibrators, write_loss_models
+from monitoring.estimator_store import (
+    read_calibrators,
+    read_loss_models,
+    read_reconstruction,
+    write_calibrators,
+    write_loss_models,
+    write_reconstruction,
+)
 from monitoring.fingerprints import compare_settings, fingerprints, part_of, with_predecessors
 from monitoring.incremental import Increment, plan_increment
 from monitoring.labels import LABEL, LABELLED, LabelStats, join_labels, label_stats
@@ -37,6 +45,7 @@ from monitoring.performance.state import RowModel, classes
 from monitoring.performance.state import aggregate as performance_states
 from monitoring.profile_store import read_profiles, stored_signatures, write_performance, write_profiles
 from monitoring.profiling import GROUP, ChunkProfile, profile_chunks
+from monitoring.quality import prediction_checks, quality_results, schema_changes, schema_of, schema_results
 from monitoring.reference import FittedReference, merge_reference, read_reference, write_reference
 from monitoring.sketches import resolve_kll_impl
 from monitoring.slices import WHOLE, slice_values, validate_slices, with_slices
@@ -45,7 +54,7 @@ from monitoring.tables import VersionedTable, chunks_in, quote_part, read_delta
 log = logging.getLogger(__name__)
 
 REFERENCE, ANALYSIS = "reference", "analysis"
-STATE_FORMAT = 4  # bump when stored states or reference edges change meaning: older ones are recomputed
+STATE_FORMAT = 5  # bump when stored states or reference edges change meaning: older ones are recomputed
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ class ProfileResult:
     backfill: Backfill | None = None  # set when stored profiles were reused and labels had landed
     labels_version: int | None = None  # label table version the performance states reflect
     increment: Increment | None = None  # set when the source changed since stored profiles were made
+    schema: dict[str, str] | None = None  # column -> type of the table the rows came from
 
     @property
     def whole(self) -> list[ChunkProfile]:
@@ -105,9 +115,9 @@ def estimators_table(config: MonitorConfig) -> str:
 
 
 def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] | None = None,
-              model: RowModel | None = None) -> str:
+              model: RowModel | None = None, reconstruction: Reconstruction | None = None) -> str:
     """A short hash of every setting the stored states of `dataset` depend on (for the analysis also
-    the slice values taken from the reference and the estimation model its rows were scored with). The label
+    the slice values taken from the reference and the models its rows were scored with). The label
     table's version is not part of it: label changes are backfilled chunk by chunk (monitoring/backfill.py)."""
     ref, lab = config.reference, config.labels
     labels = [lab.table, lab.id_column, lab.label_column, lab.timestamp_column] if lab else None
@@ -117,7 +127,8 @@ def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] 
                 "slices": [list(config.slices.expressions), config.slices.top_n], "bins": config.drift.bins,
                 "reference": [ref.table, str(ref.start), str(ref.end)], "source": config.source.table,
                 "slice_values": slices or {}, "labels": labels,
-                "row_model": model.fingerprint() if model else None}
+                "row_model": model.fingerprint() if model else None,
+                "reconstruction": reconstruction.fingerprint() if reconstruction else None}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -161,8 +172,9 @@ def dataset_table(config: MonitorConfig, dataset: str) -> str:
 
 def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
                     slices: dict[str, list[str]] | None = None, refresh: bool = False,
-                    model: RowModel | None = None) -> ProfileResult:
-    """Profile the reference or the analysis rows per chunk and slice and MERGE them into `profiles`.
+                    model: RowModel | None = None, reconstruction: Reconstruction | None = None) -> ProfileResult:
+    """Profile the reference or the analysis rows per chunk and slice and MERGE them into `profiles`
+    (`model` scores rows for the performance states, `reconstruction` for the multivariate drift).
 
     Stored profiles made with the same settings are reused: all of them when the source version is
     unchanged, else all but the chunks whose rows changed since and the open last chunk (see
@@ -171,7 +183,8 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
     started = time.monotonic()
     df, version = dataset_rows(spark, config, dataset)
     labels = read_delta(spark, config.labels.table, "labels.table") if config.labels else None
-    sig, table = signature(config, dataset, slices, model), profiles_table(config)
+    sig, table = signature(config, dataset, slices, model, reconstruction), profiles_table(config)
+    sums = prediction_checks(config) | (reconstruction.sums() if reconstruction else {})
     stored_states = stored_signatures(spark, table, config.monitor, dataset)
     since = max(v for v, _ in stored_states) if stored_states else None
     increment = None
@@ -182,21 +195,24 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
             log.info("%s: source version %d already profiled with these settings; reusing %d stored chunk profiles",
                      dataset, version, len(stored))
             return ProfileResult(dataset, stored, 0, version, time.monotonic() - started, reused=True,
-                                 backfill=backfill, labels_version=labels.version if labels else None)
+                                 backfill=backfill, labels_version=labels.version if labels else None,
+                                 schema=schema_of(df.schema))
         increment = plan_increment(spark, config, dataset_table(config, dataset), stored, since, version)
         if increment.chunks is None:
             log.warning("%s: re-profiling every chunk: %s", dataset, increment.reason)
         else:
-            return _profile_increment(spark, config, dataset, df, labels, stored, increment, sig, model, started)
+            return replace(_profile_increment(spark, config, dataset, df, labels, stored, increment, sig, model,
+                                              sums, started), schema=schema_of(df.schema))
     if slices is None:
         slices = slice_values(df, config.slices.expressions, config.slices.top_n)
-    chunks = _profile(config, df, labels, slices, model)
+    chunks = _profile(config, df, labels, slices, model, sums)
     if dataset == REFERENCE and not chunks:
         raise DataError(f"the reference of monitor '{config.monitor}' holds no rows "
                         f"(reference: {config.reference}); widen reference.start/end or fill the table")
     written = write_profiles(spark, table, config.monitor, dataset, chunks, config.profile.kll_k, version, sig)
     result = ProfileResult(dataset, chunks, written, version, time.monotonic() - started,
-                           labels_version=labels.version if labels else None, increment=increment)
+                           labels_version=labels.version if labels else None, increment=increment,
+                           schema=schema_of(df.schema))
     log.info("%s: profiled %d chunks (%d with slices), %d rows, %d columns in %.1fs (source version %d)", dataset,
              len(result.whole), len(chunks), result.row_count, len(config.monitored_columns()), result.seconds,
              version)
@@ -204,13 +220,15 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
 
 
 def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None, slices: dict[str, list[str]],
-             model: RowModel | None, label_filter: Column | None = None) -> list[ChunkProfile]:
-    """The one Spark pass: chunk profiles of `df` with their performance states when there are labels
-    (the label rows `label_filter` keeps)."""
+             model: RowModel | None, sums: dict[str, Column],
+             label_filter: Column | None = None) -> list[ChunkProfile]:
+    """The one Spark pass: chunk profiles of `df` with the per-chunk `sums` and their performance states
+    when there are labels (the label rows `label_filter` keeps)."""
     chunked = _chunked(config, _joined(config, df, labels, label_filter), slices)
     chunks = profile_chunks(chunked, config.monitored_columns(), config.chunking, config.source.timestamp_column,
                             config.profile.kll_k, config.profile.top_n,
-                            kll_impl=resolve_kll_impl(df.sparkSession, config.profile.kll))
+                            kll_impl=resolve_kll_impl(df.sparkSession, config.profile.kll),
+                            sums=sums)
     if labels:
         states = performance_states(chunked, config, GROUP, labels.version, model)
         for cp in chunks:
@@ -220,14 +238,14 @@ def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None
 
 def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str, df: DataFrame,
                        labels: VersionedTable | None, stored: list[ChunkProfile], increment: Increment, sig: str,
-                       model: RowModel | None, started: float) -> ProfileResult:
+                       model: RowModel | None, sums: dict[str, Column], started: float) -> ProfileResult:
     """Re-profile the chunks of `increment` (the rows of their periods only), keep every other stored chunk,
     MERGE the new rows in (a re-profiled chunk without rows is deleted), then backfill the labels of the
     kept chunks."""
     redo = set(increment.chunks)
     rows = df.where(period_rows(config.chunking.period, sorted(redo), config.source.timestamp_column))
     label_filter = _id_range(config, rows) if labels else None
-    fresh = _profile(config, rows, labels, _stored_slices(stored), model, label_filter) if redo else []
+    fresh = _profile(config, rows, labels, _stored_slices(stored), model, sums, label_filter) if redo else []
     kept = [c for c in stored if c.chunk.index not in redo]
     backfill = _backfill(spark, config, dataset, df, labels, kept, increment.until, sig, model, write=False) \
         if labels and kept else None
@@ -316,17 +334,51 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False) -> Fi
     """Build and store the reference: chunk profiles, then merged states and bin edges per slice, and
     the estimation models (CBPE calibrators for classification, DLE loss models for regression)."""
     profiles = profile_dataset(spark, config, REFERENCE, refresh=refresh)
+    # the schema runs compare with: the source's (the reference's own table may hold other columns, e.g. labels)
+    schema = schema_of(read_delta(spark, config.source.table, "source.table").df.schema) if config.reference.table \
+        else profiles.schema
     ref = FittedReference(profiles.chunks, source_version=profiles.source_version,
-                          signature=signature(config, REFERENCE))
+                          signature=signature(config, REFERENCE), schema=schema)
     if estimation_enabled(config):
         _fit_estimators(spark, config, ref)
-    stored, version, sig = read_reference(spark, reference_table(config), config.monitor)
-    if profiles.reused and stored and (version, sig) == (ref.source_version, ref.signature):
-        ref.columns = stored
-        return ref
-    ref.columns = merge_reference(profiles.chunks, config.drift.bins, config.profile.top_n)
-    write_reference(spark, reference_table(config), config.monitor, ref, config.profile.kll_k)
+    stored = read_reference(spark, reference_table(config), config.monitor)
+    if profiles.reused and stored.columns and (stored.source_version, stored.signature, stored.schema) == (
+            ref.source_version, ref.signature, ref.schema):
+        ref.columns = stored.columns
+    else:
+        ref.columns = merge_reference(profiles.chunks, config.drift.bins, config.profile.top_n)
+        write_reference(spark, reference_table(config), config.monitor, ref, config.profile.kll_k)
+    if config.reconstruction_columns():
+        _fit_reconstruction(spark, config, ref)
     return ref
+
+
+def _reconstruction_settings(config: MonitorConfig) -> str:
+    return json.dumps([config.reconstruction_columns(), config.multivariate.n_components])
+
+
+def _fit_reconstruction(spark: SparkSession, config: MonitorConfig, ref: FittedReference) -> None:
+    """Fit the PCA of the reconstruction error on the reference rows (one aggregation), then the error sums
+    of every reference chunk and slice (a second pass), and store both; kept when the stored fit was made
+    on the same reference with the same settings."""
+    stored = read_reconstruction(spark, estimators_table(config), config.monitor)
+    settings = _reconstruction_settings(config)
+    if stored is not None and (stored[2], stored[3]) == (ref.source_version, ref.signature) and \
+            stored[0].settings == settings:
+        return
+    df, _ = dataset_rows(spark, config, REFERENCE)
+    columns = config.reconstruction_columns()
+    model = fit_reconstruction(df, {c: rc.state for c, rc in ref.columns[WHOLE].items()}, columns,
+                               config.multivariate.n_components, settings)
+    chunked = _chunked(config, df, _stored_slices(ref.chunks))
+    sums = model.sums()
+    rows = chunked.groupBy(*GROUP).agg(*[F.sum(e).alias(f"s{i}") for i, e in enumerate(sums.values())]).collect()
+    per_chunk = {(int(r[GROUP[0]]), r[GROUP[1]], r[GROUP[2]]): {k: float(r[f"s{i}"] or 0.0)
+                                                                 for i, k in enumerate(sums)} for r in rows}
+    write_reconstruction(spark, estimators_table(config), config.monitor, model, per_chunk, ref.source_version,
+                         ref.signature)
+    log.info("reconstruction error: PCA of %d columns keeps %d components (%.1f%% of the variance)", len(columns),
+             model.components, 100 * model.explained_variance)
 
 
 def _fit_estimators(spark: SparkSession, config: MonitorConfig, ref: FittedReference) -> None:
@@ -398,6 +450,28 @@ class Estimators:
     row_model: RowModel | None = None
 
 
+@dataclass(frozen=True)
+class FittedReconstruction:
+    """The PCA of the reconstruction error and the error sums of the reference chunks (and slices)."""
+
+    model: Reconstruction
+    reference_sums: dict[tuple[int, str, str], dict[str, float]]
+
+
+def load_reconstruction(spark: SparkSession, config: MonitorConfig,
+                        reference: FittedReference) -> FittedReconstruction | None:
+    """The stored reconstruction fit of this reference and settings; None when the monitor has it off."""
+    if not config.reconstruction_columns():
+        return None
+    table = estimators_table(config)
+    found = read_reconstruction(spark, table, config.monitor)
+    if found is None or (found[2], found[3]) != (reference.source_version, reference.signature) or \
+            found[0].settings != _reconstruction_settings(config):
+        raise DataError(f"monitor '{config.monitor}' has no reconstruction-error PCA fitted with these settings in "
+                        f"{table}; run `driftline fit --config ...` again (or set multivariate.enabled: false)")
+    return FittedReconstruction(found[0], found[1])
+
+
 def load_estimators(spark: SparkSession, config: MonitorConfig, reference: FittedReference) -> Estimators:
     if not estimation_enabled(config):
         return Estimators()
@@ -422,14 +496,14 @@ def load_estimators(spark: SparkSession, config: MonitorConfig, reference: Fitte
 
 def load_reference(spark: SparkSession, config: MonitorConfig) -> FittedReference:
     chunks = read_profiles(spark, profiles_table(config), config.monitor, REFERENCE)
-    columns, version, sig = read_reference(spark, reference_table(config), config.monitor)
-    if not chunks or not columns:
+    stored = read_reference(spark, reference_table(config), config.monitor)
+    if not chunks or not stored.columns:
         raise DataError(f"monitor '{config.monitor}' has no reference in {reference_table(config)}; "
                         "run `driftline fit --config ...` first")
-    if sig != signature(config, REFERENCE):
+    if stored.signature != signature(config, REFERENCE):
         raise DataError(f"the stored reference of monitor '{config.monitor}' was fitted with other settings "
                         "(columns, chunking, slices, bins or reference window changed); run `driftline fit` again")
-    return FittedReference(chunks, columns, version, sig)
+    return FittedReference(chunks, stored.columns, stored.source_version, stored.signature, stored.schema)
 
 
 def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
@@ -439,13 +513,16 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     started = time.monotonic()
     reference = load_reference(spark, config)
     estimators = load_estimators(spark, config, reference)
+    reconstruction = load_reconstruction(spark, config, reference)
     log.info("stage 1/3 reference: %d chunks, %d slices, estimation models: %s; loaded in %.1fs",
              len(reference.chunks_of(WHOLE)), len(reference.slices()),
              "yes" if estimators.calibrator or estimators.row_model else "none", time.monotonic() - started)
     log.info("stage 2/3 profiling the analysis rows of %s", config.source.table)
-    profiles = profile_dataset(spark, config, ANALYSIS, reference.slice_values(), refresh, estimators.row_model)
+    profiles = profile_dataset(spark, config, ANALYSIS, reference.slice_values(), refresh, estimators.row_model,
+                               reconstruction.model if reconstruction else None)
     started = time.monotonic()
-    settings = compare_settings(config, reference.signature, reference.source_version)
+    changes = schema_changes(reference.schema, profiles.schema) if reference.schema is not None else []
+    settings = compare_settings(config, reference.signature, reference.source_version, changes)
     prints = fingerprints(profiles.chunks, settings)
     stored = [] if refresh else [r for r in read_metrics(spark, metrics_table(config), config.monitor).results
                                  if r.period == ANALYSIS]
@@ -458,11 +535,21 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
         analysis = [cp for cp in chunks if cp.chunk.index in stale]
         compared = compare_slice(ref, with_predecessors(chunks, stale), columns, reference.edges(key), config.drift)
         results += [r for r in compared if r.period == REFERENCE or r.chunk.index in stale]
+        quality = quality_results(ref, analysis, config)
+        if reconstruction:
+            quality += reconstruction_results(ref, analysis, reconstruction.reference_sums, reconstruction.model)
+        apply_thresholds(quality, config.drift)
+        results += quality
         if config.labels:
             realized = performance_results(ref, analysis, config)
             results += realized
             if estimation_enabled(config):
                 results += estimated_results(ref, analysis, config, estimators.calibrator, realized)
+    newest = max(profiles.whole, key=lambda c: c.chunk.index, default=None)
+    if changes and newest is not None and newest.chunk.index in stale:
+        log.warning("the schema of %s changed since the fit: %s", config.source.table,
+                    "; ".join(f"{c}: {what}" for c, what in changes))
+        results += schema_results(changes, newest)
     for r in results:
         r.inputs = settings if r.period == REFERENCE else \
             prints[(r.slice_key, r.slice_value, r.chunk.index, part_of(r.family))]

@@ -26,6 +26,7 @@ from monitoring.profiling import ChunkProfile
 from monitoring.sketches import ColumnProfile
 from monitoring.tables import chunks_in, merge_rows, table_exists, table_ident
 
+SUMS_COLUMN = ":sums"  # the row holding a chunk's sums of row expressions (ChunkProfile.sums)
 PROFILE_KEYS = ["monitor", "dataset", "chunk_index", "slice_key", "slice_value", "column_name"]
 
 STATE_FIELDS = [
@@ -64,7 +65,8 @@ PROFILE_SCHEMA = StructType([
     *CHUNK_FIELDS,
     StructField("column_kind", StringType(), False),
     *STATE_FIELDS,
-    StructField("extra", MapType(StringType(), DoubleType()), True),  # performance state (":performance" rows)
+    # ":performance" rows: the performance state; ":sums" rows: ChunkProfile.sums
+    StructField("extra", MapType(StringType(), DoubleType()), True),
     StructField("id_min", StringType(), True),  # ":performance" rows: the chunk's prediction id range
     StructField("id_max", StringType(), True),
     StructField("labels_version", LongType(), True),  # ":performance" rows: label table version used
@@ -122,6 +124,11 @@ def write_profiles(spark: SparkSession, table: str, monitor: str, dataset: str, 
                          signature, now))
         if cp.performance is not None:
             rows.append(_performance_row(monitor, dataset, cp, kll_k, source_version, signature, now))
+        if cp.sums is not None:
+            holder = ColumnProfile(SUMS_COLUMN, "sums", row_count=cp.row_count)
+            rows.append((monitor, dataset, c.index, c.key, c.start, c.end, cp.slice_key, cp.slice_value,
+                         holder.column, holder.kind, *state_values(holder, kll_k), dict(cp.sums), None, None, None,
+                         source_version, signature, now))
     if rows or only_chunks:
         merge_rows(spark, table, spark.createDataFrame(rows, PROFILE_SCHEMA), PROFILE_KEYS,
                    {"monitor": monitor, "dataset": dataset},
@@ -179,6 +186,9 @@ def read_profiles(spark: SparkSession, table: str, monitor: str, dataset: str) -
         if r["column_name"] == PERFORMANCE_COLUMN:
             chunks[key].performance = PerformanceState(dict(r["extra"] or {}), r["id_min"], r["id_max"],
                                                        r["labels_version"])
+            continue
+        if r["column_name"] == SUMS_COLUMN:
+            chunks[key].sums = dict(r["extra"] or {})
             continue
         column = ColumnProfile(**state_from_row(r))
         chunks[key].columns[column.column] = column

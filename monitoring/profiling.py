@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from monitoring.chunking import CHUNK_COL, ChunkInfo, period_chunk, utc_from_micros
@@ -46,24 +46,31 @@ class ChunkProfile:
     slice_key: str = ""
     slice_value: str = ""
     performance: PerformanceState | None = None
+    # per-chunk sums of row expressions (failed-prediction checks, reconstruction errors), None when none
+    sums: dict[str, float] | None = None
 
 
 def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chunking, ts_col: str,
-                   kll_k: int, top_n: int, kll_impl: str = "native") -> list[ChunkProfile]:
+                   kll_k: int, top_n: int, kll_impl: str = "native",
+                   sums: dict[str, Column] | None = None) -> list[ChunkProfile]:
     """Profile every column of `df` per chunk and slice (`df` holds CHUNK_COL, SLICE_KEY and SLICE_VALUE,
     see `monitoring.slices.with_slices`); returns chunks in (index, slice) order. `kll_impl`: `native`
-    (Spark >= 4.1) or `python` (`monitoring.sketches.resolve_kll_impl` picks one from `profile.kll`)."""
+    (Spark >= 4.1) or `python` (`monitoring.sketches.resolve_kll_impl` picks one from `profile.kll`).
+    `sums`: name -> numeric row expression; each chunk holds their sums (nulls skipped) in `sums`."""
     if kll_impl not in KLL_IMPLS:
         raise ValueError(f"kll_impl '{kll_impl}' is not one of {', '.join(KLL_IMPLS)} (resolve_kll_impl resolves auto)")
     continuous = [c for c, k in columns if k == CONTINUOUS]
     categorical = [c for c, k in columns if k == CATEGORICAL]
     micros = F.unix_micros(F.col(quote_part(ts_col)).cast("timestamp"))
     aliases = [f"c{i}" for i in range(len(continuous))]
-    inputs = df.select(*GROUP, micros.alias("_dl_ts"),
+    sums = sums or {}
+    summed = [e.cast("double").alias(f"_dl_sum{i}") for i, e in enumerate(sums.values())]
+    inputs = df.select(*GROUP, micros.alias("_dl_ts"), *summed,
                        *[c for name, a in zip(continuous, aliases, strict=True)
                          for c in continuous_inputs(quote_part(name), a)])
     moments = inputs.groupBy(*GROUP).agg(
         F.count(F.lit(1)).alias("rows"), F.min("_dl_ts").alias("ts_min"), F.max("_dl_ts").alias("ts_max"),
+        *[F.sum(f"_dl_sum{i}").alias(f"_dl_sum{i}") for i in range(len(sums))],
         *[m for a in aliases for m in moment_aggs(a)]).collect()
     sketches = {_key(r): r for r in _kll_sketches(inputs, aliases, kll_k, kll_impl).collect()} if continuous else {}
 
@@ -75,6 +82,8 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     for r in moments:
         key = _key(r)
         cp = ChunkProfile(infos[key[0]], int(r["rows"]), slice_key=key[1], slice_value=key[2])
+        if sums:
+            cp.sums = {name: float(r[f"_dl_sum{i}"] or 0.0) for i, name in enumerate(sums)}
         for i, name in enumerate(continuous):
             cp.columns[name] = _continuous_profile(name, r, sketches[key], f"c{i}", cp.row_count)
         chunks[key] = cp

@@ -19,6 +19,7 @@ from monitoring.slices import WHOLE
 from monitoring.tables import merge_rows, table_exists, table_ident
 
 SliceKey = tuple[str, str]
+SCHEMA_PREFIX = ":schema:"  # rows `:schema:<column>` hold the table's schema at fit, the type in column_kind
 
 
 @dataclass
@@ -36,6 +37,7 @@ class FittedReference:
     columns: dict[SliceKey, dict[str, ReferenceColumn]] = field(default_factory=dict)
     source_version: int | None = None
     signature: str = ""
+    schema: dict[str, str] | None = None  # column -> type of the source table at fit (None: not stored)
 
     def slices(self) -> list[SliceKey]:
         return sorted(self.columns)
@@ -80,20 +82,34 @@ def write_reference(spark: SparkSession, table: str, monitor: str, ref: FittedRe
              [float(e) for e in rc.edges] if rc.state.kind == CONTINUOUS else None, ref.source_version,
              ref.signature, now)
             for key, columns in ref.columns.items() for name, rc in columns.items()]
+    empty = state_values(ColumnProfile("", ""), kll_k)
+    rows += [(monitor, "", "", SCHEMA_PREFIX + name, kind, 0, *empty, None, ref.source_version, ref.signature, now)
+             for name, kind in (ref.schema or {}).items()]
     merge_rows(spark, table, spark.createDataFrame(rows, REFERENCE_SCHEMA), REFERENCE_KEYS, {"monitor": monitor})
     return len(rows)
 
 
-def read_reference(spark: SparkSession, table: str, monitor: str) -> tuple[dict[SliceKey, dict[str, ReferenceColumn]],
-                                                                          int | None, str]:
-    """The stored merged states of one monitor, its source version and signature."""
+@dataclass(frozen=True)
+class StoredReference:
+    columns: dict[SliceKey, dict[str, ReferenceColumn]]
+    source_version: int | None
+    signature: str
+    schema: dict[str, str] | None
+
+
+def read_reference(spark: SparkSession, table: str, monitor: str) -> StoredReference:
+    """The stored merged states of one monitor, its source version, signature and schema."""
     if not table_exists(spark, table):
-        return {}, None, ""
+        return StoredReference({}, None, "", None)
     rows = spark.sql(f"SELECT * FROM {table_ident(table)}").where(F.col("monitor") == monitor).collect()
     out: dict[SliceKey, dict[str, ReferenceColumn]] = defaultdict(dict)
+    schema = {}
     for r in rows:
+        if r["column_name"].startswith(SCHEMA_PREFIX):
+            schema[r["column_name"][len(SCHEMA_PREFIX):]] = r["column_kind"]
+            continue
         edges = np.asarray(r["bin_edges"] or [], float)
         out[(r["slice_key"], r["slice_value"])][r["column_name"]] = ReferenceColumn(
             ColumnProfile(**state_from_row(r)), edges, int(r["chunk_count"]))
     version = rows[0]["source_version"] if rows else None
-    return dict(out), version, rows[0]["signature"] if rows else ""
+    return StoredReference(dict(out), version, rows[0]["signature"] if rows else "", schema or None)

@@ -99,7 +99,8 @@ def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
     `scope_where` (SQL over the target alias `t`) narrows that scope (an incremental run). With
     `compare`, a matched row is only rewritten when one of those columns differs (null-safe)."""
     ident = table_ident(name)
-    ensure_table(spark, name, rows.schema)
+    if not ensure_table(spark, name, rows.schema, rows):
+        return  # created holding `rows`: what the MERGE into an empty table would leave
     view = f"_dl_merge_{abs(hash((name, tuple(keys)))) % 10**8}"
     rows.createOrReplaceTempView(view)
     on = " AND ".join(f"t.{quote_part(k)} <=> s.{quote_part(k)}" for k in keys)
@@ -119,24 +120,25 @@ def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
         spark.catalog.dropTempView(view)
 
 
-def ensure_table(spark: SparkSession, name: str, schema: StructType) -> None:
-    """Create the table if missing (with deletion vectors); add columns a newer Driftline writes to an
-    older table."""
+def ensure_table(spark: SparkSession, name: str, schema: StructType, rows: DataFrame | None = None) -> bool:
+    """True when the table exists (columns a newer Driftline writes are added to an older table); else
+    create it (with deletion vectors) holding `rows` (or empty) in one commit and return False."""
     if table_exists(spark, name):
         existing = set(spark.sql(f"SELECT * FROM {table_ident(name)} LIMIT 0").columns)
         missing = [f for f in schema.fields if f.name not in existing]
         if missing:
             cols = ", ".join(f"{quote_part(f.name)} {f.dataType.simpleString()}" for f in missing)
             spark.sql(f"ALTER TABLE {table_ident(name)} ADD COLUMNS ({cols})")
-        return
-    empty = spark.createDataFrame([], schema)
+        return True
+    data = rows if rows is not None else spark.createDataFrame([], schema)
     # deletion vectors: a MERGE that replaces a few rows marks them deleted instead of rewriting every
     # file holding them (the profiles table's files hold every chunk's sketches)
-    writer = empty.write.format("delta").mode("ignore").option("delta.enableDeletionVectors", "true")
+    writer = data.write.format("delta").mode("append").option("delta.enableDeletionVectors", "true")
     if is_path(name):
         writer.save(absolute(name))
     else:
         writer.saveAsTable(name)
+    return False
 
 
 def _first_line(exc: Exception) -> str:

@@ -44,7 +44,8 @@ COUNTS = ("true_positive", "false_positive", "false_negative", "true_negative", 
 
 def default_rules(std_multiplier: float = 3.0) -> tuple[ThresholdRule, ...]:
     """Any metric (realized performance): two-sided std; counts and label coverage: none; distances:
-    upper std; p-values: none; out-of-range and unseen shares: constant 1%; missing rate: two-sided std."""
+    upper std; p-values: none; out-of-range and unseen shares: constant 1%; missing rate: two-sided std;
+    schema changes: always."""
     return (
         ThresholdRule("*", std_lower=std_multiplier, std_upper=std_multiplier),
         *(ThresholdRule(m, "none") for m in COUNTS),
@@ -54,6 +55,7 @@ def default_rules(std_multiplier: float = 3.0) -> tuple[ThresholdRule, ...]:
         ThresholdRule("out_of_range", "constant", upper=0.01),
         ThresholdRule("unseen", "constant", upper=0.01),
         ThresholdRule("missing_rate", "std", std_lower=std_multiplier, std_upper=std_multiplier),
+        ThresholdRule("schema_change", "constant", upper=0.0),
     )
 
 

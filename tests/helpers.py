@@ -110,11 +110,17 @@ def metric_key(r) -> tuple:
     return (r.period, r.chunk.index, r.slice_key, r.slice_value, r.column, r.family, r.metric, r.comparison)
 
 
+def from_sketch(r) -> bool:
+    """Whether a metric row is read from KLL sketches (continuous drift, out-of-range shares)."""
+    return r.kind == "continuous" and (r.family == "drift" or r.metric == "out_of_range")
+
+
 def assert_same_metrics(ours: list, theirs: list, kll_k: int, exact_sketches: bool = False) -> None:
     """The same set of metric rows; every value not read from a KLL sketch (realized and estimated
-    performance, categorical drift, data quality, counts) within 1e-9. KLL sketches rebuilt in another JVM
-    compact randomly, so continuous drift differs within the sketch bound: KS by at most 2 x (rank error of
-    each side) = 4 x kll_rank_error(k); `exact_sketches` (the same session built both) asks 1e-9 there too."""
+    performance, categorical drift, missing rates, counts) within 1e-9. KLL sketches rebuilt in another JVM
+    compact randomly, so continuous drift and out-of-range shares differ within the sketch bound: KS and
+    out_of_range by at most 2 x (rank error of each side) = 4 x kll_rank_error(k); `exact_sketches` (the
+    same session built both) asks 1e-9 there too."""
     from monitoring.sketches import kll_rank_error
 
     a_rows, b_rows = {metric_key(r): r for r in ours}, {metric_key(r): r for r in theirs}
@@ -125,11 +131,11 @@ def assert_same_metrics(ours: list, theirs: list, kll_k: int, exact_sketches: bo
         b = b_rows[key]
         if a.value is None or b.value is None:
             assert a.value is None and b.value is None, key
-        elif a.family == "drift" and a.kind == "continuous" and not exact_sketches:
+        elif from_sketch(a) and not exact_sketches:
             sketched += 1
-            if a.metric == "kolmogorov_smirnov":
+            if a.metric in ("kolmogorov_smirnov", "out_of_range"):
                 assert abs(a.value - b.value) <= bound, key
         else:
-            sketched += a.family == "drift" and a.kind == "continuous"
+            sketched += from_sketch(a)
             assert b.value == pytest.approx(a.value, rel=1e-9, abs=1e-12), key
     assert sketched > 0 and any(k[5] == "estimated_performance" for k in a_rows)

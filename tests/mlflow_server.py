@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import socket
 import subprocess
@@ -41,7 +42,10 @@ def mlflow_server(port: int, root: Path):
                                "--port", str(port), "--workers", "1",
                                "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
                                "--artifacts-destination", str(root / "artifacts")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              # no background-job runner: MLflow 3 starts a dozen huey consumer processes
+                              # for server-side jobs (GenAI scorers) that the tests never use
+                              env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     try:
         deadline = time.monotonic() + 90
         while True:

@@ -89,7 +89,8 @@ def _check_demo_results(spark, workdir: Path, config: dict, capsys, base: str) -
     import mlflow
 
     profiles = spark.read.format("delta").load(str(workdir / "output/car_loans/profiles")).where("slice_key = ''")
-    columns = len(config["features"]) + 2 + 1  # features, score and prediction, the performance state
+    # features, score and prediction, the performance state and the `:sums` row (failed-prediction counts)
+    columns = len(config["features"]) + 2 + 2
     assert profiles.where("dataset = 'reference'").count() == 26 * columns
     assert profiles.where("dataset = 'analysis'").count() == 26 * columns
     metrics = spark.read.format("delta").load(str(workdir / "output/car_loans/metrics"))

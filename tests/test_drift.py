@@ -18,7 +18,7 @@ from monitoring.thresholds import Bounds, ThresholdRule, bounds, resolve
 
 from .helpers import make_config
 
-PER_DAY, REF_DAYS, ANALYSIS_DAYS = 50_000, 16, 4
+PER_DAY, REF_DAYS, ANALYSIS_DAYS = 50_000, 10, 3
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 FEATURES = [("shifted", "continuous"), ("steady", "continuous"), ("heavy", "continuous"), ("country", "categorical")]
 COUNTRIES = np.array(["DE", "FR", "NL"], dtype=object)
@@ -26,7 +26,7 @@ COUNTRIES = np.array(["DE", "FR", "NL"], dtype=object)
 
 @pytest.fixture(scope="module")
 def monitored(spark, tmp_path_factory):
-    """16 reference days and 4 analysis days of 50k rows; `shifted` moves by 0.1 sigma after the reference."""
+    """10 reference days and 3 analysis days of 50k rows; `shifted` moves by 0.1 sigma after the reference."""
     rng = np.random.default_rng(5)
     days = REF_DAYS + ANALYSIS_DAYS
     n = days * PER_DAY
@@ -62,7 +62,7 @@ def test_small_shift_flagged_and_steady_columns_quiet(monitored):
     # expected KS of a 0.1 sigma shift: 2 Phi(0.05) - 1 = 0.0399; thresholds an order of magnitude lower
     assert all(abs(r.value - 0.0399) < 0.012 and r.upper_threshold < 0.015 for r in ks.values())
     quiet = {(r.column, r.chunk.index) for r in rows if r.column != "shifted" and r.alert}
-    # 4 chunks x 4 steady columns; at 3 sigma each metric fires by chance in ~1% of checks
+    # 3 chunks x 4 steady columns; at 3 sigma each metric fires by chance in ~1% of checks
     assert len(quiet) <= 2, quiet
     for r in rows:
         if r.column != "shifted" and r.metric in ("kolmogorov_smirnov", "jensen_shannon", "hellinger"):

@@ -121,7 +121,8 @@ def test_rerun_replaces_rows(spark, dataset):
     before = spark.sql(f"SELECT * FROM {table}").count()
     profile_dataset(spark, config, ANALYSIS, refresh=True)
     after = spark.sql(f"SELECT * FROM {table}").count()
-    assert before == after == (DAYS * len(FEATURES + [("score", "")]))
+    # a row per chunk x (feature, score) and the chunk's `:sums` row (failed-prediction counts, errors)
+    assert before == after == (DAYS * len(FEATURES + [("score", ""), (":sums", "")]))
 
 
 def test_merged_chunks_equal_whole_table(spark, dataset):

@@ -1,13 +1,13 @@
 """`spark-submit --master spark://...` on a real Spark standalone cluster: a master and two workers
 (1 core, 1 GB each) started from the installed pyspark on 127.0.0.1, the wheel built from this checkout
 shipped with --py-files (as a .zip copy: pyspark puts only .zip/.egg/.jar py-files on the executors'
-sys.path, a .whl reaches the driver only), the cached Delta jars with --jars, and `jobs/fit_reference.py`
-and `jobs/monitor.py` submitted in client mode (what `spark-submit` on an edge node does).
+sys.path, a .whl reaches the driver only), the cached Delta jars with --jars, and `jobs/monitor.py --fit`
+(fit and run in one application) submitted in client mode (what `spark-submit` on an edge node does).
 
 The monitor is multiclass, so CBPE's calibration runs as a pandas UDF on the executors, and the
 executors' Python cannot import the checkout (a sitecustomize hides the editable install): they find
 `monitoring` only in what spark-submit shipped. The event logs must show tasks (the UDF among them) on
-executors of both workers, none in the driver, and the master must list both applications FINISHED. The
+executors of both workers, none in the driver, and the master must list the application FINISHED. The
 metrics equal the same monitor run in this (classic, local) session on the same tables
 (tests/helpers.assert_same_metrics: exact values within 1e-9, KS within the KLL bound)."""
 
@@ -161,7 +161,7 @@ def _executor_python(root: Path) -> Path:
     return script
 
 
-def spark_submit(cluster: Cluster, wheel: Path, job: str, config: Path, events: Path, python: Path,
+def spark_submit(cluster: Cluster, wheel: Path, job: str, args: list[str], events: Path, python: Path,
                  log: Path) -> subprocess.CompletedProcess:
     jars = cached_delta_jars()
     assert jars, "the Delta jars are not cached; run `make setup` first"
@@ -183,7 +183,7 @@ def spark_submit(cluster: Cluster, wheel: Path, job: str, config: Path, events: 
            "--conf", f"spark.pyspark.python={python}", "--conf", f"spark.pyspark.driver.python={sys.executable}",
            "--conf", "spark.eventLog.enabled=true", "--conf", "spark.eventLog.compress=false",
            "--conf", f"spark.eventLog.dir={events}",
-           str(ROOT / "jobs" / job), "--config", str(config)]
+           str(ROOT / "jobs" / job), *args]
     env = {k: v for k, v in os.environ.items() if k not in ("SPARK_REMOTE", "PYSPARK_PYTHON")}
     with open(log, "w") as out:
         return subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=600, cwd=log.parent,
@@ -206,15 +206,15 @@ def test_spark_submit_on_a_standalone_cluster_equals_the_local_session(spark, cl
     events.mkdir()
     python = _executor_python(tmp_path)
     before = {a["id"] for a in cluster.master_state()["completedapps"]}
-    for job in ("fit_reference.py", "monitor.py"):
-        log = tmp_path / f"{job}.log"
-        done = spark_submit(cluster, wheel, job, path, events, python, log)
-        assert done.returncode == 0, f"{job} failed\n{_tail(log, chars=6000)}\n{cluster.log_tail()}"
+    # one application fits the reference and runs the monitor (`run --fit`)
+    log = tmp_path / "monitor.log"
+    done = spark_submit(cluster, wheel, "monitor.py", ["--config", str(path), "--fit"], events, python, log)
+    assert done.returncode == 0, f"monitor.py failed\n{_tail(log, chars=6000)}\n{cluster.log_tail()}"
 
-    # both applications ran on the cluster: FINISHED at the master, tasks on executors of both workers
+    # the application ran on the cluster: FINISHED at the master, tasks on executors of both workers
     state = cluster.master_state()
     apps = [a for a in state["completedapps"] if a["id"] not in before]
-    assert len(apps) == 2 and all(a["state"] == "FINISHED" for a in apps), (apps, cluster.log_tail())
+    assert len(apps) == 1 and all(a["state"] == "FINISHED" for a in apps), (apps, cluster.log_tail())
     for app in apps:
         log = _event_log(events, app["id"])
         hosts = {e["Executor ID"]: e["Executor Info"]["Host"]

@@ -14,7 +14,7 @@ import numpy as np
 from monitoring.chunking import ChunkInfo
 from monitoring.config import Drift
 from monitoring.drift.distributions import CategoryCounts, WeightedSample, quantile_edges
-from monitoring.drift.methods import METRIC_RANGE, categorical_metrics, continuous_metrics
+from monitoring.drift.methods import METRIC_RANGE, QUALITY_METHODS, categorical_metrics, continuous_metrics
 from monitoring.profiling import ChunkProfile
 from monitoring.sketches import CONTINUOUS, ColumnProfile, pooled_std
 from monitoring.thresholds import bounds, resolve
@@ -103,13 +103,18 @@ def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], c
                 continue
             if period == REFERENCE:
                 others = _concat([d for j, d in enumerate(ref_dists) if j != i and d is not None])
-                if others is not None:
-                    add(period, cp, column, kind, DRIFT, BASELINE, _metrics(others, dist, None, std, config))
+                baseline = _metrics(others, dist, None, std, config) if others is not None else None
             else:
-                add(period, cp, column, kind, DRIFT, BASELINE, _metrics(whole, dist, edges.get(column), std, config))
+                baseline = _metrics(whole, dist, edges.get(column), std, config)
+            if baseline is not None:
+                quality = {m: baseline.pop(m) for m in QUALITY_METHODS if m in baseline}
+                add(period, cp, column, kind, DRIFT, BASELINE, baseline)
+                add(period, cp, column, kind, DATA_QUALITY, BASELINE, quality)
             previous = dists[i - 1] if i > 0 else None
             if previous is not None:
-                add(period, cp, column, kind, DRIFT, CONSECUTIVE, _metrics(previous, dist, None, std, config))
+                consecutive = _metrics(previous, dist, None, std, config)
+                add(period, cp, column, kind, DRIFT, CONSECUTIVE,
+                    {m: v for m, v in consecutive.items() if m not in QUALITY_METHODS})
     apply_thresholds(results, config)
     return results
 

@@ -62,14 +62,15 @@ def profile_metrics(chunks: list[ChunkProfile]):
 
 
 def performance_metrics(results: list[MetricResult]):
-    """`performance.<metric>` (realized) and `estimated.<metric>` per analysis chunk (whole table),
-    defined values only."""
+    """`performance.<metric>` (realized), `estimated.<metric>`, `multivariate.<metric>` and the table-level
+    `quality.<metric>` (row count, failed predictions) per analysis chunk (whole table), defined values only."""
     from mlflow.entities import Metric
 
-    prefix = {"performance": "performance", "estimated_performance": "estimated"}
+    prefix = {"performance": "performance", "estimated_performance": "estimated", "multivariate": "multivariate",
+              "data_quality": "quality"}
     return [Metric(f"{prefix[r.family]}.{r.metric}", float(r.value), _ms(r.chunk), r.chunk.index) for r in results
             if r.family in prefix and (r.period, r.slice_key, r.slice_value, r.comparison) == (ANALYSIS, *WHOLE, "NONE")
-            and r.value is not None]
+            and r.value is not None and (r.family != "data_quality" or r.column == ":table")]
 
 
 def drift_metrics(results: list[MetricResult]):

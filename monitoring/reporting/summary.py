@@ -141,6 +141,21 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
 
+def _print_quality(result: RunResult) -> None:
+    """Data-quality alerts of the whole table, per metric: the columns (table-level: the chunks) alerted."""
+    by_metric: dict[str, list[str]] = {}
+    for r in sorted(result.metrics, key=lambda r: (r.metric, r.column, r.chunk.index)):
+        if r.family == DATA_QUALITY and r.alert and r.period == ANALYSIS and (r.slice_key, r.slice_value) == WHOLE:
+            what = r.note if r.note else _fmt(r.value)
+            where = r.chunk.key if r.column.startswith(":") else f"{r.column} {r.chunk.key}"
+            by_metric.setdefault(r.metric, []).append(f"{where}: {what}")
+    if by_metric:
+        print("\ndata-quality alerts:")
+        for metric, items in by_metric.items():
+            shown = ", ".join(items[:8]) + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
+            print(f"  {metric}: {shown}")
+
+
 def print_summary(config: MonitorConfig, result: RunResult, mlflow_run: str | None) -> None:
     whole = result.profiles.whole
     print()
@@ -165,10 +180,7 @@ def print_summary(config: MonitorConfig, result: RunResult, mlflow_run: str | No
             latest = f"{d.headline} {_fmt(d.latest)} (thr {_fmt(d.upper_threshold)})" if d.headline else "-"
             print(f"  {d.column:<26}{d.first_alert or '-':<12}{f'{d.alerted_chunks}/{d.chunks}':>8}  {latest:<34}"
                   f"{', '.join(d.alerted_metrics) or '-'}")
-        quality = sorted({(r.column, r.chunk.key) for r in result.metrics if r.family == DATA_QUALITY and r.alert
-                          and r.period == ANALYSIS and (r.slice_key, r.slice_value) == WHOLE})
-        if quality:
-            print("missing-value alerts: " + ", ".join(f"{c} ({k})" for c, k in quality[:20]))
+        _print_quality(result)
         _print_performance(config, result)
         _print_estimation(config, result)
         for key in result.reference.slices():

@@ -1,0 +1,109 @@
+"""Data quality beyond one column's distribution: failed predictions, row volume and schema changes.
+
+- Failed predictions: per-row checks of the model's outputs, counted per chunk in the profiling pass
+  (`prediction_checks`): a missing (null, NaN, +-inf) output, a score outside [0, 1], per-class scores not
+  summing to 1 (|sum - 1| > SUM_TOLERANCE), a predicted class the monitor does not know. `failed_prediction`
+  is a row failing any of them. Each becomes a `<check>_rate` result (share of the chunk's rows).
+- Row volume: `row_count` per chunk (period chunking only: size and count chunks have fixed sizes).
+- Schema: the source's columns and types at `fit` against now; a new, missing or retyped column is a
+  `schema_change` result on the newest analysis chunk, with the change in its note.
+
+Rates and counts get thresholds from the reference chunks (two-sided standard deviation, so a reference
+without failures alerts on the first failed row); schema changes always alert. See docs/statistics.md.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+from monitoring.config import MonitorConfig
+from monitoring.drift.compare import ANALYSIS, DATA_QUALITY, NO_COMPARISON, REFERENCE, MetricResult
+from monitoring.performance.results import TABLE
+from monitoring.profiling import ChunkProfile
+from monitoring.tables import quote_part
+
+SUM_TOLERANCE = 1e-3  # class scores summing to 1 +- this pass (float32 storage and softmax rounding stay far below)
+MISSING, OUT_OF_RANGE, NOT_ONE, UNKNOWN_CLASS = ("prediction_missing", "score_out_of_range",
+                                                 "scores_not_summing_to_one", "unknown_prediction")
+FAILED = "failed_prediction"
+SCHEMA_CHANGE = "schema_change"
+
+
+def _missing(x: Column) -> Column:
+    x = x.cast("double")
+    return x.isNull() | F.isnan(x) | (F.abs(x) == F.lit(float("inf")))
+
+
+def _outside_unit(x: Column) -> Column:
+    x = x.cast("double")
+    return ~_missing(x) & ((x < 0) | (x > 1))
+
+
+CHECK = "failed:"  # prefix of the check counts in ChunkProfile.sums
+
+
+def prediction_checks(config: MonitorConfig) -> dict[str, Column]:
+    """`failed:<check>` -> 1 when the row fails the check, else 0 (summed per chunk in the profiling
+    pass); the last is `failed_prediction`, a row failing any."""
+    out = config.outputs
+    scores = [F.col(quote_part(c)) for c in ([out.score] if out.score else list(out.class_scores.values()))]
+    prediction = F.col(quote_part(out.prediction)) if out.prediction else None
+    missing = [_missing(s) for s in scores]
+    if prediction is not None:
+        missing.append(_missing(prediction) if config.problem_type == "regression" else prediction.isNull())
+    checks = {MISSING: _any(missing)}
+    if scores:
+        checks[OUT_OF_RANGE] = _any([_outside_unit(s) for s in scores])
+    if len(scores) > 1:
+        total = sum(s.cast("double") for s in scores[1:]) + scores[0].cast("double")
+        checks[NOT_ONE] = ~_any([_missing(s) for s in scores]) & (F.abs(total - 1) > F.lit(SUM_TOLERANCE))
+    if prediction is not None and config.problem_type == "multiclass":
+        checks[UNKNOWN_CLASS] = prediction.isNotNull() & ~prediction.cast("string").isin(list(out.class_scores))
+    checks[FAILED] = _any(list(checks.values()))
+    return {CHECK + name: F.coalesce(flag, F.lit(False)).cast("int") for name, flag in checks.items()}
+
+
+def _any(flags: list[Column]) -> Column:
+    result = flags[0]
+    for flag in flags[1:]:
+        result = result | flag
+    return result
+
+
+def quality_results(reference: list[ChunkProfile], analysis: list[ChunkProfile],
+                    config: MonitorConfig) -> list[MetricResult]:
+    """`row_count` (period chunking) and the failed-prediction rates of every chunk of one slice,
+    reference chunks first (their values set the thresholds); thresholds are applied by the caller."""
+    results = []
+    for period, chunks in ((REFERENCE, reference), (ANALYSIS, analysis)):
+        for cp in chunks:
+            values: dict[str, float | None] = {}
+            if config.chunking.period:
+                values["row_count"] = float(cp.row_count)
+            for name, failed in (cp.sums or {}).items():
+                if name.startswith(CHECK):
+                    values[f"{name[len(CHECK):]}_rate"] = failed / cp.row_count if cp.row_count else None
+            results += [MetricResult(period, cp.chunk, cp.slice_key, cp.slice_value, TABLE, "table", DATA_QUALITY,
+                                     metric, NO_COMPARISON, value, cp.row_count) for metric, value in values.items()]
+    return results
+
+
+def schema_of(struct) -> dict[str, str]:
+    """column -> type (Spark's simple string) of a pyspark StructType."""
+    return {f.name: f.dataType.simpleString() for f in struct.fields}
+
+
+def schema_changes(fitted: dict[str, str], current: dict[str, str]) -> list[tuple[str, str]]:
+    """(column, what changed) for every column added, missing or retyped since the fit, in column order."""
+    changes = [(c, f"added ({t})") for c, t in current.items() if c not in fitted]
+    changes += [(c, f"missing (was {t})") for c, t in fitted.items() if c not in current]
+    changes += [(c, f"retyped {t} -> {current[c]}") for c, t in fitted.items() if c in current and current[c] != t]
+    return sorted(changes)
+
+
+def schema_results(changes: list[tuple[str, str]], newest: ChunkProfile) -> list[MetricResult]:
+    """One alerting `schema_change` row per changed column, on the newest analysis chunk."""
+    return [MetricResult(ANALYSIS, newest.chunk, newest.slice_key, newest.slice_value, column, "schema", DATA_QUALITY,
+                         SCHEMA_CHANGE, NO_COMPARISON, 1.0, newest.row_count, upper_threshold=0.0, alert=True,
+                         note=change) for column, change in changes]
