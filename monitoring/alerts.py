@@ -19,7 +19,7 @@ from monitoring.drift.compare import ANALYSIS, MetricResult
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("drift", "multivariate", "data_quality", "performance", "estimated_performance")
+FAMILIES = ("drift", "multivariate", "data_quality", "performance", "estimated_performance", "concept_drift")
 EXIT_ALERTS = 3  # `driftline run --fail-on-alert` when the run's alerts fire
 WEBHOOK_ENV = "DRIFTLINE_WEBHOOK_URL"
 WEBHOOK_TIMEOUT_S = 10.0

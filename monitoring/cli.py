@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "is current): one job for both steps")
             p.add_argument("--fail-on-alert", nargs="?", const="all", default=None, metavar="FAMILIES",
                            help="exit with code 3 when the latest chunk alerts (optionally only these families, comma-"
-                                "separated: drift, multivariate, data_quality, performance, estimated_performance)")
+                                "separated: drift, multivariate, data_quality, performance, estimated_performance, "
+                                "concept_drift)")
         p.set_defaults(fn=fn)
 
     p = sub.add_parser("report", help="re-log the stored results of a monitor to MLflow")

@@ -7,6 +7,7 @@ strings); `validate_against_schema` checks it against the real source and label 
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -51,6 +52,7 @@ class Period:
 class Feature:
     name: str
     kind: str
+    importance: float | None = None  # the model's feature importance (ranks drift, monitoring/ranking.py)
 
 
 @dataclass(frozen=True)
@@ -313,8 +315,13 @@ def parse_config(data: Any) -> MonitorConfig:
         raise ConfigError("features", "list at least one feature as {name: ..., kind: continuous|categorical}")
     features = []
     for i, item in enumerate(raw_features):
-        f = _Section(item, f"features[{i}]", ("name", "kind"))
-        features.append(Feature(f.text("name"), f.choice("kind", FEATURE_KINDS)))
+        f = _Section(item, f"features[{i}]", ("name", "kind", "importance"))
+        importance = f.get("importance", (int, float), None)
+        if importance is not None and (isinstance(importance, bool) or not 0 <= importance < math.inf):
+            raise ConfigError(f"features[{i}].importance", f"{importance!r} is out of range; use a number >= 0 "
+                                                           "(e.g. the model's feature importance)")
+        features.append(Feature(f.text("name"), f.choice("kind", FEATURE_KINDS),
+                                float(importance) if importance is not None else None))
     dupes = sorted({f.name for f in features if [g.name for g in features].count(f.name) > 1})
     if dupes:
         raise ConfigError("features", f"column(s) listed twice: {', '.join(dupes)}")
@@ -455,7 +462,7 @@ def _drift(data: Any, columns: list[str]) -> Drift:
             if c not in columns:
                 raise ConfigError(t.key("columns"), f"'{c}' is not a monitored column; choose from: "
                                                    f"{', '.join(columns)}")
-        comparison = t.choice("comparison", ("BASELINE", "CONSECUTIVE"), None)
+        comparison = t.choice("comparison", ("BASELINE", "CONSECUTIVE", "NONE", "ESTIMATED"), None)
         number = (int, float)
         if kind == "pvalue" and not metric.endswith("_pvalue"):
             raise ConfigError(t.key("type"), f"pvalue thresholds apply to p-value metrics "

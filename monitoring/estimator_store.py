@@ -6,6 +6,7 @@ and read by every run, so runs never refit. Delta versions keep the history of e
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from pyspark.sql import SparkSession
@@ -112,9 +113,18 @@ def write_reconstruction(spark: SparkSession, table: str, monitor: str, model: R
     merge_rows(spark, table, spark.createDataFrame([row], ESTIMATOR_SCHEMA), ESTIMATOR_KEYS)
 
 
-def read_reconstruction(spark: SparkSession, table: str, monitor: str
-                        ) -> tuple[Reconstruction, dict[ChunkKey, dict[str, float]], int | None, str] | None:
-    """(model, reference chunk sums, reference version, signature) stored at the last fit, or None."""
+@dataclass(frozen=True)
+class StoredReconstruction:
+    """The PCA of the reconstruction error and the error sums of the reference chunks (and slices)."""
+
+    model: Reconstruction
+    reference_sums: dict[ChunkKey, dict[str, float]]
+    reference_version: int | None
+    signature: str
+
+
+def read_reconstruction(spark: SparkSession, table: str, monitor: str) -> StoredReconstruction | None:
+    """The reconstruction fit stored at the last fit, or None."""
     if not table_exists(spark, table):
         return None
     rows = spark.sql(f"SELECT * FROM {table_ident(table)}").where(
@@ -123,5 +133,5 @@ def read_reconstruction(spark: SparkSession, table: str, monitor: str
         return None
     payload = json.loads(rows[0]["payload"])
     sums = {(int(c), k, v): dict(s) for c, k, v, s in payload["reference"]}
-    return (Reconstruction.from_json(payload["model"]), sums, rows[0]["reference_version"],
-            rows[0]["signature"])
+    return StoredReconstruction(Reconstruction.from_json(payload["model"]), sums, rows[0]["reference_version"],
+                                rows[0]["signature"])

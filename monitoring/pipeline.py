@@ -19,11 +19,13 @@ from pyspark.sql import functions as F
 
 from monitoring.backfill import CHANGE_FEED, Backfill, label_rows, plan_backfill, stored_labels_version
 from monitoring.chunking import period_rows, with_chunk_index
+from monitoring.concept import concept_results
 from monitoring.config import MonitorConfig, validate_against_schema
 from monitoring.drift.compare import MetricResult, apply_thresholds, compare_slice
 from monitoring.drift.reconstruction import Reconstruction, fit_reconstruction, reconstruction_results
 from monitoring.errors import DataError
 from monitoring.estimator_store import (
+    StoredReconstruction,
     read_calibrators,
     read_loss_models,
     read_reconstruction,
@@ -331,8 +333,9 @@ def _stored_slices(chunks: list[ChunkProfile]) -> dict[str, list[str]]:
 
 
 def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False) -> FittedReference:
-    """Build and store the reference: chunk profiles, then merged states and bin edges per slice, and
-    the estimation models (CBPE calibrators for classification, DLE loss models for regression)."""
+    """Build and store the reference: chunk profiles, then merged states and bin edges per slice, the
+    estimation models (CBPE calibrators for classification, DLE loss models for regression) and the PCA of
+    the reconstruction error."""
     profiles = profile_dataset(spark, config, REFERENCE, refresh=refresh)
     # the schema runs compare with: the source's (the reference's own table may hold other columns, e.g. labels)
     schema = schema_of(read_delta(spark, config.source.table, "source.table").df.schema) if config.reference.table \
@@ -363,8 +366,7 @@ def _fit_reconstruction(spark: SparkSession, config: MonitorConfig, ref: FittedR
     on the same reference with the same settings."""
     stored = read_reconstruction(spark, estimators_table(config), config.monitor)
     settings = _reconstruction_settings(config)
-    if stored is not None and (stored[2], stored[3]) == (ref.source_version, ref.signature) and \
-            stored[0].settings == settings:
+    if stored is not None and _current(stored, ref, settings):
         return
     df, _ = dataset_rows(spark, config, REFERENCE)
     columns = config.reconstruction_columns()
@@ -450,26 +452,23 @@ class Estimators:
     row_model: RowModel | None = None
 
 
-@dataclass(frozen=True)
-class FittedReconstruction:
-    """The PCA of the reconstruction error and the error sums of the reference chunks (and slices)."""
-
-    model: Reconstruction
-    reference_sums: dict[tuple[int, str, str], dict[str, float]]
+def _current(stored: StoredReconstruction, reference: FittedReference, settings: str) -> bool:
+    """Whether a stored reconstruction fit was made on this reference with these settings."""
+    return (stored.reference_version, stored.signature, stored.model.settings) == (
+        reference.source_version, reference.signature, settings)
 
 
 def load_reconstruction(spark: SparkSession, config: MonitorConfig,
-                        reference: FittedReference) -> FittedReconstruction | None:
+                        reference: FittedReference) -> StoredReconstruction | None:
     """The stored reconstruction fit of this reference and settings; None when the monitor has it off."""
     if not config.reconstruction_columns():
         return None
     table = estimators_table(config)
     found = read_reconstruction(spark, table, config.monitor)
-    if found is None or (found[2], found[3]) != (reference.source_version, reference.signature) or \
-            found[0].settings != _reconstruction_settings(config):
+    if found is None or not _current(found, reference, _reconstruction_settings(config)):
         raise DataError(f"monitor '{config.monitor}' has no reconstruction-error PCA fitted with these settings in "
                         f"{table}; run `driftline fit --config ...` again (or set multivariate.enabled: false)")
-    return FittedReconstruction(found[0], found[1])
+    return found
 
 
 def load_estimators(spark: SparkSession, config: MonitorConfig, reference: FittedReference) -> Estimators:
@@ -544,7 +543,10 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
             realized = performance_results(ref, analysis, config)
             results += realized
             if estimation_enabled(config):
-                results += estimated_results(ref, analysis, config, estimators.calibrator, realized)
+                estimated = estimated_results(ref, analysis, config, estimators.calibrator, realized)
+                concept = concept_results(realized + estimated)
+                apply_thresholds(concept, config.drift)
+                results += estimated + concept
     newest = max(profiles.whole, key=lambda c: c.chunk.index, default=None)
     if changes and newest is not None and newest.chunk.index in stale:
         log.warning("the schema of %s changed since the fit: %s", config.source.table,

@@ -149,9 +149,10 @@ def test_backfill_recomputes_only_the_chunks_whose_labels_landed(landed):
     index = METRIC_KEYS.index("chunk_index")
     family = METRIC_KEYS.index("family")
     assert moved, "no metrics row changed"
-    # realized metrics, and the estimated ones' coverage and estimate-vs-realized rows, of those chunks only
+    # realized metrics, the estimated ones' coverage and estimate-vs-realized rows, and the concept-drift
+    # gaps (realized - estimated), of those chunks only
     assert {k[index] for k in moved} == changed
-    assert {k[family] for k in moved} == {"performance", "estimated_performance"}
+    assert {k[family] for k in moved} == {"performance", "estimated_performance", "concept_drift"}
     coverage = [f.name for f in METRICS_SCHEMA.fields if f.name not in METRIC_KEYS].index("label_coverage")
     for k in moved:
         assert after[k][coverage] > before[k][coverage]  # coverage went up; rows untouched elsewhere

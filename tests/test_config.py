@@ -138,3 +138,24 @@ def test_timestamp_column_type_checked(spark, small_table, tmp_path):
                          source={"table": small_table, "id_column": "id", "timestamp_column": "city"})
     with pytest.raises(ConfigError, match=r"source\.timestamp_column.*type string"):
         validate_against_schema(config, spark.read.format("delta").load(small_table).schema)
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ({"multivariate": {"n_components": 1.5}}, r"multivariate\.n_components.*out of range"),
+    ({"multivariate": {"n_components": 0}}, r"multivariate\.n_components.*out of range"),
+    ({"multivariate": {"features": ["customer_agee"]}}, r"multivariate\.features\[0\].*Did you mean 'customer_age'"),
+    ({"multivariate": {"pca": True}}, r"multivariate\.pca.*unknown key"),
+])
+def test_bad_multivariate_settings_name_the_key(section, message):
+    data = {**_demo_dict(), **section}
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
+
+
+def test_feature_importance_must_be_a_non_negative_number():
+    data = _demo_dict()
+    data["features"][0]["importance"] = -1
+    with pytest.raises(ConfigError, match=r"features\[0\]\.importance.*out of range"):
+        parse_config(data)
+    data["features"][0]["importance"] = 0.25
+    assert parse_config(data).features[0].importance == 0.25

@@ -175,3 +175,10 @@ def _check_estimates(metrics) -> None:
     assert np.mean([abs(gaps[d]) for d in after]) > 2 * np.mean([abs(gaps[d]) for d in before])
     newest = max(est)
     assert newest not in real and est[newest]["value"] is not None and est[newest]["sampling_error"] > 0
+    # concept drift (realized - estimated): quiet under covariate shift alone, alerting from the first
+    # labelled chunk of the injected concept drift
+    concept = {r["chunk_start"]: r for r in metrics.where(f"{base} AND family = 'concept_drift'").collect()}
+    assert set(concept) == set(real)
+    assert all(concept[d]["value"] == pytest.approx(real[d] - est[d]["value"], abs=1e-12) for d in real)
+    assert sum(concept[d]["alert"] for d in before) <= 1, [(d, concept[d]["value"]) for d in before]
+    assert concept[min(after)]["alert"] and sum(concept[d]["alert"] for d in after) >= 0.8 * len(after)

@@ -24,6 +24,8 @@ FEATURES = [("shifted", "continuous"), ("steady", "continuous"), ("heavy", "cont
 COUNTRIES = np.array(["DE", "FR", "NL"], dtype=object)
 
 
+CODEGEN = True  # hundreds of thousands of rows: compiled aggregation pays off (tests/conftest.codegen)
+
 @pytest.fixture(scope="module")
 def monitored(spark, tmp_path_factory):
     """10 reference days and 3 analysis days of 50k rows; `shifted` moves by 0.1 sigma after the reference."""

@@ -63,6 +63,8 @@ def _pairs(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray]]
 CITIES = [f"c{i}" for i in range(30)]
 
 
+CODEGEN = True  # hundreds of thousands of rows: compiled aggregation pays off (tests/conftest.codegen)
+
 @pytest.fixture(scope="module")
 def states(spark):
     rng = np.random.default_rng(11)

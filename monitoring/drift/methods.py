@@ -20,9 +20,11 @@ METRIC_RANGE: dict[str, tuple[float, float]] = {
     "jensen_shannon": (0.0, 1.0), "hellinger": (0.0, 1.0), "psi": (0.0, math.inf),
     "out_of_range": (0.0, 1.0), "chi2": (0.0, math.inf), "chi2_pvalue": (0.0, 1.0),
     "l_infinity": (0.0, 1.0), "total_variation": (0.0, 1.0), "unseen": (0.0, 1.0), "missing_rate": (0.0, 1.0),
-    "row_count": (0.0, math.inf), "reconstruction_error": (0.0, math.inf), **{f"{check}_rate": (0.0, 1.0) for check in (
-        "prediction_missing", "score_out_of_range", "scores_not_summing_to_one", "unknown_prediction",
-        "failed_prediction")},
+    # data quality (monitoring/quality.py) and multivariate drift (monitoring/drift/reconstruction.py)
+    "row_count": (0.0, math.inf), "schema_change": (0.0, 1.0), "reconstruction_error": (0.0, math.inf),
+    **{f"{check}_rate": (0.0, 1.0) for check in ("prediction_missing", "score_out_of_range",
+                                                 "scores_not_summing_to_one", "unknown_prediction",
+                                                 "failed_prediction")},
 }
 QUALITY_METHODS = ("out_of_range", "unseen")  # reported as data quality (against the reference only)
 

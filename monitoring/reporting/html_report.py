@@ -18,6 +18,7 @@ from pathlib import Path
 
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, BASELINE, DRIFT, REFERENCE, MetricResult
+from monitoring.ranking import rank_drift
 from monitoring.slices import WHOLE
 
 HEADLINE_DRIFT = ("jensen_shannon", "kolmogorov_smirnov", "wasserstein_normalized", "hellinger", "l_infinity",
@@ -108,7 +109,8 @@ def _stem(name: str) -> str:
 
 
 def render(config: MonitorConfig, results: list[MetricResult], chart_list: list[Chart], run_id: str) -> str:
-    """The report page: overview table of alerts per family and column, then the charts."""
+    """The report page: drift that matters (the alerting columns of the newest chunk, ranked), the overview
+    table of alerts per family and column, then the charts."""
     alerts: dict[tuple[str, str], list[MetricResult]] = defaultdict(list)
     for r in results:
         if r.period == ANALYSIS and r.alert and (r.slice_key, r.slice_value) == WHOLE:
@@ -121,6 +123,12 @@ def render(config: MonitorConfig, results: list[MetricResult], chart_list: list[
                     f"<td>{html.escape(chunks[0][1])}</td><td>{html.escape(metrics)}</td></tr>")
     table = ("<table><tr><th>family</th><th>column</th><th>alerting chunks</th><th>first</th><th>metrics</th></tr>"
              + "".join(rows) + "</table>") if rows else "<p>No alerts in the analysis chunks.</p>"
+    ranked = [c for c in rank_drift(results, config) if c.alerted]
+    ranking = ("<table><tr><th>column</th><th>score</th><th>drift / threshold</th><th>importance</th>"
+               "<th>correlation with performance</th></tr>" + "".join(
+                   f"<tr><td>{html.escape(c.column)}</td><td>{_num(c.score)}</td><td>{_num(c.drift)}</td>"
+                   f"<td>{_num(c.importance)}</td><td>{_num(c.correlation)}</td></tr>" for c in ranked)
+               + "</table>") if ranked else "<p>No column drifts on the newest chunk.</p>"
     figures = "".join(
         f"<figure id='{c.name}'><img alt='{html.escape(c.title)}' src='data:image/png;base64,"
         f"{base64.b64encode(c.png).decode()}'/><figcaption>{html.escape(c.title)}</figcaption></figure>"
@@ -132,7 +140,12 @@ def render(config: MonitorConfig, results: list[MetricResult], chart_list: list[
             f"<h1>Driftline monitor '{html.escape(config.monitor)}'</h1>"
             f"<p>run {html.escape(run_id)}; problem type {config.problem_type}; chunking "
             f"{html.escape(config.chunking.describe())}; source {html.escape(config.source.table)}</p>"
+            f"<h2>Drift that matters (newest chunk)</h2>{ranking}"
             f"<h2>Alerts (analysis chunks, whole table)</h2>{table}<h2>Charts</h2>{figures}</body></html>")
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 def write_report(config: MonitorConfig, results: list[MetricResult], run_id: str, root: Path) -> None:

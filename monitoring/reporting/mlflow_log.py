@@ -3,10 +3,13 @@
 Metric names read well in the UI: `profile.rows`, `quality.missing_rate.<column>`,
 `profile.mean.<column>`, `drift.<metric>.<column>` (BASELINE, whole table), `alerts.<column>` (number
 of alerting drift metrics), `alerts.total`, `performance.<metric>` (realized, when labels exist) and
-`estimated.<metric>` (CBPE / DLE, with or without labels);
+`estimated.<metric>` (CBPE / DLE, with or without labels), `concept.<metric>` (realized - estimated),
+`multivariate.reconstruction_error` and the
+table-level `quality.<metric>` (row count, failed-prediction rates);
 step = chunk index, timestamp = chunk end. The run is logged after the Delta tables are written (they
 are the source of truth); its tag `driftline.run_id` is the `run_id` of the metrics rows the run
-wrote. Artifacts: the run's results (`results/metrics.parquet` and `.csv`), `alerts.json`, the
+wrote. Artifacts: the run's results (`results/metrics.parquet` and `.csv`), `alerts.json`,
+`ranking.json` (drift that matters, monitoring/ranking.py), the
 resolved config (`config.json`), the HTML report (`report.html`) and its PNG charts (`charts/`).
 When the tracking server fails, `log_run` raises ReportingError and `driftline report` re-logs the
 stored results later.
@@ -62,12 +65,13 @@ def profile_metrics(chunks: list[ChunkProfile]):
 
 
 def performance_metrics(results: list[MetricResult]):
-    """`performance.<metric>` (realized), `estimated.<metric>`, `multivariate.<metric>` and the table-level
-    `quality.<metric>` (row count, failed predictions) per analysis chunk (whole table), defined values only."""
+    """`performance.<metric>` (realized), `estimated.<metric>`, `concept.<metric>`, `multivariate.<metric>` and the
+    table-level `quality.<metric>` (row count, failed predictions) per analysis chunk (whole table), defined
+    values only."""
     from mlflow.entities import Metric
 
     prefix = {"performance": "performance", "estimated_performance": "estimated", "multivariate": "multivariate",
-              "data_quality": "quality"}
+              "data_quality": "quality", "concept_drift": "concept"}
     return [Metric(f"{prefix[r.family]}.{r.metric}", float(r.value), _ms(r.chunk), r.chunk.index) for r in results
             if r.family in prefix and (r.period, r.slice_key, r.slice_value, r.comparison) == (ANALYSIS, *WHOLE, "NONE")
             and r.value is not None and (r.family != "data_quality" or r.column == ":table")]
@@ -180,6 +184,7 @@ def _log_artifacts(client, mlflow_run: str, config: MonitorConfig, results: list
                    run_label: str) -> None:
     import pandas as pd
 
+    from monitoring.ranking import rank_drift
     from monitoring.reporting.html_report import write_report
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -191,6 +196,8 @@ def _log_artifacts(client, mlflow_run: str, config: MonitorConfig, results: list
         frame.to_parquet(root / "results" / "metrics.parquet", index=False)
         frame.to_csv(root / "results" / "metrics.csv", index=False)
         (root / "alerts.json").write_text(json.dumps(alerts, indent=2, default=str) + "\n")
+        ranking = [dataclasses.asdict(c) for c in rank_drift(results, config)]
+        (root / "ranking.json").write_text(json.dumps(ranking, indent=2) + "\n")
         (root / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n")
         write_report(config, results, run_label, root)
         client.log_artifacts(mlflow_run, str(root))

@@ -12,10 +12,8 @@ from pathlib import Path
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, BASELINE, DATA_QUALITY, DRIFT, MetricResult
 from monitoring.pipeline import RunResult, metrics_table, profiles_table, reference_table
+from monitoring.ranking import HEADLINE, rank_drift
 from monitoring.slices import WHOLE
-
-HEADLINE = ("kolmogorov_smirnov", "jensen_shannon", "l_infinity", "hellinger", "total_variation", "psi",
-            "wasserstein_normalized", "chi2")
 
 
 @dataclass(frozen=True)
@@ -141,6 +139,21 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
 
+def _print_ranking(config: MonitorConfig, result: RunResult, shown: int = 10) -> None:
+    """Drift that matters: the alerting columns of the newest chunk by score (monitoring/ranking.py)."""
+    ranked = [c for c in rank_drift(result.metrics, config) if c.alerted]
+    print(f"\ndrift that matters (newest chunk, ranked by drift x {_weighting(config)}): "
+          f"{len(ranked)} alerting columns")
+    for c in ranked[:shown]:
+        print(f"  {c.column:<26}score {_fmt(c.score)}  drift/threshold {_fmt(c.drift)}  importance "
+              f"{_fmt(c.importance)}  corr. with performance {_fmt(c.correlation)}")
+
+
+def _weighting(config: MonitorConfig) -> str:
+    return "importance" if any(f.importance is not None for f in config.features) else \
+        "|correlation with the performance change|"
+
+
 def _print_quality(result: RunResult) -> None:
     """Data-quality alerts of the whole table, per metric: the columns (table-level: the chunks) alerted."""
     by_metric: dict[str, list[str]] = {}
@@ -172,6 +185,7 @@ def print_summary(config: MonitorConfig, result: RunResult, mlflow_run: str | No
         ref_chunks = [c for c in result.reference.chunks if (c.slice_key, c.slice_value) == WHOLE]
         print(f"reference: {len(ref_chunks)} chunks, {sum(c.row_count for c in ref_chunks):,} rows; thresholds "
               "learnt from them (docs/statistics.md)")
+        _print_ranking(config, result)
         drifts = column_drift(result.metrics)
         drifted = [d for d in drifts if d.first_alert]
         print(f"\ndrift vs reference: {len(drifted)} of {len(drifts)} columns alerted")
