@@ -21,6 +21,7 @@ from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, DATA_QUALITY, NO_COMPARISON, REFERENCE, MetricResult
 from monitoring.performance.results import TABLE
 from monitoring.profiling import ChunkProfile
+from monitoring.sketches import finite
 from monitoring.tables import quote_part
 
 SUM_TOLERANCE = 1e-3  # class scores summing to 1 +- this pass (float32 storage and softmax rounding stay far below)
@@ -31,8 +32,7 @@ SCHEMA_CHANGE = "schema_change"
 
 
 def _missing(x: Column) -> Column:
-    x = x.cast("double")
-    return x.isNull() | F.isnan(x) | (F.abs(x) == F.lit(float("inf")))
+    return finite(x).isNull()
 
 
 def _outside_unit(x: Column) -> Column:

@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from monitoring.drift.compare import ANALYSIS, NO_COMPARISON, REFERENCE, MetricResult
 from monitoring.performance.results import TABLE
 from monitoring.profiling import ChunkProfile
-from monitoring.sketches import CONTINUOUS, ColumnProfile
+from monitoring.sketches import CONTINUOUS, ColumnProfile, finite
 from monitoring.tables import quote_part
 
 N, SUM, SUMSQ = "reconstruction:n", "reconstruction:sum", "reconstruction:sumsq"  # keys in ChunkProfile.sums
@@ -72,8 +72,7 @@ class Reconstruction:
                                                   self.scale, strict=True):
             col = F.col(quote_part(name))
             if kind == CONTINUOUS:
-                x = col.cast("double")
-                x = F.when(x.isNull() | F.isnan(x) | (F.abs(x) == F.lit(math.inf)), F.lit(float(fill))).otherwise(x)
+                x = F.coalesce(finite(col), F.lit(float(fill)))
             else:
                 value = F.coalesce(col.cast("string"), F.lit(str(fill)))
                 lookup = F.create_map(*[F.lit(v) for pair in enc for v in pair]) if enc else None
