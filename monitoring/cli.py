@@ -77,6 +77,7 @@ def _run(spark, config: MonitorConfig, refresh: bool, fail_on_alert: str | None 
     """Run the monitor (Delta tables first), log it to MLflow (when enabled), print the summary, deliver
     the alerts; the exit code says whether MLflow logging failed or alerts fired."""
     from monitoring.alerts import EXIT_ALERTS, parse_families, post_webhook, run_alerts, webhook_payload, webhook_url
+    from monitoring.importance import with_model_importances
     from monitoring.pipeline import run
     from monitoring.reporting.summary import column_drift, print_summary
 
@@ -84,6 +85,7 @@ def _run(spark, config: MonitorConfig, refresh: bool, fail_on_alert: str | None 
         families = parse_families(fail_on_alert) if fail_on_alert is not None else None
     except ValueError as exc:
         raise DriftlineError(str(exc)) from exc
+    config = with_model_importances(config)
     result = run(spark, config, None, refresh)
     plan = result.profiles.backfill
     alerts = run_alerts(result.metrics, list(plan.chunks) if plan else [])
@@ -144,13 +146,14 @@ def _recomputed(result) -> str:
 def cmd_report(args) -> int:
     """Re-log the stored results of a monitor (metrics table + analysis profiles) as a new MLflow run."""
     from monitoring.alerts import run_alerts, webhook_payload
+    from monitoring.importance import with_model_importances
     from monitoring.metrics_store import read_metrics
     from monitoring.pipeline import ANALYSIS, metrics_table, profiles_table
     from monitoring.profile_store import read_profiles
     from monitoring.reporting.mlflow_log import log_run
     from monitoring.session import get_spark
 
-    config = _config(args)
+    config = with_model_importances(_config(args))
     spark = get_spark(config.spark)
     stored = read_metrics(spark, metrics_table(config), config.monitor)
     if not stored.results:

@@ -174,13 +174,25 @@ class Drift:
 
 
 @dataclass(frozen=True)
+class DomainClassifier:
+    """The domain classifier: off unless enabled (it trains `folds` models per analysis chunk); at most
+    `sample_rows` rows of each chunk and of the reference (docs/multivariate.md)."""
+
+    enabled: bool = False
+    sample_rows: int = 5000
+    folds: int = 5
+
+
+@dataclass(frozen=True)
 class Multivariate:
-    """PCA reconstruction error over `features` (default: every feature); `n_components`: the explained
-    variance ratio to keep (a float in (0, 1), NannyML's 0.65) or a number of components (docs/multivariate.md)."""
+    """PCA reconstruction error and domain classifier over `features` (default: every feature);
+    `n_components`: the explained variance ratio to keep (a float in (0, 1), NannyML's 0.65) or a number of
+    components (docs/multivariate.md)."""
 
     enabled: bool = True
     n_components: float = 0.65
     features: tuple[str, ...] = ()
+    classifier: DomainClassifier = DomainClassifier()
 
 
 @dataclass(frozen=True)
@@ -215,6 +227,12 @@ class MonitorConfig:
         chosen = set(self.multivariate.features) or {f.name for f in self.features}
         cols = [(f.name, f.kind) for f in self.features if f.name in chosen]
         return cols if self.multivariate.enabled and len(cols) >= 2 else []
+
+    def classifier_columns(self) -> list[tuple[str, str]]:
+        """(column, kind) of the domain classifier; empty when it is off."""
+        cols = [(f.name, f.kind) for f in self.features
+                if f.name in (set(self.multivariate.features) or {f.name for f in self.features})]
+        return cols if self.multivariate.enabled and self.multivariate.classifier.enabled else []
 
     def monitored_columns(self) -> list[tuple[str, str]]:
         """(column, kind) for every profiled column: features, then model outputs."""
@@ -394,7 +412,7 @@ def parse_config(data: Any) -> MonitorConfig:
 
 
 def _multivariate(data: dict, features: list[str]) -> Multivariate:
-    m = _Section(data, "multivariate", ("enabled", "n_components", "features"))
+    m = _Section(data, "multivariate", ("enabled", "n_components", "features", "classifier"))
     n = m.get("n_components", (int, float), 0.65)
     if isinstance(n, bool) or (isinstance(n, float) and not 0 < n < 1) or (isinstance(n, int) and n < 1):
         raise ConfigError("multivariate.n_components", f"{n!r} is out of range; use a float in (0, 1) (explained "
@@ -405,7 +423,10 @@ def _multivariate(data: dict, features: list[str]) -> Multivariate:
             near = difflib.get_close_matches(str(name), features, n=1)
             hint = f" Did you mean '{near[0]}'?" if near else ""
             raise ConfigError(f"multivariate.features[{i}]", f"'{name}' is not a configured feature.{hint}")
-    return Multivariate(m.get("enabled", bool, True), n, tuple(chosen))
+    c = _Section(m.get("classifier", dict, {}), "multivariate.classifier", ("enabled", "sample_rows", "folds"))
+    classifier = DomainClassifier(c.get("enabled", bool, False), c.positive_int("sample_rows", 5000, minimum=100),
+                                  c.positive_int("folds", 5, minimum=2, maximum=20))
+    return Multivariate(m.get("enabled", bool, True), n, tuple(chosen), classifier)
 
 
 def _estimation(data: dict, problem_type: str, class_labels: list[str]) -> Estimation:

@@ -21,6 +21,7 @@ from monitoring.backfill import CHANGE_FEED, Backfill, label_rows, plan_backfill
 from monitoring.chunking import period_rows, with_chunk_index
 from monitoring.concept import concept_results
 from monitoring.config import MonitorConfig, validate_against_schema
+from monitoring.drift.classifier import classifier_results, sample
 from monitoring.drift.compare import MetricResult, apply_thresholds, compare_slice
 from monitoring.drift.reconstruction import Reconstruction, fit_reconstruction, reconstruction_results
 from monitoring.errors import DataError
@@ -43,12 +44,13 @@ from monitoring.performance.dle import LossModels, fit_loss_models
 from monitoring.performance.estimated import estimated_results, estimation_enabled, reference_state
 from monitoring.performance.realized import histograms
 from monitoring.performance.results import performance_results
-from monitoring.performance.state import RowModel, classes
+from monitoring.performance.state import PerformanceState, RowModel, classes
 from monitoring.performance.state import aggregate as performance_states
 from monitoring.profile_store import read_profiles, stored_signatures, write_performance, write_profiles
 from monitoring.profiling import GROUP, ChunkProfile, profile_chunks
 from monitoring.quality import prediction_checks, quality_results, schema_changes, schema_of, schema_results
 from monitoring.reference import FittedReference, merge_reference, read_reference, write_reference
+from monitoring.relation import RelationBins, relation_bins, relation_results, relation_sums
 from monitoring.sketches import resolve_kll_impl
 from monitoring.slices import WHOLE, slice_values, validate_slices, with_slices
 from monitoring.tables import VersionedTable, chunks_in, quote_part, read_delta
@@ -117,9 +119,11 @@ def estimators_table(config: MonitorConfig) -> str:
 
 
 def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] | None = None,
-              model: RowModel | None = None, reconstruction: Reconstruction | None = None) -> str:
+              model: RowModel | None = None, reconstruction: Reconstruction | None = None,
+              relation: RelationBins | None = None) -> str:
     """A short hash of every setting the stored states of `dataset` depend on (for the analysis also
-    the slice values taken from the reference and the models its rows were scored with). The label
+    the slice values taken from the reference, the models its rows were scored with and the reference
+    bins of the concept-drift sums). The label
     table's version is not part of it: label changes are backfilled chunk by chunk (monitoring/backfill.py)."""
     ref, lab = config.reference, config.labels
     labels = [lab.table, lab.id_column, lab.label_column, lab.timestamp_column] if lab else None
@@ -130,7 +134,8 @@ def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] 
                 "reference": [ref.table, str(ref.start), str(ref.end)], "source": config.source.table,
                 "slice_values": slices or {}, "labels": labels,
                 "row_model": model.fingerprint() if model else None,
-                "reconstruction": reconstruction.fingerprint() if reconstruction else None}
+                "reconstruction": reconstruction.fingerprint() if reconstruction else None,
+                "relation": relation.fingerprint() if relation else None}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -174,9 +179,11 @@ def dataset_table(config: MonitorConfig, dataset: str) -> str:
 
 def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
                     slices: dict[str, list[str]] | None = None, refresh: bool = False,
-                    model: RowModel | None = None, reconstruction: Reconstruction | None = None) -> ProfileResult:
+                    model: RowModel | None = None, reconstruction: Reconstruction | None = None,
+                    relation: RelationBins | None = None) -> ProfileResult:
     """Profile the reference or the analysis rows per chunk and slice and MERGE them into `profiles`
-    (`model` scores rows for the performance states, `reconstruction` for the multivariate drift).
+    (`model` scores rows for the performance states, `reconstruction` for the multivariate drift,
+    `relation` bins the residual sums of the per-feature concept drift).
 
     Stored profiles made with the same settings are reused: all of them when the source version is
     unchanged, else all but the chunks whose rows changed since and the open last chunk (see
@@ -185,7 +192,7 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
     started = time.monotonic()
     df, version = dataset_rows(spark, config, dataset)
     labels = read_delta(spark, config.labels.table, "labels.table") if config.labels else None
-    sig, table = signature(config, dataset, slices, model, reconstruction), profiles_table(config)
+    sig, table = signature(config, dataset, slices, model, reconstruction, relation), profiles_table(config)
     sums = prediction_checks(config) | (reconstruction.sums() if reconstruction else {})
     stored_states = stored_signatures(spark, table, config.monitor, dataset)
     since = max(v for v, _ in stored_states) if stored_states else None
@@ -193,7 +200,8 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
     if not refresh and {s for _, s in stored_states} == {sig} and since is not None:
         stored = read_profiles(spark, table, config.monitor, dataset)
         if since == version:
-            backfill = _backfill(spark, config, dataset, df, labels, stored, version, sig, model) if labels else None
+            backfill = _backfill(spark, config, dataset, df, labels, stored, version, sig, model, relation) \
+                if labels else None
             log.info("%s: source version %d already profiled with these settings; reusing %d stored chunk profiles",
                      dataset, version, len(stored))
             return ProfileResult(dataset, stored, 0, version, time.monotonic() - started, reused=True,
@@ -204,10 +212,10 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
             log.warning("%s: re-profiling every chunk: %s", dataset, increment.reason)
         else:
             return replace(_profile_increment(spark, config, dataset, df, labels, stored, increment, sig, model,
-                                              sums, started), schema=schema_of(df.schema))
+                                              relation, sums, started), schema=schema_of(df.schema))
     if slices is None:
         slices = slice_values(df, config.slices.expressions, config.slices.top_n)
-    chunks = _profile(config, df, labels, slices, model, sums)
+    chunks = _profile(config, df, labels, slices, model, relation, sums)
     if dataset == REFERENCE and not chunks:
         raise DataError(f"the reference of monitor '{config.monitor}' holds no rows "
                         f"(reference: {config.reference}); widen reference.start/end or fill the table")
@@ -222,7 +230,7 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
 
 
 def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None, slices: dict[str, list[str]],
-             model: RowModel | None, sums: dict[str, Column],
+             model: RowModel | None, relation: RelationBins | None, sums: dict[str, Column],
              label_filter: Column | None = None) -> list[ChunkProfile]:
     """The one Spark pass: chunk profiles of `df` with the per-chunk `sums` and their performance states
     when there are labels (the label rows `label_filter` keeps)."""
@@ -232,7 +240,7 @@ def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None
                             kll_impl=resolve_kll_impl(df.sparkSession, config.profile.kll),
                             sums=sums)
     if labels:
-        states = performance_states(chunked, config, GROUP, labels.version, model)
+        states = _performance(chunked, config, labels.version, model, relation)
         for cp in chunks:
             cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value))
     return chunks
@@ -240,16 +248,17 @@ def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None
 
 def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str, df: DataFrame,
                        labels: VersionedTable | None, stored: list[ChunkProfile], increment: Increment, sig: str,
-                       model: RowModel | None, sums: dict[str, Column], started: float) -> ProfileResult:
+                       model: RowModel | None, relation: RelationBins | None, sums: dict[str, Column],
+                       started: float) -> ProfileResult:
     """Re-profile the chunks of `increment` (the rows of their periods only), keep every other stored chunk,
     MERGE the new rows in (a re-profiled chunk without rows is deleted), then backfill the labels of the
     kept chunks."""
     redo = set(increment.chunks)
     rows = df.where(period_rows(config.chunking.period, sorted(redo), config.source.timestamp_column))
     label_filter = _id_range(config, rows) if labels else None
-    fresh = _profile(config, rows, labels, _stored_slices(stored), model, sums, label_filter) if redo else []
+    fresh = _profile(config, rows, labels, _stored_slices(stored), model, relation, sums, label_filter) if redo else []
     kept = [c for c in stored if c.chunk.index not in redo]
-    backfill = _backfill(spark, config, dataset, df, labels, kept, increment.until, sig, model, write=False) \
+    backfill = _backfill(spark, config, dataset, df, labels, kept, increment.until, sig, model, relation, write=False) \
         if labels and kept else None
     # one MERGE: the re-profiled chunks and the backfilled performance rows, so the stored label version
     # (the newest) never runs ahead of a chunk whose labels changed
@@ -292,7 +301,7 @@ def _chunked(config: MonitorConfig, df: DataFrame, slices: dict[str, list[str]])
 
 def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: DataFrame, labels: VersionedTable,
               chunks: list[ChunkProfile], version: int, sig: str, model: RowModel | None,
-              write: bool = True) -> Backfill | None:
+              relation: RelationBins | None, write: bool = True) -> Backfill | None:
     """Recompute the performance states of the chunks whose labels changed since they were computed and
     update `chunks` in place; MERGE those rows into `profiles` unless `write` is false (the caller writes
     them with its own rows, in one commit). None when no label landed."""
@@ -311,8 +320,8 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
     else:
         log.warning("%s: recomputing the performance of every chunk: %s", dataset, plan.reason)
         joined = _joined(config, df, labels)
-    states = performance_states(_chunked(config, joined, _stored_slices(chunks)), config, GROUP, labels.version,
-                                model) if targets else {}
+    states = _performance(_chunked(config, joined, _stored_slices(chunks)), config, labels.version, model,
+                          relation) if targets else {}
     for c in chunks:
         if id(c) in recompute or c.performance is None:
             c.performance = states.get((c.chunk.index, c.slice_key, c.slice_value))
@@ -322,6 +331,16 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
     log.info("%s: labels %s -> %s: recomputed the performance of %d chunks (%s)", dataset, since, labels.version,
              len(plan.chunks), plan.reason)
     return plan
+
+
+def _performance(chunked: DataFrame, config: MonitorConfig, labels_version: int, model: RowModel | None,
+                 relation: RelationBins | None) -> dict[tuple, PerformanceState]:
+    """Performance states per chunk x slice of labelled-joined, chunked rows, with the residual sums of
+    the per-feature concept drift when `relation` is given (one more aggregation)."""
+    states = performance_states(chunked, config, GROUP, labels_version, model)
+    for key, values in (relation_sums(chunked, config, GROUP, relation) if relation else {}).items():
+        states.setdefault(key, PerformanceState(labels_version=labels_version)).values.update(values)
+    return states
 
 
 def _stored_slices(chunks: list[ChunkProfile]) -> dict[str, list[str]]:
@@ -342,8 +361,6 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False) -> Fi
         else profiles.schema
     ref = FittedReference(profiles.chunks, source_version=profiles.source_version,
                           signature=signature(config, REFERENCE), schema=schema)
-    if estimation_enabled(config):
-        _fit_estimators(spark, config, ref)
     stored = read_reference(spark, reference_table(config), config.monitor)
     if profiles.reused and stored.columns and (stored.source_version, stored.signature, stored.schema) == (
             ref.source_version, ref.signature, ref.schema):
@@ -351,6 +368,11 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False) -> Fi
     else:
         ref.columns = merge_reference(profiles.chunks, config.drift.bins, config.profile.top_n)
         write_reference(spark, reference_table(config), config.monitor, ref, config.profile.kll_k)
+    relation = relation_bins(ref.columns.get(WHOLE, {}), config)
+    if estimation_enabled(config):
+        _fit_estimators(spark, config, ref, relation)
+    if relation is not None:
+        _fit_relation(spark, config, ref, relation)
     if config.reconstruction_columns():
         _fit_reconstruction(spark, config, ref)
     return ref
@@ -383,10 +405,32 @@ def _fit_reconstruction(spark: SparkSession, config: MonitorConfig, ref: FittedR
              model.components, 100 * model.explained_variance)
 
 
-def _fit_estimators(spark: SparkSession, config: MonitorConfig, ref: FittedReference) -> None:
+def _fit_relation(spark: SparkSession, config: MonitorConfig, ref: FittedReference, relation: RelationBins) -> None:
+    """The residual sums of the per-feature concept drift in the reference chunks' performance states:
+    their bins come from the merged reference, so they need a second pass over the labelled reference
+    rows (at fit only, and only when some labelled chunk lacks sums of these bins)."""
+    mark = relation.mark()
+    if all(cp.performance is None or not cp.performance.get("labelled") or mark in cp.performance.values
+           for cp in ref.chunks):
+        return
+    df, version = dataset_rows(spark, config, REFERENCE)
+    labels = read_delta(spark, config.labels.table, "labels.table")
+    chunked = _chunked(config, _joined(config, df, labels), _stored_slices(ref.chunks))
+    sums = relation_sums(chunked, config, GROUP, relation)
+    for cp in ref.chunks:
+        if cp.performance is not None:
+            cp.performance.values = {k: v for k, v in cp.performance.values.items() if not k.startswith("rel")}
+            cp.performance.values.update(sums.get((cp.chunk.index, cp.slice_key, cp.slice_value), {}))
+    write_performance(spark, profiles_table(config), config.monitor, REFERENCE, ref.chunks, version,
+                      signature(config, REFERENCE))
+
+
+def _fit_estimators(spark: SparkSession, config: MonitorConfig, ref: FittedReference,
+                    relation: RelationBins | None) -> None:
     """Fit and store the estimation models. Binary CBPE calibrates the score bins of the stored states;
     multiclass calibrators and DLE loss models act on every row, so the reference chunks are scored
-    with them once here (a second pass over the reference, at fit only)."""
+    with them once here (a second pass over the reference, at fit only, which also sums the residuals
+    of the per-feature concept drift)."""
     model: RowModel | None = None
     if config.problem_type != "regression":
         calibrators = _fit_calibrators(spark, config, ref)
@@ -397,8 +441,8 @@ def _fit_estimators(spark: SparkSession, config: MonitorConfig, ref: FittedRefer
     labels = read_delta(spark, config.labels.table, "labels.table")
     joined = _joined(config, df, labels)
     model = model or _fit_loss_models(spark, config, ref, joined)
-    states = performance_states(_chunked(config, joined, _stored_slices(ref.chunks)), config, GROUP, labels.version,
-                                model)
+    states = _performance(_chunked(config, joined, _stored_slices(ref.chunks)), config, labels.version, model,
+                          relation)
     for cp in ref.chunks:
         cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value), cp.performance)
     write_performance(spark, profiles_table(config), config.monitor, REFERENCE, ref.chunks, version,
@@ -513,12 +557,13 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     reference = load_reference(spark, config)
     estimators = load_estimators(spark, config, reference)
     reconstruction = load_reconstruction(spark, config, reference)
+    relation = relation_bins(reference.columns.get(WHOLE, {}), config)
     log.info("stage 1/3 reference: %d chunks, %d slices, estimation models: %s; loaded in %.1fs",
              len(reference.chunks_of(WHOLE)), len(reference.slices()),
              "yes" if estimators.calibrator or estimators.row_model else "none", time.monotonic() - started)
     log.info("stage 2/3 profiling the analysis rows of %s", config.source.table)
     profiles = profile_dataset(spark, config, ANALYSIS, reference.slice_values(), refresh, estimators.row_model,
-                               reconstruction.model if reconstruction else None)
+                               reconstruction.model if reconstruction else None, relation)
     started = time.monotonic()
     changes = schema_changes(reference.schema, profiles.schema) if reference.schema is not None else []
     settings = compare_settings(config, reference.signature, reference.source_version, changes)
@@ -541,12 +586,15 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
         results += quality
         if config.labels:
             realized = performance_results(ref, analysis, config)
-            results += realized
+            concept = relation_results(ref, analysis, relation) if relation else []
             if estimation_enabled(config):
                 estimated = estimated_results(ref, analysis, config, estimators.calibrator, realized)
-                concept = concept_results(realized + estimated)
-                apply_thresholds(concept, config.drift)
-                results += estimated + concept
+                concept += concept_results(realized + estimated)
+                results += estimated
+            apply_thresholds(concept, config.drift)
+            results += realized + concept
+    if config.classifier_columns():
+        results += _domain_classifier(spark, config, reference, profiles, stale)
     newest = max(profiles.whole, key=lambda c: c.chunk.index, default=None)
     if changes and newest is not None and newest.chunk.index in stale:
         log.warning("the schema of %s changed since the fit: %s", config.source.table,
@@ -566,6 +614,29 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
              "inputs), wrote %d metric rows to %s in %.1fs", len(stale), len(profiles.whole), len(reference.slices()),
              written, metrics_table(config), time.monotonic() - started)
     return RunResult(run_id, profiles, reference, results, _label_stats(spark, config, profiles), tuple(sorted(stale)))
+
+
+def _domain_classifier(spark: SparkSession, config: MonitorConfig, reference: FittedReference,
+                       profiles: ProfileResult, stale: set[int]) -> list[MetricResult]:
+    """The domain classifier's AUC of the whole-table analysis chunks in `stale`, from one sampling job
+    over the reference and those chunks (their periods only, with period chunking)."""
+    chunks = {c.chunk.index: (c.chunk, c.row_count) for c in profiles.whole if c.chunk.index in stale}
+    if not chunks:
+        return []
+    started, src, settings = time.monotonic(), config.source, config.multivariate.classifier
+    columns = config.classifier_columns()
+    reference_rows, _ = dataset_rows(spark, config, REFERENCE)
+    analysis, _ = dataset_rows(spark, config, ANALYSIS)
+    if config.chunking.period:
+        analysis = analysis.where(period_rows(config.chunking.period, sorted(chunks), src.timestamp_column))
+    rows = sample(reference_rows, with_chunk_index(analysis, config.chunking, src.timestamp_column, src.id_column),
+                  {i: n for i, (_, n) in chunks.items()}, sum(c.row_count for c in reference.chunks_of(WHOLE)),
+                  columns, src.id_column, settings.sample_rows)
+    results = classifier_results(rows, chunks, columns, settings.folds)
+    apply_thresholds(results, config.drift)
+    log.info("domain classifier: %d chunks, %d sampled rows, %d-fold AUC in %.1fs", len(chunks), len(rows),
+             settings.folds, time.monotonic() - started)
+    return results
 
 
 def _stale_chunks(prints: dict[tuple[str, str, int, str], str],

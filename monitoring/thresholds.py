@@ -45,7 +45,8 @@ COUNTS = ("true_positive", "false_positive", "false_negative", "true_negative", 
 def default_rules(std_multiplier: float = 3.0) -> tuple[ThresholdRule, ...]:
     """Any metric (realized performance): two-sided std; counts and label coverage: none; distances:
     upper std; p-values: none; out-of-range and unseen shares: constant 1%; missing rate: two-sided std;
-    schema changes: always."""
+    schema changes: always; per-feature concept drift: upper std of `relation_change`, none for the
+    `relation_shift` it is read with; domain classifier AUC: constant 0.45 / 0.65 (NannyML's)."""
     return (
         ThresholdRule("*", std_lower=std_multiplier, std_upper=std_multiplier),
         *(ThresholdRule(m, "none") for m in COUNTS),
@@ -56,6 +57,9 @@ def default_rules(std_multiplier: float = 3.0) -> tuple[ThresholdRule, ...]:
         ThresholdRule("unseen", "constant", upper=0.01),
         ThresholdRule("missing_rate", "std", std_lower=std_multiplier, std_upper=std_multiplier),
         ThresholdRule("schema_change", "constant", upper=0.0),
+        ThresholdRule("relation_change", std_upper=std_multiplier),
+        ThresholdRule("relation_shift", "none"),
+        ThresholdRule("classifier_auc", "constant", lower=0.45, upper=0.65),
     )
 
 

@@ -145,6 +145,9 @@ def test_timestamp_column_type_checked(spark, small_table, tmp_path):
     ({"multivariate": {"n_components": 0}}, r"multivariate\.n_components.*out of range"),
     ({"multivariate": {"features": ["customer_agee"]}}, r"multivariate\.features\[0\].*Did you mean 'customer_age'"),
     ({"multivariate": {"pca": True}}, r"multivariate\.pca.*unknown key"),
+    ({"multivariate": {"classifier": {"folds": 1}}}, r"multivariate\.classifier\.folds.*at least 2"),
+    ({"multivariate": {"classifier": {"sample_rows": 10}}}, r"multivariate\.classifier\.sample_rows.*at least 100"),
+    ({"multivariate": {"classifier": {"enable": True}}}, r"multivariate\.classifier\.enable.*Did you mean 'enabled'"),
 ])
 def test_bad_multivariate_settings_name_the_key(section, message):
     data = {**_demo_dict(), **section}

@@ -15,7 +15,10 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 import pytest
+from lightgbm import LGBMClassifier
 from sklearn.decomposition import PCA
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
 from monitoring.config import parse_config
@@ -25,6 +28,7 @@ from .helpers import write_delta
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 DAYS, REF_DAYS, FLIP_DAY, PER_DAY = 12, 6, 8, 1500
+SAMPLE_ROWS = 10_000  # above the reference's 9000 rows: the classifier sees every row, as in the check below
 FEATURES = [("a", "continuous"), ("b", "continuous"), ("noise", "continuous"), ("cat", "categorical")]
 
 
@@ -78,7 +82,8 @@ def monitored(spark, tmp_path_factory):
         "source": {"table": table, "id_column": "id", "timestamp_column": "ts"},
         "features": [{"name": n, "kind": k} for n, k in FEATURES], "outputs": {"score": "score"},
         "chunking": {"period": "1d"}, "reference": {"start": "2025-01-01", "end": "2025-01-07"},
-        "output": {"path": str(root / "out")}, "mlflow": {"enabled": False}})
+        "output": {"path": str(root / "out")}, "mlflow": {"enabled": False},
+        "multivariate": {"classifier": {"enabled": True, "sample_rows": SAMPLE_ROWS}}})
     fit(spark, config)
     return frame, run(spark, config)
 
@@ -131,3 +136,31 @@ def test_band_and_thresholds(monitored):
     ref_rows = [x for x in _by_day(result, "multivariate", "reconstruction_error", period="reference").values()]
     values = np.array([x.value for x in ref_rows])
     assert r.upper_threshold == pytest.approx(values.mean() + 3 * values.std(), rel=1e-9)
+
+
+def _nannyml_auc(frame: pd.DataFrame, day: int) -> float:
+    """NannyML's domain classifier on all reference rows vs the day's rows: LightGBM with default
+    hyperparameters, categories as pandas categoricals, 5 stratified folds, ROC AUC of the pooled
+    out-of-fold scores (shuffled folds, seed 13, as the monitor's)."""
+    names = [n for n, _ in FEATURES]
+    rows = pd.concat([frame[frame["day"] < REF_DAYS].sort_values("id"), frame[frame["day"] == day].sort_values("id")])
+    x = rows[names].reset_index(drop=True)
+    x["cat"] = pd.Categorical(x["cat"], categories=sorted(x["cat"].dropna().unique()))
+    y = (rows["day"].to_numpy() == day).astype(float)
+    scores = np.empty(len(y))
+    for train, test in StratifiedKFold(n_splits=5, shuffle=True, random_state=13).split(x, y):
+        model = LGBMClassifier(random_state=13, deterministic=True, force_row_wise=True, n_jobs=1, verbose=-1)
+        scores[test] = model.fit(x.iloc[train], y[train]).predict_proba(x.iloc[test])[:, 1]
+    return float(roc_auc_score(y, scores))
+
+
+def test_domain_classifier_flags_the_flip_and_equals_nannyml_steps(monitored):
+    frame, result = monitored
+    auc = _by_day(result, "multivariate", "classifier_auc")
+    assert sorted(auc) == list(range(REF_DAYS, DAYS))
+    assert {d for d, r in auc.items() if r.alert} == set(range(FLIP_DAY, DAYS))
+    assert all(r.value > 0.8 for d, r in auc.items() if d >= FLIP_DAY)
+    assert all(0.45 <= r.value <= 0.6 for d, r in auc.items() if d < FLIP_DAY)
+    assert (auc[REF_DAYS].lower_threshold, auc[REF_DAYS].upper_threshold) == (0.45, 0.65)
+    for day in (REF_DAYS, FLIP_DAY):
+        assert auc[day].value == pytest.approx(_nannyml_auc(frame, day), abs=1e-12), day

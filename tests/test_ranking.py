@@ -81,3 +81,34 @@ def test_summary_leads_with_drift_that_matters(ranked, capsys):
     section = out[out.index("drift that matters"):]
     assert out.index("drift that matters") < out.index("drift vs reference")
     assert section.index("important") < section.index("minor")
+
+
+def test_importances_from_the_registered_model(ranked, tmp_path, monkeypatch):
+    """With no importances in the config, the ranking takes them from the registered model version
+    (a real MLflow store): a scikit-learn model that relies on `important` ranks it above the larger
+    drift in `minor`; the importances equal the model's own, normalised."""
+    import mlflow
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from monitoring.importance import with_model_importances
+
+    config, result = ranked
+    rng = np.random.default_rng(3)
+    x = pd.DataFrame(rng.normal(0, 1, (2000, 3)), columns=list(IMPORTANCE))
+    y = (x["important"] + 0.1 * x["minor"] + 0.5 * rng.normal(0, 1, 2000) > 0).astype(int)
+    model = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(x, y)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.chdir(tmp_path)  # the store's artifacts land under ./mlruns
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(model, name="model", registered_model_name="loans",
+                                 skops_trusted_types=["sklearn.tree._tree.Tree"])
+    plain = replace(config, features=tuple(replace(f, importance=None) for f in config.features),
+                    mlflow=replace(config.mlflow, tracking_uri=uri, model_name="loans", model_version="1"))
+    enriched = with_model_importances(plain)
+    expected = dict(zip(IMPORTANCE, model.feature_importances_ / model.feature_importances_.sum(), strict=True))
+    assert {f.name: f.importance for f in enriched.features} == pytest.approx(expected, rel=1e-12)
+    assert [c.column for c in rank_drift(result.metrics, enriched)][:2] == ["important", "minor"]
+    # an unknown version leaves the config as it was (the ranking falls back to correlation)
+    missing = replace(plain, mlflow=replace(plain.mlflow, model_version="7"))
+    assert with_model_importances(missing) == missing

@@ -76,7 +76,7 @@ def _clip(p: Column) -> Column:
     return F.least(F.greatest(p.cast("double"), F.lit(PROB_EPS)), F.lit(1 - PROB_EPS))
 
 
-def _prediction(config: MonitorConfig) -> Column:
+def predicted(config: MonitorConfig) -> Column:
     if config.outputs.prediction:
         return F.col(quote_part(config.outputs.prediction)).cast("string")
     if config.problem_type == "binary":
@@ -160,7 +160,7 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
     if model is not None:  # multiclass CBPE: every row's calibrated class probabilities
         df = df.withColumn("_dl_model", model.column())
     expected = [F.sum(F.col(f"_dl_model.c{j}")).alias(f"_ce{j}") for j in range(len(pairs))] if model else []
-    cells = df.groupBy(*group, F.col(LABEL).alias("_l"), _prediction(config).alias("_p")).agg(
+    cells = df.groupBy(*group, F.col(LABEL).alias("_l"), predicted(config).alias("_p")).agg(
         F.count(F.lit(1)).alias("n"), F.sum(logloss).alias("ll"), F.sum(logloss * logloss).alias("ll2"),
         F.sum(brier).alias("b"), F.sum(brier * brier).alias("b2"), *expected, *id_range)
     for r in cells.collect():
@@ -174,11 +174,11 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
                 add(key, name, r[col])
         for j, (cls, _) in enumerate(pairs if model else []):
             add(key, f"ce|{r['_p']}|{cls}", r[f"_ce{j}"])
-    predicted = _prediction(config)
+    prediction = predicted(config)
     entries = F.explode(F.array(*[
         F.struct(F.lit(cls).alias("k"), F.col(quote_part(col)).cast("double").alias("s"),
                  F.when(labelled, (F.col(LABEL) == F.lit(cls)).cast("int")).alias("pos"),
-                 (predicted == F.lit(cls)).cast("int").alias("yhat"),
+                 (prediction == F.lit(cls)).cast("int").alias("yhat"),
                  (F.col(f"_dl_model.c{i}") if model else F.lit(None).cast("double")).alias("p"))
         for i, (cls, col) in enumerate(pairs)]))
     scored = df.select(*group, entries.alias("e")).where(F.col("e.s").isNotNull())

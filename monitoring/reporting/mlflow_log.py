@@ -65,16 +65,20 @@ def profile_metrics(chunks: list[ChunkProfile]):
 
 
 def performance_metrics(results: list[MetricResult]):
-    """`performance.<metric>` (realized), `estimated.<metric>`, `concept.<metric>`, `multivariate.<metric>` and the
-    table-level `quality.<metric>` (row count, failed predictions) per analysis chunk (whole table), defined
-    values only."""
+    """`performance.<metric>` (realized), `estimated.<metric>`, `concept.<metric>` (the realized-estimated gap;
+    per feature `concept.relation_change.<column>`), `multivariate.<metric>` and the table-level
+    `quality.<metric>` (row count, failed predictions) per analysis chunk (whole table), defined values only."""
     from mlflow.entities import Metric
 
     prefix = {"performance": "performance", "estimated_performance": "estimated", "multivariate": "multivariate",
               "data_quality": "quality", "concept_drift": "concept"}
-    return [Metric(f"{prefix[r.family]}.{r.metric}", float(r.value), _ms(r.chunk), r.chunk.index) for r in results
-            if r.family in prefix and (r.period, r.slice_key, r.slice_value, r.comparison) == (ANALYSIS, *WHOLE, "NONE")
-            and r.value is not None and (r.family != "data_quality" or r.column == ":table")]
+    def name(r: MetricResult) -> str:
+        return f"{prefix[r.family]}.{r.metric}" + ("" if r.column == ":table" else f".{_safe(r.column)}")
+
+    return [Metric(name(r), float(r.value), _ms(r.chunk), r.chunk.index) for r in results
+            if r.family in prefix and (r.period, r.slice_key, r.slice_value) == (ANALYSIS, *WHOLE)
+            and (r.comparison == "NONE" or r.family == "concept_drift") and r.value is not None
+            and (r.family != "data_quality" or r.column == ":table")]
 
 
 def drift_metrics(results: list[MetricResult]):

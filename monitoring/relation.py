@@ -1,0 +1,201 @@
+"""Concept drift per feature: has the relation between a feature and the target changed?
+
+Per labelled row the model's residual r (binary: 1[label = positive] - score; multiclass: 1[label =
+prediction] - the predicted class's score; regression: label - prediction). Per feature, the rows fall in
+the reference's bins (continuous: the drift bin edges, by the inner edges, right-closed like
+`numpy.searchsorted(..., side="right")`; categorical: the reference's top categories, the rest in one
+bin; missing values in their own bin), and the profiling pass sums n, sum r, sum r^2 per chunk x feature
+x bin (keys in `PerformanceState.values`, so they merge and are backfilled with the rest of the state).
+
+Why the residual and not the raw label rate: a covariate shift moves the rows between bins and, through
+the other features, the label rate inside a bin; the model's scores follow the inputs, so the residual
+per bin stays put unless the inputs-target relation itself changed (that is what CBPE assumes too).
+
+Per chunk and feature, against the reference (reference chunks: against the other reference chunks,
+leave-one-out like the drift metrics), over the K bins holding rows in both, with the shift of bin b
+d_b = mean_c,b - mean_ref,b, its weight w_b = 1 / (s_ref,b^2 (1/n_c,b + 1/n_ref,b)) and the shift common
+to all bins dbar = sum w_b d_b / sum w_b:
+- `relation_change`: z = Phi^-1(1 - p) of the chi-square test X = sum_b w_b (d_b - dbar)^2 with K - 1
+  degrees of freedom; about N(0, 1) without change whatever the chunk size and label coverage, so
+  thresholds learnt from the reference chunks (upper, std) carry over to thin, late-labelled chunks;
+- `relation_shift`: sum_b n_c,b |d_b - dbar| / sum_b n_c,b, the size of the change in label (rate or
+  target) units, for reading; no thresholds.
+The common shift dbar is left out on purpose: a relation change in one feature moves the residual of
+every bin of every other feature by about the same amount (the table-level realized-estimated gap of
+monitoring/concept.py reports it); what differs across one feature's bins points at that feature.
+Family `concept_drift`, comparison BASELINE. See docs/statistics.md "Concept drift".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from scipy import special, stats
+
+from monitoring.concept import CONCEPT_DRIFT
+from monitoring.config import MonitorConfig
+from monitoring.drift.compare import ANALYSIS, BASELINE, REFERENCE, MetricResult
+from monitoring.labels import LABEL, LABELLED
+from monitoring.performance.state import predicted
+from monitoring.profiling import ChunkProfile
+from monitoring.sketches import CONTINUOUS, finite
+from monitoring.tables import quote_part
+
+RELATION_CHANGE, RELATION_SHIFT = "relation_change", "relation_shift"
+PREFIX = "rel|"  # state keys rel|<bin>|<n, r or q>|<feature>; <bin>: index, MISSING or OTHER
+MISSING, OTHER = -1, -2
+MARK = "rel#"  # key rel#<fingerprint> (value: chunks merged) marks states holding these bins' sums
+
+
+@dataclass(frozen=True)
+class RelationBins:
+    """Per feature (name, kind, inner edges or categories) the bins the residual sums are kept in."""
+
+    features: tuple[tuple[str, str, tuple], ...]
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.features, default=str).encode()).hexdigest()[:16]
+
+    def mark(self) -> str:
+        return MARK + self.fingerprint()
+
+    def bin_of(self, name: str, kind: str, bounds: tuple) -> Column:
+        col = F.col(quote_part(name))
+        if kind == CONTINUOUS:
+            x = finite(col)
+            index = sum(((x >= F.lit(float(e))).cast("int") for e in bounds), F.lit(0))
+            return F.when(x.isNull(), F.lit(MISSING)).otherwise(index)
+        value = col.cast("string")
+        known = F.when(value.isin(*bounds), F.array_position(F.array(*[F.lit(c) for c in bounds]), value) - 1) \
+            if bounds else F.lit(None)
+        return F.when(value.isNull(), F.lit(MISSING)).otherwise(F.coalesce(known.cast("int"), F.lit(OTHER)))
+
+
+def relation_bins(columns: dict, config: MonitorConfig) -> RelationBins | None:
+    """The bins of the monitored features from the whole-reference columns (name -> ReferenceColumn);
+    None without labels."""
+    if not config.labels:
+        return None
+    out = []
+    for f in config.features:
+        rc = columns.get(f.name)
+        if rc is None:
+            continue
+        if f.kind == CONTINUOUS:
+            out.append((f.name, f.kind, tuple(float(e) for e in rc.edges[1:-1])))
+        else:
+            out.append((f.name, f.kind, tuple(sorted(str(c) for c in rc.state.categories))))
+    return RelationBins(tuple(out)) if out else None
+
+
+def residual(config: MonitorConfig) -> Column:
+    """A labelled row's residual (null when unlabelled or without the output it needs)."""
+    label, labelled = F.col(LABEL), F.col(LABELLED)
+    if config.problem_type == "regression":
+        r = label - F.col(quote_part(config.outputs.prediction)).cast("double")
+    elif config.problem_type == "binary":
+        r = (label == F.lit(config.outputs.positive_class)).cast("double") \
+            - F.col(quote_part(config.outputs.score)).cast("double")
+    else:
+        pred = predicted(config)  # the predicted class, as in the confusion cells
+        scores = F.create_map(*[v for cls, col in config.outputs.class_scores.items()
+                                for v in (F.lit(cls), F.col(quote_part(col)).cast("double"))])
+        r = (label == pred).cast("double") - F.element_at(scores, pred)
+    return F.when(labelled, r)
+
+
+def relation_sums(df: DataFrame, config: MonitorConfig, group: list[str],
+                  bins: RelationBins) -> dict[tuple, dict[str, float]]:
+    """Per group (chunk x slice) the residual sums of every feature x bin: one aggregation of the rows
+    exploded to one entry per feature."""
+    entries = F.explode(F.array(*[F.struct(F.lit(name).alias("f"), bins.bin_of(name, kind, b).alias("b"))
+                                  for name, kind, b in bins.features]))
+    rows = (df.select(*group, residual(config).alias("_r"), entries.alias("_e"))
+            .where(F.col("_r").isNotNull() & ~F.isnan("_r"))
+            .groupBy(*group, F.col("_e.f").alias("f"), F.col("_e.b").alias("b"))
+            .agg(F.count(F.lit(1)).alias("n"), F.sum("_r").alias("r"), F.sum(F.col("_r") * F.col("_r")).alias("q"))
+            .collect())
+    out: dict[tuple, dict[str, float]] = {}
+    for row in rows:
+        values = out.setdefault(tuple(row[g] for g in group), {bins.mark(): 1.0})
+        for stat in ("n", "r", "q"):
+            values[f"{PREFIX}{row['b']}|{stat}|{row['f']}"] = float(row[stat])
+    return out
+
+
+def _bins(values: dict[str, float]) -> dict[str, dict[int, np.ndarray]]:
+    """feature -> bin -> [n, sum r, sum r^2] of one state's values."""
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for key, v in values.items():
+        if not key.startswith(PREFIX):
+            continue
+        b, stat, feature = key[len(PREFIX):].split("|", 2)
+        cell = out.setdefault(feature, {}).setdefault(int(b), np.zeros(3))
+        cell["nrq".index(stat)] += v
+    return out
+
+
+def _total(parts: list[dict[str, dict[int, np.ndarray]]]) -> dict[str, dict[int, np.ndarray]]:
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for part in parts:
+        for feature, cells in part.items():
+            for b, cell in cells.items():
+                out.setdefault(feature, {}).setdefault(b, np.zeros(3))
+                out[feature][b] = out[feature][b] + cell
+    return out
+
+
+def _compare(chunk: dict[int, np.ndarray], reference: dict[int, np.ndarray]) -> tuple[float, float] | None:
+    """(relation_change, relation_shift) of one feature; None when fewer than two bins can be compared."""
+    d, w, n = [], [], []
+    for b, (nc, rc, _) in chunk.items():
+        ref = reference.get(b)
+        if nc <= 0 or ref is None or ref[0] < 2:
+            continue
+        nr, rr, qr = ref
+        var = (qr - rr * rr / nr) / (nr - 1)
+        if var <= 0:
+            continue
+        d.append(rc / nc - rr / nr)
+        w.append(1 / (var * (1 / nc + 1 / nr)))
+        n.append(nc)
+    if len(d) < 2:
+        return None
+    d, w, n = np.array(d), np.array(w), np.array(n)
+    level = float(w @ d / w.sum())  # the shift common to all bins: the table-level gap, not this feature's
+    chi2 = float(w @ (d - level) ** 2)
+    z = -float(special.ndtri_exp(stats.chi2.logsf(chi2, len(d) - 1)))
+    return z, float(n @ np.abs(d - level) / n.sum())
+
+
+def relation_results(reference: list[ChunkProfile], analysis: list[ChunkProfile],
+                     bins: RelationBins) -> list[MetricResult]:
+    """Both metrics for every feature of every reference and analysis chunk of one slice holding the
+    sums of `bins`; thresholds are applied by the caller."""
+    mark = bins.mark()
+    ref = [(cp, _bins(cp.performance.values)) for cp in reference if cp.performance and mark in cp.performance.values]
+    whole = _total([b for _, b in ref])
+    out: list[MetricResult] = []
+    todo = [(REFERENCE, cp, b, i) for i, (cp, b) in enumerate(ref)]
+    todo += [(ANALYSIS, cp, _bins(cp.performance.values), None) for cp in analysis
+             if cp.performance and mark in cp.performance.values]
+    for period, cp, cells, i in todo:
+        against = whole if i is None else _total([b for j, (_, b) in enumerate(ref) if j != i])
+        for name, kind, _ in bins.features:
+            if name not in cells or name not in against:
+                continue
+            compared = _compare(cells[name], against[name])
+            if compared is None:
+                continue
+            labelled = sum(c[0] for c in cells[name].values())
+            for metric, value in zip((RELATION_CHANGE, RELATION_SHIFT), compared, strict=True):
+                out.append(MetricResult(period, cp.chunk, cp.slice_key, cp.slice_value, name, kind, CONCEPT_DRIFT,
+                                        metric, BASELINE, value if math.isfinite(value) else None, cp.row_count,
+                                        label_coverage=labelled / cp.row_count if cp.row_count else None))
+    return out

@@ -1,0 +1,149 @@
+"""Per-feature concept drift (monitoring/relation.py), end to end on a binary monitor with labels.
+
+Days 0-9 are the reference, 1000 rows a day. `w` shifts by one sigma on days 11-12 (covariate shift only:
+the model's score and the true relation both follow it); from day 13 the true effect of `x` on the label
+triples while the model keeps scoring the old relation (concept drift in `x`). The stored residual sums
+and both metrics are checked against pandas/scipy on the same rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.sql import functions as F
+from scipy import stats
+
+from monitoring.labels import LABEL, LABELLED
+from monitoring.pipeline import fit, run
+from monitoring.relation import MISSING, OTHER, PREFIX, RELATION_CHANGE, RELATION_SHIFT, residual
+from monitoring.slices import WHOLE
+
+from .helpers import make_config, write_delta
+
+START = datetime(2025, 1, 1, tzinfo=timezone.utc)
+DAYS, PER_DAY, REFERENCE_DAYS, SHIFT, CONCEPT = 16, 1000, 10, (11, 12), 13
+
+
+def _frame() -> pd.DataFrame:
+    rng = np.random.default_rng(5)
+    day = np.repeat(np.arange(DAYS), PER_DAY)
+    n = len(day)
+    micros = ((START.timestamp() + day * 86400 + rng.random(n) * 86000) * 1e6).astype("int64")
+    x, w = rng.normal(0, 1, n), rng.normal(0, 1, n) + np.isin(day, SHIFT) * 1.0
+    g = rng.choice(np.array(["a", "b", "c", None], dtype=object), n, p=[0.5, 0.3, 0.15, 0.05])
+    effect = pd.Series(g).map({"a": -0.4, "b": 0.3, "c": 0.8}).fillna(0.0).to_numpy()
+    common = -0.5 + effect + 0.5 * w
+    score = 1 / (1 + np.exp(-(common + 0.8 * x)))
+    truth = 1 / (1 + np.exp(-(common + np.where(day >= CONCEPT, 2.4, 0.8) * x)))
+    return pd.DataFrame({"id": np.arange(n), "ts": pd.to_datetime(micros, unit="us", utc=True), "day": day,
+                         "x": x, "w": w, "g": g, "score": np.round(score, 6),
+                         "label": (rng.random(n) < truth).astype(int)})
+
+
+@pytest.fixture(scope="module")
+def monitored(spark, tmp_path_factory):
+    frame = _frame()
+    root = tmp_path_factory.mktemp("relation")
+    table = write_delta(spark, frame.drop(columns=["day", "label"]), str(root / "preds"))
+    labels = write_delta(spark, frame[["id", "label"]].assign(label_ts=frame["ts"]), str(root / "labels"))
+    config = make_config(table, [("x", "continuous"), ("w", "continuous"), ("g", "categorical")], str(root / "out"),
+                         outputs={"score": "score", "positive_class": 1},
+                         labels={"table": labels, "id_column": "id", "label_column": "label",
+                                 "timestamp_column": "label_ts"},
+                         reference={"start": "2025-01-01", "end": "2025-01-11"},
+                         estimation={"enabled": False})
+    reference = fit(spark, config)
+    return frame, config, reference, run(spark, config)
+
+
+def _bins(frame: pd.DataFrame, reference) -> dict[str, np.ndarray]:
+    """Each row's bin per feature, computed independently of the Spark expression."""
+    columns = reference.columns[WHOLE]
+    out = {}
+    for name in ("x", "w"):
+        out[name] = np.searchsorted(columns[name].edges[1:-1], frame[name].to_numpy(), side="right")
+    kept = sorted(columns["g"].state.categories)
+    out["g"] = np.array([MISSING if v is None else kept.index(v) if v in kept else OTHER for v in frame["g"]])
+    return out
+
+
+def _cells(frame: pd.DataFrame, bins: np.ndarray) -> pd.DataFrame:
+    r = frame["label"] - frame["score"]
+    return pd.DataFrame({"b": bins, "r": r, "q": r * r}).groupby("b").agg(n=("r", "size"), r=("r", "sum"),
+                                                                        q=("q", "sum"))
+
+
+def _expected(chunk: pd.DataFrame, ref: pd.DataFrame) -> tuple[float, float]:
+    """relation_change (z of the chi-square p-value) and relation_shift from the bin cells."""
+    both = chunk.join(ref, lsuffix="_c", rsuffix="_r", how="inner")
+    var = (both["q_r"] - both["r_r"] ** 2 / both["n_r"]) / (both["n_r"] - 1)
+    d = both["r_c"] / both["n_c"] - both["r_r"] / both["n_r"]
+    w = 1 / (var * (1 / both["n_c"] + 1 / both["n_r"]))
+    level = np.average(d, weights=w)
+    chi2 = float((w * (d - level) ** 2).sum())
+    return float(stats.norm.isf(stats.chi2.sf(chi2, len(d) - 1))), float(np.average(np.abs(d - level),
+                                                                                    weights=both["n_c"]))
+
+
+def test_residual_sums_and_metrics_match_pandas(monitored):
+    frame, _, reference, result = monitored
+    bins = _bins(frame, reference)
+    by_day = {cp.chunk.index: cp for cp in result.profiles.whole} | \
+        {cp.chunk.index: cp for cp in reference.chunks_of(WHOLE)}
+    day_of = {i: int((cp.chunk.start.replace(tzinfo=timezone.utc) - START).days) for i, cp in by_day.items()}
+    ref_rows = frame["day"] < REFERENCE_DAYS
+    values = {(r.chunk.index, r.column, r.metric): r for r in result.metrics
+              if r.family == "concept_drift" and (r.slice_key, r.slice_value) == WHOLE}
+    checked = 0
+    for index, cp in by_day.items():
+        day = frame["day"] == day_of[index]
+        for name, b in bins.items():
+            cells = _cells(frame[day], b[day.to_numpy()])
+            state = cp.performance.values
+            for bin_, row in cells.iterrows():
+                for stat in ("n", "r", "q"):
+                    assert state[f"{PREFIX}{bin_}|{stat}|{name}"] == pytest.approx(row[stat], rel=1e-9, abs=1e-9)
+            if day_of[index] < REFERENCE_DAYS:  # reference chunks: against the other reference days
+                others = ref_rows & ~day
+                ref_cells = _cells(frame[others], b[others.to_numpy()])
+            else:
+                ref_cells = _cells(frame[ref_rows], b[ref_rows.to_numpy()])
+            change, shift = _expected(cells, ref_cells)
+            assert values[(index, name, RELATION_CHANGE)].value == pytest.approx(change, rel=1e-6, abs=1e-6)
+            assert values[(index, name, RELATION_SHIFT)].value == pytest.approx(shift, rel=1e-9)
+            checked += 1
+    assert checked == DAYS * 3
+
+
+def test_concept_drift_alerts_in_the_changed_feature_only(monitored):
+    _, _, _, result = monitored
+    alerts = {(int((r.chunk.start.replace(tzinfo=timezone.utc) - START).days), r.column) for r in result.metrics
+              if r.family == "concept_drift" and r.metric == RELATION_CHANGE and r.alert and r.slice_key == ""}
+    assert alerts == {(d, "x") for d in range(CONCEPT, DAYS)}
+    # the covariate shift of w is drift, not concept drift
+    drifted = {int((r.chunk.start.replace(tzinfo=timezone.utc) - START).days) for r in result.metrics
+               if r.family == "drift" and r.column == "w" and r.alert and r.period == "analysis"}
+    assert set(SHIFT) <= drifted
+
+
+@pytest.mark.parametrize("problem, row, expected", [
+    ("binary", {"score": 0.3, "label": "1"}, 0.7),
+    ("binary", {"score": 0.3, "label": "0"}, -0.3),
+    ("multiclass", {"pa": 0.2, "pb": 0.5, "pc": 0.3, "label": "b"}, 0.5),  # predicted b, right
+    ("multiclass", {"pa": 0.2, "pb": 0.5, "pc": 0.3, "label": "c"}, -0.5),  # predicted b, wrong
+    ("regression", {"pred": 2.5, "label": 4.0}, 1.5),
+])
+def test_residual_per_problem_type(spark, tmp_path, problem, row, expected):
+    outputs = {"binary": {"score": "score", "positive_class": 1}, "multiclass": {
+        "class_scores": {"a": "pa", "b": "pb", "c": "pc"}}, "regression": {"prediction": "pred"}}[problem]
+    config = make_config(str(tmp_path / "t"), [("x", "continuous")], str(tmp_path / "o"), problem_type=problem,
+                         outputs=outputs, labels={"table": str(tmp_path / "l"), "id_column": "id",
+                                                  "label_column": "label", "timestamp_column": "ts"})
+    label = float(row["label"]) if problem == "regression" else row["label"]
+    df = spark.createDataFrame([{k: v for k, v in row.items() if k != "label"}]) \
+        .withColumn(LABEL, F.lit(label)).withColumn(LABELLED, F.lit(True))
+    assert df.select(residual(config)).first()[0] == pytest.approx(expected, abs=1e-12)
+    assert df.withColumn(LABELLED, F.lit(False)).select(residual(config)).first()[0] is None
