@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from monitoring import redact
 from monitoring.config import MonitorConfig, load_config
 from monitoring.errors import DriftlineError
 
@@ -115,7 +116,7 @@ def _run(spark, config: MonitorConfig, refresh: bool, fail_on_alert: str | None 
     if url and alerts.alerts:
         post_webhook(url, webhook_payload(config.monitor, result.run_id, alerts, mlflow_run))
     if reporting_error:
-        print(f"driftline: error: {reporting_error}", file=sys.stderr)
+        print(f"driftline: error: {redact.redact(str(reporting_error))}", file=sys.stderr)
         return EXIT_REPORTING
     fired = [r for r in alerts.alerts if families is not None and r.family in families]
     if fired:
@@ -166,7 +167,8 @@ def cmd_report(args) -> int:
     mlflow_run = log_run(config, f"{config.monitor}-report-{time.strftime('%Y%m%d-%H%M%S')}", chunks,
                          stored.results, tags, webhook_payload(config.monitor, tags["driftline.run_id"], alerts, None))
     print(f"re-logged {len(stored.results):,} result rows of '{config.monitor}' (runs {', '.join(stored.run_ids)}) "
-          f"as MLflow run {mlflow_run} in experiment '{config.mlflow.experiment}' at {config.mlflow.tracking_uri}")
+          f"as MLflow run {mlflow_run} in experiment '{config.mlflow.experiment}' at "
+          f"{redact.redact(config.mlflow.tracking_uri)}")
     return 0
 
 
@@ -237,10 +239,11 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    redact.install()
     try:
         return args.fn(args)
     except DriftlineError as exc:
-        print(f"driftline: error: {exc}", file=sys.stderr)
+        print(f"driftline: error: {redact.redact(str(exc))}", file=sys.stderr)
         return 2
 
 

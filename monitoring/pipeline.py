@@ -50,6 +50,8 @@ from monitoring.profile_store import read_profiles, stored_signatures, write_per
 from monitoring.profiling import GROUP, ChunkProfile, profile_chunks
 from monitoring.quality import prediction_checks, quality_results, schema_changes, schema_of, schema_results
 from monitoring.reference import FittedReference, merge_reference, read_reference, write_reference
+from monitoring.relation import MARK as RELATION_MARK
+from monitoring.relation import PREFIX as RELATION_PREFIX
 from monitoring.relation import RelationBins, relation_bins, relation_results, relation_sums
 from monitoring.sketches import resolve_kll_impl
 from monitoring.slices import WHOLE, slice_values, validate_slices, with_slices
@@ -419,7 +421,8 @@ def _fit_relation(spark: SparkSession, config: MonitorConfig, ref: FittedReferen
     sums = relation_sums(chunked, config, GROUP, relation)
     for cp in ref.chunks:
         if cp.performance is not None:
-            cp.performance.values = {k: v for k, v in cp.performance.values.items() if not k.startswith("rel")}
+            cp.performance.values = {k: v for k, v in cp.performance.values.items()
+                                     if not k.startswith((RELATION_PREFIX, RELATION_MARK))}
             cp.performance.values.update(sums.get((cp.chunk.index, cp.slice_key, cp.slice_value), {}))
     write_performance(spark, profiles_table(config), config.monitor, REFERENCE, ref.chunks, version,
                       signature(config, REFERENCE))

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from monitoring.redact import redact
+
 log = logging.getLogger(__name__)
 
 SCALA_VERSION = "2.13"
@@ -63,7 +65,7 @@ def get_spark(extra_conf: dict[str, str] | None = None, app_name: str = "driftli
     if spark is None:
         if os.environ.get("SPARK_REMOTE"):
             spark = SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).appName(app_name).getOrCreate()
-            log.info("Spark Connect session at %s", os.environ["SPARK_REMOTE"])
+            log.info("Spark Connect session at %s", redact(os.environ["SPARK_REMOTE"]))
         elif platform_provides_spark():
             spark = SparkSession.builder.appName(app_name).getOrCreate()
         else:

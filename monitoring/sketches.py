@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import logging
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
@@ -244,11 +245,18 @@ def pooled_std(profiles: list[ColumnProfile]) -> float:
 
 
 def merge_all(profiles: list[ColumnProfile], top_n: int | None = None) -> ColumnProfile:
+    """The union of all `profiles`; categorical counts are summed over every part first and cut to the
+    `top_n` largest once (default: as many as the largest part keeps), so the result does not depend on
+    the order of the parts (pairwise cuts would drop counts that later parts make large)."""
     if not profiles:
         raise ValueError("nothing to merge")
     out = profiles[0]
     for p in profiles[1:]:
-        out = out.merge(p, top_n)
+        out = out.merge(p, sys.maxsize)
+    if out.kind == CATEGORICAL:
+        kept = top_counts(out.categories, top_n or max(len(p.categories) for p in profiles) or 1)
+        out = replace(out, categories=kept,
+                      other_count=out.other_count + sum(out.categories.values()) - sum(kept.values()))
     return out
 
 

@@ -6,15 +6,30 @@ A table is named either by a path (anything with '/' or ':') or by a catalog nam
 
 from __future__ import annotations
 
+import logging
 import os
+import random
 import re
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from monitoring.errors import ConfigError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+COMMIT_ATTEMPTS = 6  # a commit that lost a race with another writer is retried (jittered backoff)
+# Delta's optimistic-concurrency failures (classic Py4J and Spark Connect name them alike) and the losing
+# side of two writers creating the same table
+_CONFLICT = re.compile(r"DELTA_CONCURRENT|Concurrent(Append|DeleteRead|DeleteDelete|Transaction)Exception|"
+                       r"MetadataChangedException|ProtocolChangedException|DELTA_METADATA_CHANGED|"
+                       r"DELTA_PROTOCOL_CHANGED|DELTA_PATH_EXISTS|TABLE_OR_VIEW_ALREADY_EXISTS")
 
 
 def is_path(name: str) -> bool:
@@ -99,9 +114,9 @@ def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
     `scope_where` (SQL over the target alias `t`) narrows that scope (an incremental run). With
     `compare`, a matched row is only rewritten when one of those columns differs (null-safe)."""
     ident = table_ident(name)
-    if not ensure_table(spark, name, rows.schema, rows):
+    if not retry_conflicts(lambda: ensure_table(spark, name, rows.schema, rows), name):
         return  # created holding `rows`: what the MERGE into an empty table would leave
-    view = f"_dl_merge_{abs(hash((name, tuple(keys)))) % 10**8}"
+    view = f"_dl_merge_{uuid.uuid4().hex}"  # unique: two runs in one session must not share it
     rows.createOrReplaceTempView(view)
     on = " AND ".join(f"t.{quote_part(k)} <=> s.{quote_part(k)}" for k in keys)
     delete = ""
@@ -113,11 +128,30 @@ def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
     changed = ""
     if compare:
         changed = " AND NOT (" + " AND ".join(f"t.{quote_part(c)} <=> s.{quote_part(c)}" for c in compare) + ")"
+    merge = (f"MERGE INTO {ident} t USING {view} s ON {on} "
+             f"WHEN MATCHED{changed} THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *{delete}")
     try:
-        spark.sql(f"MERGE INTO {ident} t USING {view} s ON {on} "
-                  f"WHEN MATCHED{changed} THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *{delete}")
+        retry_conflicts(lambda: spark.sql(merge), name)
     finally:
         spark.catalog.dropTempView(view)
+
+
+def retry_conflicts(commit: Callable[[], T], name: str, attempts: int = COMMIT_ATTEMPTS) -> T:
+    """Run `commit` (one Delta commit), again after a jittered backoff when it lost a race with another
+    writer of table `name` (Delta's conflict checks then failed it without writing anything); after
+    `attempts` losses the last conflict is raised."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return commit()
+        except Exception as exc:
+            conflict = _CONFLICT.search(f"{type(exc).__name__} {exc}")
+            if attempt == attempts or not conflict:
+                raise
+            wait = min(8.0, 0.25 * 2 ** attempt) * (0.5 + random.random())
+            log.warning("%s: commit conflicted with another writer (%s); retrying in %.1fs (attempt %d of %d)",
+                        name, conflict.group(0), wait, attempt + 1, attempts)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def ensure_table(spark: SparkSession, name: str, schema: StructType, rows: DataFrame | None = None) -> bool:
@@ -133,7 +167,9 @@ def ensure_table(spark: SparkSession, name: str, schema: StructType, rows: DataF
     data = rows if rows is not None else spark.createDataFrame([], schema)
     # deletion vectors: a MERGE that replaces a few rows marks them deleted instead of rewriting every
     # file holding them (the profiles table's files hold every chunk's sketches)
-    writer = data.write.format("delta").mode("append").option("delta.enableDeletionVectors", "true")
+    # "error": when another writer created the table meanwhile this fails (and the caller's retry MERGEs)
+    # instead of appending a second copy of rows the other writer may hold too
+    writer = data.write.format("delta").mode("error").option("delta.enableDeletionVectors", "true")
     if is_path(name):
         writer.save(absolute(name))
     else:

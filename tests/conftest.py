@@ -27,11 +27,12 @@ def spark():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def codegen(request, spark):
+def codegen(request):
     """Whole-stage codegen for modules that profile hundreds of thousands of rows (`CODEGEN = True` in the
     module): there compiled aggregation pays for its compile time (test_drift's setup: 140 s without, 103 s
-    with); elsewhere it is off (see `spark`)."""
+    with); elsewhere it is off (see `spark`). Modules without it never start Spark through this fixture."""
     on = getattr(request.module, "CODEGEN", False)
+    spark = request.getfixturevalue("spark") if on else None
     if on:
         spark.conf.set("spark.sql.codegen.wholeStage", "true")
         spark.conf.set("spark.sql.codegen.factoryMode", "FALLBACK")

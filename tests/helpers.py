@@ -111,8 +111,9 @@ def metric_key(r) -> tuple:
 
 
 def from_sketch(r) -> bool:
-    """Whether a metric row is read from KLL sketches (continuous drift, out-of-range shares)."""
-    return r.kind == "continuous" and (r.family == "drift" or r.metric == "out_of_range")
+    """Whether a metric row is read from KLL sketches (continuous drift, out-of-range shares) or binned by
+    edges taken from them (the per-feature concept drift of continuous features)."""
+    return r.kind == "continuous" and (r.family in ("drift", "concept_drift") or r.metric == "out_of_range")
 
 
 def assert_same_metrics(ours: list, theirs: list, kll_k: int, exact_sketches: bool = False) -> None:

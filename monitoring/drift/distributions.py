@@ -102,9 +102,13 @@ class WeightedSample:
 
     def bin_probabilities(self, edges: np.ndarray) -> np.ndarray:
         """Mass per bin for reference `edges` [min, e1, ..., max]: (-inf, min), [min, e1), ...,
-        [e_last, max], (max, inf): the first and last are the leftover bins outside the reference range."""
+        [e_last, max], (max, inf): the first and last are the leftover bins outside the reference range
+        (one edge, a constant reference: (-inf, e), [e, e], (e, inf))."""
         bounds = self.cdf(edges, inclusive=False)
-        bounds[-1] = self.cdf(edges[-1], inclusive=True)
+        if len(edges) == 1:  # a constant reference: (-inf, e), [e, e], (e, inf)
+            bounds = np.append(bounds, self.cdf(edges[-1], inclusive=True))
+        else:
+            bounds[-1] = self.cdf(edges[-1], inclusive=True)
         return np.diff(np.concatenate([[0.0], bounds, [1.0]]))
 
 

@@ -48,8 +48,8 @@ def ks_pvalue(d: float, n: float, m: float) -> float:
     effective size n m / (n + m) of 10k, the Kolmogorov limit `kstwobign` at sqrt(en) d above it (kstwo
     takes up to a second per call there; the two differ by O(1/sqrt(en)))."""
     en = n * m / (n + m)
-    if en <= KS_EXACT_MAX_N:
-        return float(stats.kstwo.sf(d, np.round(en)))
+    if en <= KS_EXACT_MAX_N:  # an effective size below 1 (one row each side: 0.5) counts as 1
+        return float(stats.kstwo.sf(d, max(1, int(np.round(en)))))
     return float(stats.kstwobign.sf(d * np.sqrt(en)))
 
 

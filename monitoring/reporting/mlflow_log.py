@@ -30,6 +30,7 @@ from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, BASELINE, DRIFT, MetricResult
 from monitoring.errors import ReportingError
 from monitoring.profiling import ChunkProfile
+from monitoring.redact import redact_tree
 from monitoring.sketches import CONTINUOUS
 from monitoring.slices import WHOLE
 
@@ -202,6 +203,7 @@ def _log_artifacts(client, mlflow_run: str, config: MonitorConfig, results: list
         (root / "alerts.json").write_text(json.dumps(alerts, indent=2, default=str) + "\n")
         ranking = [dataclasses.asdict(c) for c in rank_drift(results, config)]
         (root / "ranking.json").write_text(json.dumps(ranking, indent=2) + "\n")
-        (root / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n")
+        resolved = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+        (root / "config.json").write_text(json.dumps(redact_tree(resolved), indent=2) + "\n")
         write_report(config, results, run_label, root)
         client.log_artifacts(mlflow_run, str(root))
