@@ -8,7 +8,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from monitoring.drift.distributions import CategoryCounts, WeightedSample, aligned
+from monitoring.drift.distributions import OTHER, CategoryCounts, WeightedSample, aligned
 
 CONTINUOUS_METHODS = ("kolmogorov_smirnov", "wasserstein", "jensen_shannon", "hellinger", "psi", "out_of_range")
 CATEGORICAL_METHODS = ("chi2", "jensen_shannon", "hellinger", "l_infinity", "total_variation", "psi", "unseen")
@@ -80,8 +80,11 @@ def out_of_range(reference: WeightedSample, current: WeightedSample) -> float:
     return float(current.cdf(lo, inclusive=False) + 1.0 - current.cdf(hi, inclusive=True))
 
 
-def unseen(reference: CategoryCounts, current: CategoryCounts) -> float:
-    """Share of the current non-null values whose category the reference never kept."""
+def unseen(reference: CategoryCounts, current: CategoryCounts) -> float | None:
+    """Share of the current non-null values whose category the reference never held; None when the
+    reference was truncated to its top-N (a value it did not keep may be one of its others: unknowable)."""
+    if OTHER in reference.counts:
+        return None
     new = sum(v for k, v in current.counts.items() if k not in reference.counts)
     return float(new / current.n)
 

@@ -160,8 +160,10 @@ def test_zero_on_identical_categorical(counts, other, factor):
     assume(ref.n > 0)
     cur = CategoryCounts.of({k: v * factor for k, v in counts.items()}, other * factor)
     out = M.categorical_metrics(ref, cur, M.CATEGORICAL_METHODS, EPS)
-    for metric in (*CATEGORICAL_DISTANCES, "unseen"):
+    for metric in CATEGORICAL_DISTANCES:
         assert out[metric] == pytest.approx(0.0, abs=1e-12), metric
+    # unseen: 0, or unknowable (None) when the reference was cut to its top-N
+    assert out["unseen"] is None if other else out["unseen"] == pytest.approx(0.0, abs=1e-12)
     assert out["chi2_pvalue"] == pytest.approx(1.0, abs=1e-12)
 
 
@@ -200,8 +202,9 @@ def test_categorical_metrics_in_range(ref_counts, cur_counts, ref_other, cur_oth
     assume(ref.n > 0 and cur.n > 0)
     out = M.categorical_metrics(ref, cur, M.CATEGORICAL_METHODS, EPS)
     assert set(out) == {*M.CATEGORICAL_METHODS, "chi2_pvalue"}
+    assert (out["unseen"] is None) == (ref_other > 0)  # unknowable against a reference cut to its top-N
     for metric, value in out.items():
-        assert in_range(metric, value), (metric, value)
+        assert value is None and metric == "unseen" or in_range(metric, value), (metric, value)
 
 
 # ------------------------------------------------------------------------------ 3. symmetric
