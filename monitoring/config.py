@@ -222,17 +222,20 @@ class MonitorConfig:
     estimation: Estimation = Estimation()
     multivariate: Multivariate = Multivariate()
 
+    def multivariate_columns(self) -> list[tuple[str, str]]:
+        """(column, kind) of `multivariate.features` (default: every feature), in feature order."""
+        chosen = set(self.multivariate.features) or {f.name for f in self.features}
+        return [(f.name, f.kind) for f in self.features if f.name in chosen]
+
     def reconstruction_columns(self) -> list[tuple[str, str]]:
         """(column, kind) of the reconstruction error; empty when it is off or has fewer than two columns."""
-        chosen = set(self.multivariate.features) or {f.name for f in self.features}
-        cols = [(f.name, f.kind) for f in self.features if f.name in chosen]
+        cols = self.multivariate_columns()
         return cols if self.multivariate.enabled and len(cols) >= 2 else []
 
     def classifier_columns(self) -> list[tuple[str, str]]:
         """(column, kind) of the domain classifier; empty when it is off."""
-        cols = [(f.name, f.kind) for f in self.features
-                if f.name in (set(self.multivariate.features) or {f.name for f in self.features})]
-        return cols if self.multivariate.enabled and self.multivariate.classifier.enabled else []
+        return self.multivariate_columns() if self.multivariate.enabled and self.multivariate.classifier.enabled \
+            else []
 
     def monitored_columns(self) -> list[tuple[str, str]]:
         """(column, kind) for every profiled column: features, then model outputs."""

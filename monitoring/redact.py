@@ -8,7 +8,7 @@ sends to MLflow goes through `redact`, which masks
   API/access/account key, SAS, signature, private) and of the webhook URL, wherever they appear;
 - the user:password part of URLs (`https://user:password@host`) and secret-looking URL parameters
   (`?token=...`, `;token=...` of a Spark Connect URL, `sig=...` of a SAS URL);
-- the values of secret-looking keys in settings (`redact_settings`).
+- the values of secret-looking keys in the resolved config (`redact_tree`).
 `install` adds a filter doing this to every logging handler, so library log lines are covered as well.
 See docs/reliability.md.
 """
@@ -39,30 +39,23 @@ def secret_values() -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
-def redact(text: str, extra: list[str] | tuple[str, ...] = ()) -> str:
+def redact(text: str) -> str:
     """`text` with every known secret value, URL credential and secret URL parameter masked."""
-    for value in (*secret_values(), *extra):
-        if value:
-            text = text.replace(value, MASK)
+    for value in secret_values():
+        text = text.replace(value, MASK)
     text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
     return _URL_PARAM.sub(lambda m: f"{m['key']}{MASK}", text)
 
 
-def redact_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Settings with the values of secret-looking keys masked and every other string value redacted."""
-    return {k: MASK if SECRET_NAME.search(str(k)) else redact(v) if isinstance(v, str) else v
-            for k, v in settings.items()}
-
-
-def redact_tree(value: Any, secrets: tuple[str, ...] = ()) -> Any:
+def redact_tree(value: Any) -> Any:
     """A JSON-like structure (e.g. the resolved config) with secret-looking keys' values masked and every
     string redacted."""
     if isinstance(value, Mapping):
         return {k: MASK if isinstance(k, str) and SECRET_NAME.search(k) and isinstance(v, str)
-                else redact_tree(v, secrets) for k, v in value.items()}
+                else redact_tree(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [redact_tree(v, secrets) for v in value]
-    return redact(value, secrets) if isinstance(value, str) else value
+        return [redact_tree(v) for v in value]
+    return redact(value) if isinstance(value, str) else value
 
 
 class RedactingFilter(logging.Filter):

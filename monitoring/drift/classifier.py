@@ -22,12 +22,12 @@ from pyspark.sql import functions as F
 
 from monitoring.chunking import CHUNK_COL, ChunkInfo
 from monitoring.drift.compare import ANALYSIS, NO_COMPARISON, MetricResult
+from monitoring.drift.reconstruction import MULTIVARIATE
 from monitoring.performance.results import TABLE
 from monitoring.sketches import CONTINUOUS, finite
 from monitoring.tables import quote_part
 
 CLASSIFIER_AUC = "classifier_auc"
-MULTIVARIATE = "multivariate"
 SEED = 13
 OVERSAMPLE = 1.2  # draw 20% more than needed, then keep the rows with the smallest hash: exactly min(cap, n)
 _CHUNK, _U, _REF = CHUNK_COL, "_dl_u", -1
@@ -44,21 +44,17 @@ def sample(reference: DataFrame, analysis: DataFrame, chunk_rows: dict[int, int]
     """At most `cap` rows of the reference and of each chunk in `chunk_rows` (chunk index -> rows) of the
     chunked `analysis`, one Spark job; column CHUNK_COL holds the chunk index (-1: the reference), rows
     ordered by it and the id."""
-    names = [quote_part(n) for n, _ in columns]
+    values = [(finite(F.col(quote_part(n))) if kind == CONTINUOUS else F.col(quote_part(n)).cast("string")).alias(n)
+              for n, kind in columns]
     share = {i: min(1.0, OVERSAMPLE * cap / n) for i, n in chunk_rows.items() if n}
     if not share:
         return pd.DataFrame(columns=[_CHUNK, id_column, *[n for n, _ in columns]])
     chunk = F.col(_CHUNK).cast("int")
     rate = F.element_at(F.create_map(*[F.lit(v) for kv in share.items() for v in kv]), chunk)
-    ref = reference.select(F.lit(_REF).alias(_CHUNK), F.col(quote_part(id_column)), *names)
+    ref = reference.select(F.lit(_REF).alias(_CHUNK), F.col(quote_part(id_column)), *values)
     ref = ref.withColumn(_U, _uniform(id_column)).where(F.col(_U) < min(1.0, OVERSAMPLE * cap / max(reference_rows, 1)))
-    ana = analysis.where(chunk.isin(*share)).select(chunk.alias(_CHUNK), F.col(quote_part(id_column)), *names)
+    ana = analysis.where(chunk.isin(*share)).select(chunk.alias(_CHUNK), F.col(quote_part(id_column)), *values)
     ana = ana.withColumn(_U, _uniform(id_column)).where(F.col(_U) < rate)
-    for name, kind in columns:
-        if kind == CONTINUOUS:
-            ref, ana = (d.withColumn(name, finite(F.col(quote_part(name)))) for d in (ref, ana))
-        else:
-            ref, ana = (d.withColumn(name, F.col(quote_part(name)).cast("string")) for d in (ref, ana))
     rows = ref.unionByName(ana).toPandas()
     rows = rows.sort_values([_CHUNK, _U, id_column]).groupby(_CHUNK, sort=False).head(cap)
     return rows.sort_values([_CHUNK, id_column]).drop(columns=[_U]).reset_index(drop=True)
