@@ -71,6 +71,15 @@ class Outputs:
     class_scores: dict[str, str] = field(default_factory=dict)
     prediction: str | None = None
     positive_class: str = "1"
+    negative_class: str | None = None  # binary: the other label; None: any label but the positive one
+
+    def label_classes(self, problem_type: str) -> list[str] | None:
+        """The label values a classification monitor knows (others are invalid labels); None: no check."""
+        if problem_type == "multiclass":
+            return list(self.class_scores)
+        if problem_type == "binary" and self.negative_class is not None:
+            return [self.positive_class, self.negative_class]
+        return None
 
 
 @dataclass(frozen=True)
@@ -347,10 +356,15 @@ def parse_config(data: Any) -> MonitorConfig:
     if dupes:
         raise ConfigError("features", f"column(s) listed twice: {', '.join(dupes)}")
 
-    o = _Section(root.get("outputs", dict), "outputs", ("score", "class_scores", "prediction", "positive_class"))
+    o = _Section(root.get("outputs", dict), "outputs",
+                 ("score", "class_scores", "prediction", "positive_class", "negative_class"))
     class_scores = o.get("class_scores", dict, {})
-    outputs = Outputs(o.text("score", None), {str(k): str(v) for k, v in class_scores.items()},
-                      o.text("prediction", None), str(o.get("positive_class", (str, int, bool), "1")))
+    positive = _label_text(o.get("positive_class", (str, int, bool), "1"))
+    negative = o.get("negative_class", (str, int, bool), "0" if positive == "1" else None)
+    if negative is not None and _label_text(negative) == positive:
+        raise ConfigError("outputs.negative_class", f"'{negative}' is also the positive class; give the other label")
+    outputs = Outputs(o.text("score", None), {_label_text(k): str(v) for k, v in class_scores.items()},
+                      o.text("prediction", None), positive, _label_text(negative) if negative is not None else None)
     _check_outputs(problem_type, outputs)
 
     labels = None
@@ -538,6 +552,11 @@ def _type_name(dtype: Any) -> str:
     return dtype.typeName()
 
 
+def _label_text(value: Any) -> str:
+    """A class label from YAML as Spark writes the label as text (true/false for booleans)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _require_column(fields: dict[str, Any], column: str, key: str, table: str, types: tuple[str, ...] = ()) -> None:
     if column not in fields:
         near = difflib.get_close_matches(column, list(fields), n=3)
@@ -574,5 +593,6 @@ def validate_against_schema(config: MonitorConfig, source_schema: Any, labels_sc
         lf = {f.name: f.dataType for f in labels_schema.fields}
         lt = config.labels.table
         _require_column(lf, config.labels.id_column, "labels.id_column", lt)
-        _require_column(lf, config.labels.label_column, "labels.label_column", lt)
+        types = NUMERIC_TYPES if config.problem_type == "regression" else ()
+        _require_column(lf, config.labels.label_column, "labels.label_column", lt, types)
         _require_column(lf, config.labels.timestamp_column, "labels.timestamp_column", lt, TIME_TYPES)

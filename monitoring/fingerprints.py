@@ -22,7 +22,7 @@ from monitoring.drift.compare import DATA_QUALITY, DRIFT
 from monitoring.drift.reconstruction import MULTIVARIATE
 from monitoring.profiling import ChunkProfile
 
-COMPARE_FORMAT = 3  # bump when the compare code changes what it produces from the same states
+COMPARE_FORMAT = 4  # bump when the compare code changes what it produces from the same states
 COLUMNS, PERFORMANCE = "columns", "performance"  # the two parts a chunk's results depend on
 
 
@@ -31,15 +31,16 @@ _NOT_RESULTS = ("monitor", "output", "mlflow", "spark")
 
 
 def compare_settings(config: MonitorConfig, reference_signature: str, reference_version: int | None,
-                     schema_changes: list[tuple[str, str]] = ()) -> str:
+                     schema_changes: list[tuple[str, str]] = (), null_timestamps: int = 0) -> str:
     """Hash of every setting the results may depend on besides the chunk states (the whole config but
     where results go, e.g. thresholds, methods, label coverage rules, estimation), the fitted reference
-    and the source's schema changes since the fit (rare: a change recomputes every chunk's results)."""
+    and the source's schema changes since the fit and its rows without a timestamp (rare: a change recomputes
+    every chunk's results)."""
     settings = {k: v for k, v in asdict(config).items() if k not in _NOT_RESULTS}
     # importances only rank the results (monitoring/ranking.py), they do not change them
     settings["features"] = [{k: v for k, v in f.items() if k != "importance"} for f in settings["features"]]
     settings |= {"format": COMPARE_FORMAT, "reference_fit": [reference_signature, reference_version],
-                 "schema_changes": list(schema_changes)}
+                 "schema_changes": list(schema_changes), "null_timestamps": null_timestamps}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -4,19 +4,24 @@ Labels live in their own Delta table (id, label, label timestamp). Null labels a
 id has several labels the one with the latest label timestamp wins (ties: the largest label value, so
 the choice is deterministic). Counts of duplicates, null labels and labels whose id matches no
 prediction are reported per run.
+
+A latest label that cannot be right is invalid: a class the monitor does not know (classification), a
+NaN or infinite value (regression). Its prediction counts as unlabelled and INVALID flags it, so the
+performance states count it (`invalid_labels`) instead of scoring it as a wrong class. Classification
+labels are compared as text; whole numbers stored as floating point (1.0) read as integers (1).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from monitoring.config import Labels
 from monitoring.tables import quote_part
 
-LABEL, LABELLED = "_dl_label", "_dl_labelled"
+LABEL, LABELLED, INVALID = "_dl_label", "_dl_labelled", "_dl_invalid_label"
 
 
 @dataclass(frozen=True)
@@ -28,23 +33,44 @@ class LabelStats:
     scope: str = "whole label table"
 
 
-def latest_labels(labels: DataFrame, cfg: Labels, regression: bool) -> DataFrame:
-    """One row per id: (`_dl_id`, LABEL) with the latest non-null label."""
-    label = F.col(quote_part(cfg.label_column))
-    label = label.cast("double") if regression else label.cast("string")
+def label_value(labels: DataFrame, column: str, regression: bool) -> Column:
+    """The label as the monitor compares it: a double for regression, else text (whole floating-point
+    numbers as integers, so 1.0 matches class 1)."""
+    label = F.col(quote_part(column))
+    if regression:
+        return label.cast("double")
+    if labels.schema[column].dataType.typeName() in ("float", "double", "decimal"):
+        x = label.cast("double")
+        whole = ~F.isnan(x) & (F.abs(x) < F.lit(2.0 ** 53)) & (x == F.floor(x))
+        return F.when(whole, x.cast("long").cast("string")).otherwise(x.cast("string"))
+    return label.cast("string")
+
+
+def latest_labels(labels: DataFrame, cfg: Labels, regression: bool, known: list[str] | None = None) -> DataFrame:
+    """One row per id: (`_dl_id`, LABEL, INVALID) from the latest non-null label; LABEL is null when that
+    label is invalid (outside `known` classes when given, or not finite for regression)."""
+    label = label_value(labels, cfg.label_column, regression)
+    if regression:
+        valid = ~F.isnan(label) & (F.abs(label) != F.lit(float("inf")))
+    else:
+        valid = label.isin(known) if known else F.lit(True)
     ranked = labels.where(label.isNotNull()).select(
         F.col(quote_part(cfg.id_column)).alias("_dl_id"),
-        F.struct(F.col(quote_part(cfg.timestamp_column)).alias("ts"), label.alias("v")).alias("_dl_tv"))
-    return ranked.groupBy("_dl_id").agg(F.max("_dl_tv").alias("_dl_tv")).select("_dl_id", F.col("_dl_tv.v")
-                                                                               .alias(LABEL))
+        F.struct(F.col(quote_part(cfg.timestamp_column)).alias("ts"), label.alias("v"), valid.alias("ok"))
+        .alias("_dl_tv"))
+    latest = ranked.groupBy("_dl_id").agg(F.max("_dl_tv").alias("_dl_tv"))
+    return latest.select("_dl_id", F.when(F.col("_dl_tv.ok"), F.col("_dl_tv.v")).alias(LABEL),
+                         (~F.col("_dl_tv.ok")).alias(INVALID))
 
 
 def join_labels(predictions: DataFrame, labels: DataFrame, cfg: Labels, id_column: str,
-                regression: bool) -> DataFrame:
-    """Predictions with LABEL (null when none arrived) and LABELLED; unlabelled rows stay."""
-    latest = latest_labels(labels, cfg, regression)
+                regression: bool, known: list[str] | None = None) -> DataFrame:
+    """Predictions with LABEL (null when no valid label arrived), LABELLED and INVALID; unlabelled rows
+    stay."""
+    latest = latest_labels(labels, cfg, regression, known)
     joined = predictions.join(latest, F.col(quote_part(id_column)) == F.col("_dl_id"), "left").drop("_dl_id")
-    return joined.withColumn(LABELLED, F.col(LABEL).isNotNull())
+    return joined.withColumn(LABELLED, F.col(LABEL).isNotNull()) \
+        .withColumn(INVALID, F.coalesce(F.col(INVALID), F.lit(False)))
 
 
 def label_stats(predictions: DataFrame, labels: DataFrame, cfg: Labels, id_column: str,

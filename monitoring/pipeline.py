@@ -34,6 +34,7 @@ from monitoring.estimator_store import (
     write_loss_models,
     write_reconstruction,
 )
+from monitoring.faults import BEFORE_METRICS, PROFILING, failpoint
 from monitoring.fingerprints import compare_settings, fingerprints, part_of, with_predecessors
 from monitoring.incremental import Increment, plan_increment
 from monitoring.labels import LABEL, LABELLED, LabelStats, join_labels, label_stats
@@ -48,7 +49,15 @@ from monitoring.performance.state import PerformanceState, RowModel, classes
 from monitoring.performance.state import aggregate as performance_states
 from monitoring.profile_store import read_profiles, stored_signatures, write_performance, write_profiles
 from monitoring.profiling import GROUP, ChunkProfile, profile_chunks
-from monitoring.quality import prediction_checks, quality_results, schema_changes, schema_of, schema_results
+from monitoring.quality import (
+    gap_results,
+    null_timestamp_results,
+    prediction_checks,
+    quality_results,
+    schema_changes,
+    schema_of,
+    schema_results,
+)
 from monitoring.reference import FittedReference, merge_reference, read_reference, write_reference
 from monitoring.relation import MARK as RELATION_MARK
 from monitoring.relation import PREFIX as RELATION_PREFIX
@@ -60,7 +69,7 @@ from monitoring.tables import VersionedTable, chunks_in, quote_part, read_delta
 log = logging.getLogger(__name__)
 
 REFERENCE, ANALYSIS = "reference", "analysis"
-STATE_FORMAT = 5  # bump when stored states or reference edges change meaning: older ones are recomputed
+STATE_FORMAT = 6  # bump when stored states or reference edges change meaning: older ones are recomputed
 
 
 @dataclass(frozen=True)
@@ -240,7 +249,8 @@ def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None
     chunks = profile_chunks(chunked, config.monitored_columns(), config.chunking, config.source.timestamp_column,
                             config.profile.kll_k, config.profile.top_n,
                             kll_impl=resolve_kll_impl(df.sparkSession, config.profile.kll),
-                            sums=sums)
+                            sums=sums, id_col=config.source.id_column)
+    failpoint(PROFILING)
     if labels:
         states = _performance(chunked, config, labels.version, model, relation)
         for cp in chunks:
@@ -293,7 +303,8 @@ def _joined(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None,
     if labels is None:
         return df
     label_rows = labels.df if label_filter is None else labels.df.where(label_filter)
-    return join_labels(df, label_rows, config.labels, config.source.id_column, config.problem_type == "regression")
+    return join_labels(df, label_rows, config.labels, config.source.id_column, config.problem_type == "regression",
+                       config.outputs.label_classes(config.problem_type))
 
 
 def _chunked(config: MonitorConfig, df: DataFrame, slices: dict[str, list[str]]) -> DataFrame:
@@ -569,7 +580,8 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
                                reconstruction.model if reconstruction else None, relation)
     started = time.monotonic()
     changes = schema_changes(reference.schema, profiles.schema) if reference.schema is not None else []
-    settings = compare_settings(config, reference.signature, reference.source_version, changes)
+    null_timestamps = _null_timestamps(spark, config, profiles.source_version)
+    settings = compare_settings(config, reference.signature, reference.source_version, changes, null_timestamps)
     prints = fingerprints(profiles.chunks, settings)
     stored = [] if refresh else [r for r in read_metrics(spark, metrics_table(config), config.monitor).results
                                  if r.period == ANALYSIS]
@@ -583,6 +595,8 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
         compared = compare_slice(ref, with_predecessors(chunks, stale), columns, reference.edges(key), config.drift)
         results += [r for r in compared if r.period == REFERENCE or r.chunk.index in stale]
         quality = quality_results(ref, analysis, config)
+        if key == WHOLE:  # periods without rows: computed from the chunk indices, so rewritten every run
+            quality += gap_results(config, ref, {cp.chunk.index for cp in chunks})
         if reconstruction:
             quality += reconstruction_results(ref, analysis, reconstruction.reference_sums, reconstruction.model)
         apply_thresholds(quality, config.drift)
@@ -603,13 +617,16 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
         log.warning("the schema of %s changed since the fit: %s", config.source.table,
                     "; ".join(f"{c}: {what}" for c, what in changes))
         results += schema_results(changes, newest)
-    for r in results:
+    if newest is not None and newest.chunk.index in stale:
+        results += null_timestamp_results(null_timestamps, config, newest)
+    for r in results:  # gap rows have no profile: they depend on the settings only
         r.inputs = settings if r.period == REFERENCE else \
-            prints[(r.slice_key, r.slice_value, r.chunk.index, part_of(r.family))]
+            prints.get((r.slice_key, r.slice_value, r.chunk.index, part_of(r.family)), settings)
     run_id = run_id or uuid.uuid4().hex
     # the MERGE replaces the reference rows and the rows of recomputed or vanished chunks; kept rows stay
     vanished = {r.chunk.index for r in stored} - {k[2] for k in prints}
     scope = f"t.period = '{REFERENCE}' OR {chunks_in(stale | vanished)}" if stored else None
+    failpoint(BEFORE_METRICS)
     written = write_metrics(spark, metrics_table(config), config.monitor, run_id, results, profiles.source_version,
                             scope)
     results += kept
@@ -617,6 +634,17 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
              "inputs), wrote %d metric rows to %s in %.1fs", len(stale), len(profiles.whole), len(reference.slices()),
              written, metrics_table(config), time.monotonic() - started)
     return RunResult(run_id, profiles, reference, results, _label_stats(spark, config, profiles), tuple(sorted(stale)))
+
+
+def _null_timestamps(spark: SparkSession, config: MonitorConfig, version: int) -> int:
+    """Rows of the source (at `version`) without a timestamp: one count, which Delta's per-file null counts
+    answer without reading the files that have none."""
+    source = read_delta(spark, config.source.table, "source.table", version).df
+    count = source.where(F.col(quote_part(config.source.timestamp_column)).isNull()).count()
+    if count:
+        log.warning("%d rows of %s have a null %s: they belong to no chunk and are left out", count,
+                    config.source.table, config.source.timestamp_column)
+    return count
 
 
 def _domain_classifier(spark: SparkSession, config: MonitorConfig, reference: FittedReference,

@@ -1,11 +1,12 @@
 """The Spark pass: per chunk, every monitored column's sketch state.
 
-Three aggregations over the chunked rows, each a fixed number of Spark jobs whatever the number of
-columns or chunks: counts and moments of continuous columns (Spark's code-generated hash aggregate),
-their KLL sketches (an object aggregate: mixing declarative aggregates into it makes them run
-uncompiled, several times slower, see docs/performance.md; on Spark < 4.1 the same sketches from the
-`datasketches` package in pandas UDFs, `kll_impl="python"`), and categorical value counts grouped by
-chunk x column x value with the top-N kept per chunk and column inside Spark.
+Three aggregations over the chunked rows (four with the duplicate-id count), each a fixed number of
+Spark jobs whatever the number of columns or chunks: counts and moments of continuous columns (Spark's
+code-generated hash aggregate), their KLL sketches (an object aggregate: mixing declarative aggregates
+into it makes them run uncompiled, several times slower, see docs/performance.md; on Spark < 4.1 the
+same sketches from the `datasketches` package in pandas UDFs, `kll_impl="python"`), and categorical
+value counts grouped by chunk x column x value with the top-N kept per chunk and column inside Spark.
+The duplicate ids of a chunk (rows beyond the first per prediction id) are counted by chunk x id.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from monitoring.slices import SLICE_KEY, SLICE_VALUE, WHOLE
 from monitoring.tables import quote_part
 
 GROUP = [CHUNK_COL, SLICE_KEY, SLICE_VALUE]
+DUPLICATE_IDS = "duplicate:ids"  # key in ChunkProfile.sums: rows beyond the first per prediction id
 
 
 @dataclass
@@ -52,11 +54,12 @@ class ChunkProfile:
 
 def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chunking, ts_col: str,
                    kll_k: int, top_n: int, kll_impl: str = "native",
-                   sums: dict[str, Column] | None = None) -> list[ChunkProfile]:
+                   sums: dict[str, Column] | None = None, id_col: str | None = None) -> list[ChunkProfile]:
     """Profile every column of `df` per chunk and slice (`df` holds CHUNK_COL, SLICE_KEY and SLICE_VALUE,
     see `monitoring.slices.with_slices`); returns chunks in (index, slice) order. `kll_impl`: `native`
     (Spark >= 4.1) or `python` (`monitoring.sketches.resolve_kll_impl` picks one from `profile.kll`).
-    `sums`: name -> numeric row expression; each chunk holds their sums (nulls skipped) in `sums`."""
+    `sums`: name -> numeric row expression; each chunk holds their sums (nulls skipped) in `sums`, with
+    DUPLICATE_IDS when `id_col` is given."""
     if kll_impl not in KLL_IMPLS:
         raise ValueError(f"kll_impl '{kll_impl}' is not one of {', '.join(KLL_IMPLS)} (resolve_kll_impl resolves auto)")
     continuous = [c for c, k in columns if k == CONTINUOUS]
@@ -97,7 +100,17 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
                 valid_count=chunk.row_count - int(r["nulls"]),
                 categories=top_counts({k: int(v) for k, v in (r["top"] or {}).items()}, top_n),
                 other_count=int(r["other"] or 0), distinct_count=int(r["distinct"]), hll=r["hll"])
+    if id_col is not None:
+        duplicates = {_key(r): int(r["d"]) for r in _duplicate_ids(df, id_col).collect()}
+        for key, cp in chunks.items():
+            cp.sums = (cp.sums or {}) | {DUPLICATE_IDS: float(duplicates.get(key, 0))}
     return [chunks[k] for k in sorted(chunks)]
+
+
+def _duplicate_ids(df: DataFrame, id_col: str) -> DataFrame:
+    """Per chunk and slice with duplicates: the rows beyond the first of each non-null id."""
+    per_id = df.where(F.col(quote_part(id_col)).isNotNull()).groupBy(*GROUP, quote_part(id_col)).count()
+    return per_id.where(F.col("count") > 1).groupBy(*GROUP).agg(F.sum(F.col("count") - 1).alias("d"))
 
 
 def _kll_sketches(inputs: DataFrame, aliases: list[str], kll_k: int, kll_impl: str) -> DataFrame:

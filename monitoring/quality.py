@@ -4,7 +4,13 @@
   (`prediction_checks`): a missing (null, NaN, +-inf) output, a score outside [0, 1], per-class scores not
   summing to 1 (|sum - 1| > SUM_TOLERANCE), a predicted class the monitor does not know. `failed_prediction`
   is a row failing any of them. Each becomes a `<check>_rate` result (share of the chunk's rows).
-- Row volume: `row_count` per chunk (period chunking only: size and count chunks have fixed sizes).
+- Duplicate prediction ids: `duplicate_id_rate`, the share of a chunk's rows beyond the first with their
+  id (counted in the profiling pass; the label join gives every copy the id's label).
+- Invalid labels: `invalid_label_rate`, the share of the labels given to a chunk's rows that are invalid
+  (unknown class, NaN or infinite; counted in the performance states, monitoring/labels.py).
+- Row volume: `row_count` per chunk (period chunking only: size and count chunks have fixed sizes), 0 for
+  a period without rows between the first and the last chunk (a gap). Rows with a null timestamp are in
+  no chunk: their number is a `null_timestamp_rows` result on the newest chunk, always alerting.
 - Schema: the source's columns and types at `fit` against now; a new, missing or retyped column is a
   `schema_change` result on the newest analysis chunk, with the change in its note.
 
@@ -17,17 +23,22 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from monitoring.chunking import period_chunk
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, DATA_QUALITY, NO_COMPARISON, REFERENCE, MetricResult
 from monitoring.performance.results import TABLE
-from monitoring.profiling import ChunkProfile
+from monitoring.profiling import DUPLICATE_IDS, ChunkProfile
 from monitoring.sketches import finite
+from monitoring.slices import WHOLE
 from monitoring.tables import quote_part
 
 SUM_TOLERANCE = 1e-3  # class scores summing to 1 +- this pass (float32 storage and softmax rounding stay far below)
 MISSING, OUT_OF_RANGE, NOT_ONE, UNKNOWN_CLASS = ("prediction_missing", "score_out_of_range",
                                                  "scores_not_summing_to_one", "unknown_prediction")
 FAILED = "failed_prediction"
+INVALID_LABELS, INVALID_LABEL_RATE = "invalid_labels", "invalid_label_rate"
+DUPLICATE_ID_RATE = "duplicate_id_rate"
+ROW_COUNT, NULL_TIMESTAMPS = "row_count", "null_timestamp_rows"
 SCHEMA_CHANGE = "schema_change"
 
 
@@ -71,6 +82,35 @@ def _any(flags: list[Column]) -> Column:
     return result
 
 
+def gap_chunks(indices: set[int]) -> list[int]:
+    """The chunk indices missing between the smallest and the largest of `indices` (periods without rows)."""
+    return sorted(set(range(min(indices), max(indices) + 1)) - indices) if indices else []
+
+
+def gap_results(config: MonitorConfig, reference: list[ChunkProfile], analysis: set[int]) -> list[MetricResult]:
+    """`row_count` 0 of every period without rows between the first and the last chunk of the reference
+    and of the analysis (whole table, period chunking only: size and count chunks have no gaps)."""
+    period = config.chunking.period
+    if period is None:
+        return []
+    return [MetricResult(kind, period_chunk(period, i), WHOLE[0], WHOLE[1], TABLE, "table", DATA_QUALITY,
+                         ROW_COUNT, NO_COMPARISON, 0.0, 0, note="no rows in this period")
+            for kind, indices in ((REFERENCE, {c.chunk.index for c in reference}), (ANALYSIS, analysis))
+            for i in gap_chunks(indices)]
+
+
+def null_timestamp_results(count: int, config: MonitorConfig, newest: ChunkProfile) -> list[MetricResult]:
+    """An alerting `null_timestamp_rows` row on the newest analysis chunk when rows of the source have no
+    timestamp (they belong to no chunk, so no other result counts them)."""
+    if not count:
+        return []
+    ts = config.source.timestamp_column
+    return [MetricResult(ANALYSIS, newest.chunk, newest.slice_key, newest.slice_value, ts, "table", DATA_QUALITY,
+                         NULL_TIMESTAMPS, NO_COMPARISON, float(count), newest.row_count, upper_threshold=0.0,
+                         alert=True, note=f"{count} rows of {config.source.table} have a null {ts}: they are in "
+                                          "no chunk and left out of every other result")]
+
+
 def quality_results(reference: list[ChunkProfile], analysis: list[ChunkProfile],
                     config: MonitorConfig) -> list[MetricResult]:
     """`row_count` (period chunking) and the failed-prediction rates of every chunk of one slice,
@@ -80,10 +120,16 @@ def quality_results(reference: list[ChunkProfile], analysis: list[ChunkProfile],
         for cp in chunks:
             values: dict[str, float | None] = {}
             if config.chunking.period:
-                values["row_count"] = float(cp.row_count)
+                values[ROW_COUNT] = float(cp.row_count)
             for name, failed in (cp.sums or {}).items():
                 if name.startswith(CHECK):
                     values[f"{name[len(CHECK):]}_rate"] = failed / cp.row_count if cp.row_count else None
+            if cp.sums and DUPLICATE_IDS in cp.sums:
+                values[DUPLICATE_ID_RATE] = cp.sums[DUPLICATE_IDS] / cp.row_count if cp.row_count else None
+            if config.labels and cp.performance is not None:
+                invalid = cp.performance.get(INVALID_LABELS)
+                given = invalid + cp.performance.get("labelled")
+                values[INVALID_LABEL_RATE] = invalid / given if given else None
             results += [MetricResult(period, cp.chunk, cp.slice_key, cp.slice_value, TABLE, "table", DATA_QUALITY,
                                      metric, NO_COMPARISON, value, cp.row_count) for metric, value in values.items()]
     return results

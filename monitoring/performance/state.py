@@ -1,7 +1,8 @@
 """Per-chunk performance aggregates, computed in the profiling pass and stored as one mergeable map.
 
 Keys of `PerformanceState.values` (all sums, so two states merge by adding):
-- `rows`, `labelled`: rows in the chunk and rows with a label;
+- `rows`, `labelled`: rows in the chunk and rows with a (valid) label; `invalid_labels`: rows whose latest
+  label is invalid (unknown class, NaN or infinite; monitoring/labels.py), counted as unlabelled;
 - classification: `h|<class>|<1 if the label is the class else 0>|<bin>` row counts and
   `s|...|<bin>` score sums of each class score on SCORE_BINS equal-width bins of [0, 1] (labelled
   rows); `a|<class>|<1 if predicted as the class else 0>|<bin>` counts and `as|...` score sums of all
@@ -27,7 +28,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from monitoring.config import MonitorConfig
-from monitoring.labels import LABEL, LABELLED
+from monitoring.labels import INVALID, LABEL, LABELLED
 from monitoring.tables import quote_part
 
 SCORE_BINS = 2000
@@ -144,7 +145,8 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
         sums = {"n": F.count(e), "e": F.sum(e), "ae": F.sum(F.abs(e)), "se": F.sum(e * e), "se2": F.sum(e ** 4),
                 "ape": F.sum(ape), "ape2": F.sum(ape * ape), "sle": F.sum(sle), "sle2": F.sum(sle * sle),
                 "msle_invalid": F.sum(F.when(ok & ((y < 0) | (p < 0)), 1)), "y": F.sum(F.when(ok, y)),
-                "y2": F.sum(F.when(ok, y * y)), "labelled": F.count(F.when(labelled, 1)), "rows": F.count(F.lit(1))}
+                "y2": F.sum(F.when(ok, y * y)), "labelled": F.count(F.when(labelled, 1)), "rows": F.count(F.lit(1)),
+                "invalid_labels": F.count(F.when(F.col(INVALID), 1))}
         if model is not None:  # DLE: every row's predicted losses, labelled or not
             df = df.withColumn("_dl_model", model.column())
             sums["dle_n"] = F.count(F.when(p.isNotNull(), 1))
@@ -160,13 +162,16 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
     if model is not None:  # multiclass CBPE: every row's calibrated class probabilities
         df = df.withColumn("_dl_model", model.column())
     expected = [F.sum(F.col(f"_dl_model.c{j}")).alias(f"_ce{j}") for j in range(len(pairs))] if model else []
-    cells = df.groupBy(*group, F.col(LABEL).alias("_l"), predicted(config).alias("_p")).agg(
+    cells = df.groupBy(*group, F.col(LABEL).alias("_l"), predicted(config).alias("_p"),
+                       F.col(INVALID).alias("_bad")).agg(
         F.count(F.lit(1)).alias("n"), F.sum(logloss).alias("ll"), F.sum(logloss * logloss).alias("ll2"),
         F.sum(brier).alias("b"), F.sum(brier * brier).alias("b2"), *expected, *id_range)
     for r in cells.collect():
         key = tuple(r[g] for g in group)
         add(key, "rows", r["n"])
         add_ids(key, r)
+        if r["_bad"]:
+            add(key, "invalid_labels", r["n"])
         if r["_l"] is not None:
             add(key, "labelled", r["n"])
             add(key, f"cm|{r['_l']}|{r['_p']}", r["n"])

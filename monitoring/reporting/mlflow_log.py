@@ -29,6 +29,7 @@ from monitoring import __version__
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, BASELINE, DRIFT, MetricResult
 from monitoring.errors import ReportingError
+from monitoring.faults import MLFLOW_LOGGING, failpoint
 from monitoring.profiling import ChunkProfile
 from monitoring.redact import redact_tree
 from monitoring.sketches import CONTINUOUS
@@ -142,6 +143,7 @@ def log_run(config: MonitorConfig, run_name: str, chunks: list[ChunkProfile], re
         metrics = profile_metrics(chunks) + drift_metrics(results) + performance_metrics(results)
         for i in range(0, len(metrics), BATCH):
             client.log_batch(mlflow_run, metrics=metrics[i:i + BATCH])
+            failpoint(MLFLOW_LOGGING)
         client.log_batch(mlflow_run, tags=[RunTag(k, v) for k, v in tags.items()])
         _link_model(client, config, mlflow_run)
         _log_artifacts(client, mlflow_run, config, results, alerts, tags.get("driftline.run_id", mlflow_run))
