@@ -1,6 +1,10 @@
 """A planted secret never leaves the process: not in the log, not on the console, not in the MLflow run
 (params, tags, metrics' names, artifacts), whatever path it came in by (a token in the environment, the
-webhook URL, a storage key in the config's `spark:` section, a password in the tracking URI's form)."""
+webhook URL, a storage key in the config's `spark:` section, a password in the tracking URI's form).
+
+The same run checks that output stays under its configured root: the monitor and a feature are named
+with `../` path traversals, and every file the run writes is under `output.path`, the MLflow store or
+the artifacts downloaded by the test."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from ..helpers import write_delta
 from ..mlflow_server import free_port
 
 SECRET = f"s3cr3t-{uuid.uuid4().hex}"
+TRAVERSAL = "../../escape/x"
 
 
 def _frame(days: int = 5, per_day: int = 400) -> pd.DataFrame:
@@ -27,7 +32,7 @@ def _frame(days: int = 5, per_day: int = 400) -> pd.DataFrame:
     n = len(day)
     micros = ((1735689600 + day * 86400 + rng.random(n) * 86000) * 1e6).astype("int64")
     x = rng.normal(np.where(day == days - 1, 3.0, 0.0), 1.0, n)  # the last day alerts: the webhook is called
-    return pd.DataFrame({"id": np.arange(n), "ts": pd.to_datetime(micros, unit="us", utc=True), "x": x,
+    return pd.DataFrame({"id": np.arange(n), "ts": pd.to_datetime(micros, unit="us", utc=True), TRAVERSAL: x,
                          "score": rng.random(n)})
 
 
@@ -40,9 +45,9 @@ def test_planted_secret_appears_nowhere(spark, tmp_path, monkeypatch, capsys, ca
     # nothing listens there: the delivery fails and is logged
     monkeypatch.setenv("DRIFTLINE_WEBHOOK_URL", f"http://127.0.0.1:{free_port()}/hooks/{SECRET}")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = {"monitor": "secrets", "problem_type": "binary",
+    config = {"monitor": "../../escape", "problem_type": "binary",
               "source": {"table": table, "id_column": "id", "timestamp_column": "ts"},
-              "features": [{"name": "x", "kind": "continuous"}], "outputs": {"score": "score"},
+              "features": [{"name": TRAVERSAL, "kind": "continuous"}], "outputs": {"score": "score"},
               "chunking": {"period": "1d"}, "reference": {"start": "2025-01-01", "end": "2025-01-04"},
               "output": {"path": str(tmp_path / "out")},
               "spark": {"spark.hadoop.fs.azure.account.key.acct.dfs.core.windows.net": SECRET},
@@ -67,6 +72,12 @@ def test_planted_secret_appears_nowhere(spark, tmp_path, monkeypatch, capsys, ca
     assert any(p.name == "config.json" for p in files)
     for p in files:
         assert SECRET.encode() not in p.read_bytes(), p
+    # confinement: every file under the output root, the MLflow store (mlflow.db, ./mlruns) or the download
+    allowed = {"out", "mlflow.db", "mlruns", "art", "preds", "monitor.yaml"}
+    assert {p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*")} <= allowed
+    assert not list(tmp_path.parent.glob("escape*")) and not list(tmp_path.parent.parent.glob("escape*"))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["metrics", "profiles", "reference"]
+    assert not [p for p in (tmp_path / "out").rglob("*") if "escape" in str(p)]
     config_json = (artifacts / "config.json").read_text()
     assert f'"spark.hadoop.fs.azure.account.key.acct.dfs.core.windows.net": "{MASK}"' in config_json
 
