@@ -51,9 +51,10 @@ def workdir(tmp_path, monkeypatch):
 
 # `make test` runs two xdist workers, each taking whole files (--dist loadfile) in collection order: the
 # longest files go first so that no long file starts last and leaves one worker idle at the end
-LONGEST_FIRST = ("test_standalone_cluster.py", "test_demo.py", "test_spark_connect.py", "test_backfill.py",
-                 "test_drift.py", "test_incremental.py", "test_estimation.py", "test_performance.py",
-                 "test_multivariate.py", "test_data_quality.py", "test_catalog_tables.py")
+LONGEST_FIRST = ("test_standalone_cluster.py", "test_demo.py", "test_spark_connect.py", "test_faults.py",
+                 "test_backfill.py", "test_drift.py", "test_incremental.py", "test_estimation.py",
+                 "test_performance.py", "test_multivariate.py", "test_data_quality.py", "test_catalog_tables.py",
+                 "test_bad_rows.py")
 
 
 def pytest_collection_modifyitems(items):
