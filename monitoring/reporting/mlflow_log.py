@@ -40,8 +40,10 @@ log = logging.getLogger(__name__)
 
 
 def _safe(name: str) -> str:
-    """MLflow metric names allow letters, digits, _ - . space : /; anything else becomes '_'."""
-    return "".join(ch if ch.isalnum() or ch in "_-. :/" else "_" for ch in name)
+    """A column name as part of an MLflow metric name: letters, digits, _ - . space : are kept, anything
+    else becomes '_', '/' too (MLflow refuses a name that a file path would resolve elsewhere, e.g. one
+    holding `../`)."""
+    return "".join(ch if ch.isalnum() or ch in "_-. :" else "_" for ch in name)
 
 
 def _ms(chunk) -> int:

@@ -1,11 +1,12 @@
 """Bad rows of a binary monitor with labels, each recorded and reported instead of silently dropped or
 counted: a day without rows, rows with a null timestamp, rows written out of time order (and late rows
-of a day already profiled), duplicate prediction ids, labels of an unknown class. The expected values are
-counted with pandas on the same rows; performance is checked against scikit-learn on the valid labels.
+of a day already profiled), NaN and +-inf values, duplicate prediction ids, labels of an unknown class,
+a day labelled with a single class. The expected values are counted with pandas/numpy on the same rows;
+performance is checked against scikit-learn on the valid labels.
 
-Days 0-2 (2025-01-01..03) are the reference, 400 rows each; day 5 has no rows; day 6 repeats 30 ids; 25
-labels of day 7 are "maybe"; 7 rows have no timestamp. The table is written newest days first, rows
-shuffled, in two commits.
+Days 0-2 (2025-01-01..03) are the reference, 400 rows each; day 3 has NaN and +-inf in `x`; day 4 is
+labelled with one class; day 5 has no rows; day 6 repeats 30 ids; 25 labels of day 7 are "maybe"; 7 rows
+have no timestamp. The table is written newest days first, rows shuffled, in two commits.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
 from sklearn.metrics import roc_auc_score
 
@@ -26,8 +28,8 @@ from monitoring.slices import WHOLE
 
 from ..helpers import write_delta
 
-PER_DAY, DAYS, EMPTY, DUPLICATED, MISLABELLED = 400, 8, 5, 6, 7
-N_DUPLICATES, N_UNKNOWN, N_NULL_TS = 30, 25, 7
+PER_DAY, DAYS, NON_FINITE, ONE_CLASS, EMPTY, DUPLICATED, MISLABELLED = 400, 8, 3, 4, 5, 6, 7
+N_DUPLICATES, N_UNKNOWN, N_NULL_TS, N_NAN, N_INF = 30, 25, 7, 12, 8
 DAY0 = 20089  # 2025-01-01 as days since 1970-01-01: the index of daily chunk 0
 
 
@@ -41,6 +43,11 @@ def _frames() -> tuple[pd.DataFrame, pd.DataFrame]:
                           "score": 1 / (1 + np.exp(-(x + rng.normal(0, 1, n))))})
     labels = pd.DataFrame({"id": preds["id"], "label": (rng.random(n) < 1 / (1 + np.exp(-x))).astype(int).astype(str),
                            "label_ts": preds["ts"]})
+    odd = np.flatnonzero(day == NON_FINITE)
+    x[odd[:N_NAN]] = np.nan
+    x[odd[N_NAN:N_NAN + N_INF]] = np.where(np.arange(N_INF) % 2, np.inf, -np.inf)
+    preds["x"] = x
+    labels.loc[day == ONE_CLASS, "label"] = "1"
     dup = np.flatnonzero(day == DUPLICATED)
     preds.loc[dup[-N_DUPLICATES:], "id"] = preds.loc[dup[:N_DUPLICATES], "id"].to_numpy()
     labels = labels[labels["id"].isin(preds["id"])]  # one label per id
@@ -57,8 +64,12 @@ def monitored(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_rows")
     preds, labels = _frames()
     newest_first = preds["ts"].isna() | (preds["ts"] >= pd.Timestamp("2025-01-05", tz="UTC"))
-    table = write_delta(spark, preds[newest_first], str(root / "preds"))
-    spark.createDataFrame(preds[~newest_first]).write.format("delta").mode("append").save(table)
+    table = str(root / "preds")
+    for part in (preds[newest_first], preds[~newest_first]):
+        # pandas' NaN reaches Spark as null: set the NaN in Spark
+        sdf = spark.createDataFrame(part.assign(_nan=part["x"].isna()))
+        sdf = sdf.withColumn("x", F.when(F.col("_nan"), F.lit(float("nan"))).otherwise(F.col("x"))).drop("_nan")
+        sdf.write.format("delta").mode("append").save(table)
     label_table = write_delta(spark, labels, str(root / "labels"))
     config = parse_config({
         "monitor": "bad_rows", "problem_type": "binary",
@@ -101,6 +112,29 @@ def test_null_timestamps_are_counted_on_the_newest_chunk(monitored):
     (r,) = [r for r in result.metrics if r.metric == NULL_TIMESTAMPS]
     assert r.chunk.index - DAY0 == DAYS - 1 and r.value == N_NULL_TS and r.alert
     assert r.column == "ts" and f"{N_NULL_TS} rows" in r.note
+
+
+def test_nan_and_inf_are_counted_and_left_out_of_statistics(monitored):
+    _, preds, _, result = monitored
+    day = (preds["ts"] - pd.Timestamp("2025-01-01", tz="UTC")).dt.days
+    x = preds.loc[day == NON_FINITE, "x"].to_numpy()
+    finite = x[np.isfinite(x)]
+    (profile,) = [c.columns["x"] for c in result.profiles.whole if c.chunk.index - DAY0 == NON_FINITE]
+    assert (profile.nan_count, profile.inf_count, profile.valid_count) == (N_NAN, N_INF, len(finite))
+    assert profile.mean == pytest.approx(finite.mean(), rel=1e-12)
+    assert (profile.min, profile.max) == (finite.min(), finite.max())
+    assert profile.m2 == pytest.approx(((finite - finite.mean()) ** 2).sum(), rel=1e-9)
+    (missing,) = [r for r in result.metrics if r.metric == "missing_rate" and r.column == "x"
+                  and r.chunk.index - DAY0 == NON_FINITE and (r.slice_key, r.slice_value) == WHOLE]
+    assert missing.value == pytest.approx(N_NAN / PER_DAY) and missing.alert  # NaN is missing; inf is not
+
+
+def test_single_class_chunk_has_no_auc_and_says_why(monitored):
+    _, _, _, result = monitored
+    realized = {r.metric: r for r in result.metrics if r.family == PERFORMANCE and r.comparison == "NONE"
+                and r.chunk.index - DAY0 == ONE_CLASS and (r.slice_key, r.slice_value) == WHOLE}
+    assert realized["roc_auc"].value is None and "one class" in realized["roc_auc"].note
+    assert realized["accuracy"].value is not None  # defined with one class
 
 
 def test_duplicate_ids_are_a_rate_that_alerts(monitored):

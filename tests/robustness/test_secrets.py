@@ -2,9 +2,10 @@
 (params, tags, metrics' names, artifacts), whatever path it came in by (a token in the environment, the
 webhook URL, a storage key in the config's `spark:` section, a password in the tracking URI's form).
 
-The same run checks that output stays under its configured root: the monitor and a feature are named
-with `../` path traversals, and every file the run writes is under `output.path`, the MLflow store or
-the artifacts downloaded by the test."""
+The same run checks that output stays under its configured root: a feature is named with a `../` path
+traversal (a monitor name cannot hold one: the config only takes letters, digits, `_`, `-` and `.`), and
+every file the run writes is under `output.path`, the MLflow store or the artifacts downloaded by the
+test."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from monitoring.cli import main
+from monitoring.config import parse_config
+from monitoring.errors import ConfigError
 from monitoring.redact import MASK, redact
 
 from ..helpers import write_delta
@@ -45,7 +49,7 @@ def test_planted_secret_appears_nowhere(spark, tmp_path, monkeypatch, capsys, ca
     # nothing listens there: the delivery fails and is logged
     monkeypatch.setenv("DRIFTLINE_WEBHOOK_URL", f"http://127.0.0.1:{free_port()}/hooks/{SECRET}")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = {"monitor": "../../escape", "problem_type": "binary",
+    config = {"monitor": "secrets", "problem_type": "binary",
               "source": {"table": table, "id_column": "id", "timestamp_column": "ts"},
               "features": [{"name": TRAVERSAL, "kind": "continuous"}], "outputs": {"score": "score"},
               "chunking": {"period": "1d"}, "reference": {"start": "2025-01-01", "end": "2025-01-04"},
@@ -80,6 +84,16 @@ def test_planted_secret_appears_nowhere(spark, tmp_path, monkeypatch, capsys, ca
     assert not [p for p in (tmp_path / "out").rglob("*") if "escape" in str(p)]
     config_json = (artifacts / "config.json").read_text()
     assert f'"spark.hadoop.fs.azure.account.key.acct.dfs.core.windows.net": "{MASK}"' in config_json
+
+
+def test_monitor_name_cannot_hold_a_path():
+    config = {"monitor": "../../escape", "problem_type": "binary",
+              "source": {"table": "t", "id_column": "id", "timestamp_column": "ts"},
+              "features": [{"name": "x", "kind": "continuous"}], "outputs": {"score": "score"},
+              "chunking": {"period": "1d"}, "reference": {"start": "2025-01-01", "end": "2025-01-04"},
+              "output": {"path": "out"}}
+    with pytest.raises(ConfigError, match="'monitor'.*may only hold letters, digits"):
+        parse_config(config)
 
 
 def test_redact_masks_urls_and_secret_settings(monkeypatch):
