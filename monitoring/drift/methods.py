@@ -130,7 +130,8 @@ def l_infinity(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def total_variation(p: np.ndarray, q: np.ndarray) -> float:
-    return float(np.sum(np.abs(p - q)) / 2)
+    """Half the L1 distance, clipped to 1 (disjoint supports sum to 1 + rounding, e.g. 1.0000000000000002)."""
+    return min(1.0, float(np.sum(np.abs(p - q)) / 2))
 
 
 # method -> its value on two histograms (reference p, current q) with the PSI epsilon
