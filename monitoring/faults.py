@@ -16,7 +16,6 @@ ENV = "DRIFTLINE_KILL_AT"
 PROFILING = "profiling"  # analysis rows profiled, nothing of them written
 BEFORE_METRICS = "before_metrics"  # profiles written, metrics compared but not written
 MLFLOW_LOGGING = "mlflow_logging"  # MLflow run started, part of its metrics logged
-STAGES = (PROFILING, BEFORE_METRICS, MLFLOW_LOGGING)
 
 
 def failpoint(stage: str) -> None:

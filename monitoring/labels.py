@@ -19,6 +19,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from monitoring.config import Labels
+from monitoring.sketches import finite
 from monitoring.tables import quote_part
 
 LABEL, LABELLED, INVALID = "_dl_label", "_dl_labelled", "_dl_invalid_label"
@@ -51,9 +52,11 @@ def latest_labels(labels: DataFrame, cfg: Labels, regression: bool, known: list[
     label is invalid (outside `known` classes when given, or not finite for regression)."""
     label = label_value(labels, cfg.label_column, regression)
     if regression:
-        valid = ~F.isnan(label) & (F.abs(label) != F.lit(float("inf")))
+        valid = finite(label).isNotNull()
+    elif known:
+        valid = label.isin(known)
     else:
-        valid = label.isin(known) if known else F.lit(True)
+        valid = F.lit(True)
     ranked = labels.where(label.isNotNull()).select(
         F.col(quote_part(cfg.id_column)).alias("_dl_id"),
         F.struct(F.col(quote_part(cfg.timestamp_column)).alias("ts"), label.alias("v"), valid.alias("ok"))

@@ -27,6 +27,7 @@ from monitoring.chunking import period_chunk
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, DATA_QUALITY, NO_COMPARISON, REFERENCE, MetricResult
 from monitoring.performance.results import TABLE
+from monitoring.performance.state import INVALID_LABELS
 from monitoring.profiling import DUPLICATE_IDS, ChunkProfile
 from monitoring.sketches import finite
 from monitoring.slices import WHOLE
@@ -36,7 +37,7 @@ SUM_TOLERANCE = 1e-3  # class scores summing to 1 +- this pass (float32 storage 
 MISSING, OUT_OF_RANGE, NOT_ONE, UNKNOWN_CLASS = ("prediction_missing", "score_out_of_range",
                                                  "scores_not_summing_to_one", "unknown_prediction")
 FAILED = "failed_prediction"
-INVALID_LABELS, INVALID_LABEL_RATE = "invalid_labels", "invalid_label_rate"
+INVALID_LABEL_RATE = "invalid_label_rate"
 DUPLICATE_ID_RATE = "duplicate_id_rate"
 ROW_COUNT, NULL_TIMESTAMPS = "row_count", "null_timestamp_rows"
 SCHEMA_CHANGE = "schema_change"

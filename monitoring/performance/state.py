@@ -36,6 +36,7 @@ PROB_EPS = float(np.finfo(np.float64).eps)  # scikit-learn's clip of probabiliti
 MAPE_EPS = float(np.finfo(np.float64).eps)  # scikit-learn's floor of |y| in MAPE
 PERFORMANCE_COLUMN = ":performance"  # column_name of performance states in the profiles table
 NEGATIVE = "__not_positive__"
+INVALID_LABELS = "invalid_labels"  # key of the rows whose latest label is invalid
 
 
 class RowModel(Protocol):
@@ -146,7 +147,7 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
                 "ape": F.sum(ape), "ape2": F.sum(ape * ape), "sle": F.sum(sle), "sle2": F.sum(sle * sle),
                 "msle_invalid": F.sum(F.when(ok & ((y < 0) | (p < 0)), 1)), "y": F.sum(F.when(ok, y)),
                 "y2": F.sum(F.when(ok, y * y)), "labelled": F.count(F.when(labelled, 1)), "rows": F.count(F.lit(1)),
-                "invalid_labels": F.count(F.when(F.col(INVALID), 1))}
+                INVALID_LABELS: F.count(F.when(F.col(INVALID), 1))}
         if model is not None:  # DLE: every row's predicted losses, labelled or not
             df = df.withColumn("_dl_model", model.column())
             sums["dle_n"] = F.count(F.when(p.isNotNull(), 1))
@@ -171,7 +172,7 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
         add(key, "rows", r["n"])
         add_ids(key, r)
         if r["_bad"]:
-            add(key, "invalid_labels", r["n"])
+            add(key, INVALID_LABELS, r["n"])
         if r["_l"] is not None:
             add(key, "labelled", r["n"])
             add(key, f"cm|{r['_l']}|{r['_p']}", r["n"])
