@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+NANNY := .venv-nannyml
+NANNY_STAMP := $(NANNY)/.installed
 export DRIFTLINE_CACHE ?= $(CURDIR)/.cache
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
@@ -14,6 +16,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# NannyML in its own venv, pinned in crosscheck/requirements-nannyml.txt: the benchmark's and crosscheck's other side
+$(NANNY_STAMP): crosscheck/requirements-nannyml.txt
+	test -x $(NANNY)/bin/python || $(PYTHON) -m venv $(NANNY)
+	$(NANNY)/bin/python -m pip install --quiet -r crosscheck/requirements-nannyml.txt
+	touch $(NANNY_STAMP)
 
 setup: $(STAMP)
 	$(PY) -m monitoring.cli jars
@@ -31,17 +39,20 @@ test: setup browser
 	$(PY) -m ruff check monitoring jobs tests benchmarks crosscheck
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=12 tests
 
-bench: setup
+# `make bench`: every benchmark at full size (hours); `make bench QUICK=1`: the scale benchmark's smoke run
+bench: setup $(NANNY_STAMP)
+ifdef QUICK
+	$(PY) benchmarks/scale.py --quick
+else
+	$(PY) benchmarks/scale.py $(SCALE_ARGS)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 	$(PY) benchmarks/backfill.py $(BACKFILL_ARGS)
 	$(PY) benchmarks/estimation.py $(ESTIMATION_ARGS)
 	$(PY) benchmarks/incremental.py $(INCREMENTAL_ARGS)
+endif
 
 # Driftline's CBPE and reconstruction error vs NannyML's (NannyML in its own venv, pinned in crosscheck/requirements-nannyml.txt)
-NANNY := .venv-nannyml
-crosscheck: setup
-	test -x $(NANNY)/bin/python || $(PYTHON) -m venv $(NANNY)
-	$(NANNY)/bin/python -m pip install --quiet -r crosscheck/requirements-nannyml.txt
+crosscheck: setup $(NANNY_STAMP)
 	$(NANNY)/bin/python crosscheck/nannyml_cbpe.py car_loan crosscheck/out
 	$(PY) crosscheck/compare_cbpe.py car_loan crosscheck/out
 	$(NANNY)/bin/python crosscheck/nannyml_cbpe.py multiclass crosscheck/out
