@@ -17,7 +17,7 @@ def table(result: dict, source: str) -> str:
     lines = [f"Measured {result['date']} on {m['cpus']} cores, {m['memory_gb']} GiB ({m['platform']}, Python "
              f"{m['python']}); raw figures in `benchmarks/results/{source}`.", "",
              "| rows | bare scan-aggregate s (warm) | monitor run s (warm) | x bare | Spark jobs (bare / run) "
-             "| `driftline run --fit --full` s | s per 1M rows | its peak MB (Python / JVM) | NannyML s "
+             "| `driftline run --fit --full` s | its s per 1M rows | its peak MB (Python / JVM) | NannyML s "
              "| NannyML peak MB | NannyML / Driftline time | Driftline / NannyML memory |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for e in result["sizes"]:
@@ -42,7 +42,10 @@ def table(result: dict, source: str) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "| features | monitor run s (after the fit, same session) | Spark jobs |", "| --- | --- | --- |"]
     for c in result["columns"]:
-        lines.append(f"| {c['features']} | {c['seconds']:.1f} | {c['spark_jobs']} |")
+        if c["seconds"] is None:
+            lines.append(f"| {c['features']} | not finished: {c.get('note', '')} | - |")
+        else:
+            lines.append(f"| {c['features']} | {c['seconds']:.1f} | {c['spark_jobs']} |")
     inc = result.get("incremental")
     if inc:
         med = inc["median_seconds"]
