@@ -8,14 +8,11 @@ also kept, and the reported tree peak is the larger of the sampled sum and the l
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass

@@ -117,7 +117,7 @@ def generate(rows: int, continuous: int) -> None:
             if i == 1:
                 u = F.when(late, F.pow(u, 0.7)).otherwise(u)
             cols.append(F.concat(F.lit("v"), F.floor(F.pow(u, 2) * card).cast("string")).alias(CATEGORICAL[i]))
-        z = (F.col("x0") - 0.0) * 0.8 + (F.col("x3") - 30.0) / 4 * 0.5 + F.randn(400) * 0.7 - 1.0
+        z = F.col("x0") * 0.8 + (F.col("x3") - 30.0) / 4 * 0.5 + F.randn(400) * 0.7 - 1.0
         df = base.select(*cols).withColumn("score", 1 / (1 + F.exp(-z)))
         df = (df.withColumn("pred", (F.col("score") >= 0.5).cast("int"))
               .withColumn("label", (F.rand(401) < F.col("score")).cast("int")))
@@ -139,18 +139,12 @@ def _job_count(spark) -> int:
     return 1 + max((j["jobId"] for j in jobs), default=-1)
 
 
-def _timed(spark, fn, repeats: int, warm_up: bool) -> tuple[list[float], int]:
-    """Run `fn` (a warm-up first unless `warm_up` is False), then `repeats` times: seconds and jobs per run."""
-    if warm_up:
-        fn()
-    times, jobs = [], 0
-    for _ in range(repeats):
-        before = _job_count(spark)
-        started = time.monotonic()
-        fn()
-        times.append(time.monotonic() - started)
-        jobs = _job_count(spark) - before
-    return times, jobs
+def _timed(spark, fn) -> tuple[float, int]:
+    """Run `fn` once: its seconds and the Spark jobs it started."""
+    before = _job_count(spark)
+    started = time.monotonic()
+    fn()
+    return time.monotonic() - started, _job_count(spark) - before
 
 
 def warm(rows: int, repeats: int, nannyml_json: str | None, bare_only: bool) -> dict:
@@ -192,8 +186,8 @@ def warm(rows: int, repeats: int, nannyml_json: str | None, bare_only: bool) -> 
         fn()
     for _ in range(repeats):
         for name, fn in cases.items():
-            t, jobs[name] = _timed(spark, fn, 1, False)
-            times[name] += t
+            t, jobs[name] = _timed(spark, fn)
+            times[name].append(t)
     medians = {k: statistics.median(v) for k, v in times.items()}
     result = {"rows": rows, "repeats": repeats, "seconds": times, "median_seconds": medians, "spark_jobs": jobs}
     if not bare_only:
@@ -219,7 +213,8 @@ def agreement(spark, config, nanny: dict) -> dict:
                    & F.col("family").isin("drift", "performance", "estimated_performance"))
             .select(F.date_format("chunk_start", "yyyy-MM").alias("month"), "family", "column_name", "metric",
                     "value").collect())
-    values = {(r.month, r.family, r.column_name, r.metric): r.value for r in ours}
+    # performance rows carry the label column (or '') as column: keyed by '' like NannyML's
+    values = {(r.month, r.family, r.column_name if r.family == "drift" else "", r.metric): r.value for r in ours}
     worst: dict[str, float] = {}
     failures, compared = [], 0
     for month, chunk in nanny["chunks"].items():
@@ -229,7 +224,7 @@ def agreement(spark, config, nanny: dict) -> dict:
         pairs += [((month, "estimated_performance", "", m), v, f"estimated:{m}")
                   for m, v in chunk["estimated_performance"].items()]
         for key, theirs, kind in pairs:
-            mine = _lookup(values, key)
+            mine = values.get(key)
             if mine is None:
                 failures.append(f"{key}: no Driftline value (NannyML {theirs})")
                 continue
@@ -242,16 +237,6 @@ def agreement(spark, config, nanny: dict) -> dict:
     return {"compared": compared, "max_difference": worst, "failures": failures,
             "not_compared": "jensen_shannon:continuous (bins differ: NannyML's Doane bins, Driftline's reference "
                             "deciles); reported only"}
-
-
-def _lookup(values: dict, key: tuple) -> float | None:
-    month, family, column, metric = key
-    if family == "drift":
-        return values.get(key)
-    for (m, f, _, name), v in values.items():  # performance rows carry the label column or '' as column
-        if m == month and f == family and name == metric:
-            return v
-    return None
 
 
 # ------------------------------------------------------------------------------------------- columns
@@ -271,10 +256,10 @@ def columns_scaling(rows: int, counts: list[int]) -> list[dict]:
         config = parse_config(monitor_config(rows, n, widest))
         shutil.rmtree(config.output.path, ignore_errors=True)
         fit(spark, config)
-        times, jobs = _timed(spark, lambda config=config: run(spark, config, None, True), 1, False)
-        out.append({"continuous_features": n, "features": n + len(CATEGORICAL), "seconds": times[0],
+        seconds, jobs = _timed(spark, lambda config=config: run(spark, config, None, True))
+        out.append({"continuous_features": n, "features": n + len(CATEGORICAL), "seconds": seconds,
                     "spark_jobs": jobs})
-        print(f"{n + len(CATEGORICAL)} features: run {times[0]:.1f}s, {jobs} Spark jobs")
+        print(f"{n + len(CATEGORICAL)} features: run {seconds:.1f}s, {jobs} Spark jobs")
     spark.stop()
     return out
 

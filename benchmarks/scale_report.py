@@ -46,12 +46,6 @@ def table(result: dict, source: str) -> str:
             lines.append(f"| {c['features']} | not finished: {c.get('note', '')} | - |")
         else:
             lines.append(f"| {c['features']} | {c['seconds']:.1f} | {c['spark_jobs']} |")
-    inc = result.get("incremental")
-    if inc:
-        med = inc["median_seconds"]
-        lines += ["", f"Incremental ({inc['rows'] / 1e6:g}M rows, daily chunks, `benchmarks/incremental.py`): "
-                  f"daily run {med['daily_run']:.1f} s vs full run {med['full_run']:.1f} s = "
-                  f"{inc['ratio_daily_to_full_run']:.3f}."]
     agreed = [e for e in result["sizes"] if e["warm"].get("agreement")]
     if agreed:
         lines += ["", "| rows | values compared with NannyML | max difference per metric | outside tolerance |",
