@@ -67,26 +67,26 @@ def write_loss_models(spark: SparkSession, table: str, monitor: str, models: Los
     merge_rows(spark, table, spark.createDataFrame(rows, ESTIMATOR_SCHEMA), ESTIMATOR_KEYS)
 
 
-def read_loss_models(spark: SparkSession, table: str, monitor: str) -> tuple[LossModels, str] | None:
-    """(loss models, reference signature) as stored at the last fit, or None."""
+def read_estimators(spark: SparkSession, table: str, monitor: str) -> list:
+    """Every stored estimator row of `monitor` (one query; the read_* functions below pick from them)."""
     if not table_exists(spark, table):
-        return None
-    rows = spark.sql(f"SELECT * FROM {table_ident(table)}").where(
-        (F.col("monitor") == monitor) & F.col("model").startswith("dle:")).collect()
+        return []
+    return spark.sql(f"SELECT * FROM {table_ident(table)}").where(F.col("monitor") == monitor).collect()
+
+
+def read_loss_models(rows: list) -> tuple[LossModels, str] | None:
+    """(loss models, reference signature) as stored at the last fit, or None."""
+    rows = [r for r in rows if r["model"].startswith("dle:")]
     if not rows:
         return None
     models = {r["model"].split(":", 1)[1]: r["payload"] for r in rows}
     return LossModels.from_stored(rows[0]["settings"], models), rows[0]["signature"]
 
 
-def read_calibrators(spark: SparkSession, table: str, monitor: str, classes: list[str], mode: str,
-                     signature: str) -> dict[str, Calibrator] | None:
+def read_calibrators(rows: list, classes: list[str], mode: str, signature: str) -> dict[str, Calibrator] | None:
     """The calibrators of `classes` stored at the last fit, or None unless every one of them was fitted
     with calibration `mode` on the reference with `signature`."""
-    if not table_exists(spark, table):
-        return None
-    rows = spark.sql(f"SELECT * FROM {table_ident(table)}").where(
-        (F.col("monitor") == monitor) & F.col("model").isin([f"cbpe:{c}" for c in classes])).collect()
+    rows = [r for r in rows if r["model"] in {f"cbpe:{c}" for c in classes}]
     found = {}
     for r in rows:
         if r["settings"] == mode and r["signature"] == signature:
@@ -123,12 +123,9 @@ class StoredReconstruction:
     signature: str
 
 
-def read_reconstruction(spark: SparkSession, table: str, monitor: str) -> StoredReconstruction | None:
+def read_reconstruction(rows: list) -> StoredReconstruction | None:
     """The reconstruction fit stored at the last fit, or None."""
-    if not table_exists(spark, table):
-        return None
-    rows = spark.sql(f"SELECT * FROM {table_ident(table)}").where(
-        (F.col("monitor") == monitor) & (F.col("model") == RECONSTRUCTION)).collect()
+    rows = [r for r in rows if r["model"] == RECONSTRUCTION]
     if not rows:
         return None
     payload = json.loads(rows[0]["payload"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 
 from monitoring.config import Labels
@@ -47,9 +47,25 @@ def label_value(labels: DataFrame, column: str, regression: bool) -> Column:
     return label.cast("string")
 
 
+class LabelCounts:
+    """The label counts of one label join, observed while the join's rows are aggregated (no pass of
+    their own): rows, null labels and duplicates of the label rows read, and the labelled ids that
+    matched no prediction of the rows joined. Read `stats` only after that aggregation ran."""
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+        self.labels, self.unmatched = Observation(), Observation()
+
+    def stats(self) -> LabelStats:
+        counts, unmatched = self.labels.get, self.unmatched.get
+        return LabelStats(int(counts.get("labels") or 0), int(counts.get("nulls") or 0),
+                          int(counts.get("dupes") or 0), int(unmatched.get("unknown") or 0), self.scope)
+
+
 def latest_labels(labels: DataFrame, cfg: Labels, regression: bool, known: list[str] | None = None) -> DataFrame:
-    """One row per id: (`_dl_id`, LABEL, INVALID) from the latest non-null label; LABEL is null when that
-    label is invalid (outside `known` classes when given, or not finite for regression)."""
+    """One row per id: (`_dl_id`, LABEL, INVALID) from the latest non-null label, and `_dl_n`, `_dl_nonnull`
+    (its label rows, non-null ones); LABEL is null when that label is invalid (outside `known` classes when
+    given, or not finite for regression) or the id has only null labels."""
     label = label_value(labels, cfg.label_column, regression)
     if regression:
         valid = finite(label).isNotNull()
@@ -57,36 +73,26 @@ def latest_labels(labels: DataFrame, cfg: Labels, regression: bool, known: list[
         valid = label.isin(known)
     else:
         valid = F.lit(True)
-    ranked = labels.where(label.isNotNull()).select(
-        F.col(quote_part(cfg.id_column)).alias("_dl_id"),
-        F.struct(F.col(quote_part(cfg.timestamp_column)).alias("ts"), label.alias("v"), valid.alias("ok"))
-        .alias("_dl_tv"))
-    latest = ranked.groupBy("_dl_id").agg(F.max("_dl_tv").alias("_dl_tv"))
+    tv = F.struct(F.col(quote_part(cfg.timestamp_column)).alias("ts"), label.alias("v"), valid.alias("ok"))
+    latest = labels.groupBy(F.col(quote_part(cfg.id_column)).alias("_dl_id")).agg(
+        F.max(F.when(label.isNotNull(), tv)).alias("_dl_tv"), F.count(F.lit(1)).alias("_dl_n"),
+        F.count(F.col(quote_part(cfg.label_column))).alias("_dl_nonnull"))
     return latest.select("_dl_id", F.when(F.col("_dl_tv.ok"), F.col("_dl_tv.v")).alias(LABEL),
-                         (~F.col("_dl_tv.ok")).alias(INVALID))
+                         (~F.col("_dl_tv.ok")).alias(INVALID), "_dl_n", "_dl_nonnull")
 
 
 def join_labels(predictions: DataFrame, labels: DataFrame, cfg: Labels, id_column: str,
-                regression: bool, known: list[str] | None = None) -> DataFrame:
+                regression: bool, known: list[str] | None = None,
+                scope: str = "whole label table") -> tuple[DataFrame, LabelCounts]:
     """Predictions with LABEL (null when no valid label arrived), LABELLED and INVALID; unlabelled rows
-    stay."""
-    latest = latest_labels(labels, cfg, regression, known)
-    joined = predictions.join(latest, F.col(quote_part(id_column)) == F.col("_dl_id"), "left").drop("_dl_id")
+    stay. The label counts (`LabelCounts`) are observed when the joined rows are first aggregated."""
+    counts = LabelCounts(scope)
+    latest = latest_labels(labels, cfg, regression, known).observe(
+        counts.labels, F.sum("_dl_n").alias("labels"), F.sum(F.col("_dl_n") - F.col("_dl_nonnull")).alias("nulls"),
+        F.sum(F.greatest(F.col("_dl_nonnull") - 1, F.lit(0))).alias("dupes"))
+    marked = predictions.withColumn("_dl_pred", F.lit(True))
+    joined = marked.join(latest, F.col(quote_part(id_column)) == F.col("_dl_id"), "full_outer").observe(
+        counts.unmatched, F.count(F.when(F.col("_dl_pred").isNull() & (F.col("_dl_nonnull") > 0), 1)).alias("unknown"))
+    joined = joined.where(F.col("_dl_pred")).drop("_dl_id", "_dl_pred", "_dl_n", "_dl_nonnull")
     return joined.withColumn(LABELLED, F.col(LABEL).isNotNull()) \
-        .withColumn(INVALID, F.coalesce(F.col(INVALID), F.lit(False)))
-
-
-def label_stats(predictions: DataFrame, labels: DataFrame, cfg: Labels, id_column: str,
-                scope: str = "whole label table") -> LabelStats:
-    """Duplicate, null and unknown-id label counts of `labels` against `predictions` (one aggregation)."""
-    lid = F.col(quote_part(cfg.id_column))
-    per_id = labels.groupBy(lid.alias("_dl_id")).agg(
-        F.count(F.lit(1)).alias("n"), F.count(F.col(quote_part(cfg.label_column))).alias("nonnull"))
-    known = predictions.select(F.col(quote_part(id_column)).alias("_dl_pid")).distinct()
-    row = per_id.join(known, F.col("_dl_id") == F.col("_dl_pid"), "left").agg(
-        F.sum("n").alias("labels"), F.sum(F.col("n") - F.col("nonnull")).alias("nulls"),
-        F.sum(F.greatest(F.col("nonnull") - 1, F.lit(0))).alias("dupes"),
-        F.sum(F.when(F.col("_dl_pid").isNull() & (F.col("nonnull") > 0), 1).otherwise(0)).alias("unknown"),
-    ).collect()[0]
-    return LabelStats(int(row["labels"] or 0), int(row["nulls"] or 0), int(row["dupes"] or 0),
-                      int(row["unknown"] or 0), scope)
+        .withColumn(INVALID, F.coalesce(F.col(INVALID), F.lit(False))), counts

@@ -22,7 +22,7 @@ from pyspark.sql.types import (
 from monitoring.chunking import ChunkInfo
 from monitoring.drift.compare import MetricResult
 from monitoring.profile_store import CHUNK_FIELDS
-from monitoring.tables import merge_rows, table_exists, table_ident
+from monitoring.tables import merge_rows, replace_rows, table_exists, table_ident
 
 METRIC_KEYS = ["monitor", "period", "chunk_index", "slice_key", "slice_value", "column_name", "family", "metric",
                "comparison"]
@@ -60,19 +60,24 @@ def _num(x: float | None) -> float | None:
 
 
 def write_metrics(spark: SparkSession, table: str, monitor: str, run_id: str, results: list[MetricResult],
-                  source_version: int | None, scope_where: str | None = None) -> int:
+                  source_version: int | None, scope_where: str | None = None, replace: bool = False) -> int:
     """Replace this monitor's metrics by `results` (MERGE on METRIC_KEYS; rows no longer produced are
     deleted in the same commit; with `scope_where`, only among the target rows it selects). Rows whose
     values did not change are left as they were, with the `run_id` and `computed_at` of the run that
-    last changed them. Returns the number of rows."""
+    last changed them. `replace` (a run that recomputed everything) overwrites all of this monitor's
+    rows in one cheaper commit instead. Returns the number of rows."""
     now = datetime.now(timezone.utc)
     rows = [(monitor, r.period, r.chunk.index, r.chunk.key, r.chunk.start, r.chunk.end, r.slice_key, r.slice_value,
              r.column, r.kind, r.family, r.metric, r.comparison, _num(r.value), _num(r.sampling_error),
              _num(r.lower_confidence), _num(r.upper_confidence), _num(r.lower_threshold), _num(r.upper_threshold),
              bool(r.alert), _num(r.label_coverage), r.row_count, r.note, r.inputs, run_id, source_version, now)
             for r in results]
-    merge_rows(spark, table, spark.createDataFrame(rows, METRICS_SCHEMA), METRIC_KEYS, {"monitor": monitor},
-               scope_where=scope_where, compare=[f.name for f in METRICS_SCHEMA.fields if f.name not in UNCOMPARED])
+    frame = spark.createDataFrame(rows, METRICS_SCHEMA)
+    if replace:
+        replace_rows(spark, table, frame, {"monitor": monitor})
+    else:
+        merge_rows(spark, table, frame, METRIC_KEYS, {"monitor": monitor}, scope_where=scope_where,
+                   compare=[f.name for f in METRICS_SCHEMA.fields if f.name not in UNCOMPARED])
     return len(rows)
 
 

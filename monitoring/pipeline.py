@@ -28,6 +28,7 @@ from monitoring.errors import DataError
 from monitoring.estimator_store import (
     StoredReconstruction,
     read_calibrators,
+    read_estimators,
     read_loss_models,
     read_reconstruction,
     write_calibrators,
@@ -37,7 +38,7 @@ from monitoring.estimator_store import (
 from monitoring.faults import BEFORE_METRICS, PROFILING, failpoint
 from monitoring.fingerprints import compare_settings, fingerprints, part_of, with_predecessors
 from monitoring.incremental import Increment, plan_increment
-from monitoring.labels import LABEL, LABELLED, LabelStats, join_labels, label_stats
+from monitoring.labels import LABEL, LABELLED, LabelCounts, LabelStats, join_labels
 from monitoring.metrics_store import read_metrics, write_metrics
 from monitoring.performance.cbpe import Calibrator, ClassCalibrators, fit_calibrator
 from monitoring.performance.dle import SEED as DLE_SEED
@@ -47,7 +48,7 @@ from monitoring.performance.realized import histograms
 from monitoring.performance.results import performance_results
 from monitoring.performance.state import PerformanceState, RowModel, classes
 from monitoring.performance.state import aggregate as performance_states
-from monitoring.profile_store import read_profiles, stored_signatures, write_performance, write_profiles
+from monitoring.profile_store import StoredProfiles, read_stored_profiles, write_performance, write_profiles
 from monitoring.profiling import GROUP, ChunkProfile, profile_chunks
 from monitoring.quality import (
     gap_results,
@@ -59,9 +60,7 @@ from monitoring.quality import (
     schema_results,
 )
 from monitoring.reference import FittedReference, merge_reference, read_reference, write_reference
-from monitoring.relation import MARK as RELATION_MARK
-from monitoring.relation import PREFIX as RELATION_PREFIX
-from monitoring.relation import RelationBins, relation_bins, relation_results, relation_sums
+from monitoring.relation import RelationBins, relation_bins, relation_results
 from monitoring.sketches import resolve_kll_impl
 from monitoring.slices import WHOLE, slice_values, validate_slices, with_slices
 from monitoring.tables import VersionedTable, chunks_in, quote_part, read_delta
@@ -84,6 +83,7 @@ class ProfileResult:
     labels_version: int | None = None  # label table version the performance states reflect
     increment: Increment | None = None  # set when the source changed since stored profiles were made
     schema: dict[str, str] | None = None  # column -> type of the table the rows came from
+    label_stats: LabelStats | None = None  # label counts of the label join this profiling ran (None: no join)
 
     @property
     def whole(self) -> list[ChunkProfile]:
@@ -191,7 +191,8 @@ def dataset_table(config: MonitorConfig, dataset: str) -> str:
 def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
                     slices: dict[str, list[str]] | None = None, refresh: bool = False,
                     model: RowModel | None = None, reconstruction: Reconstruction | None = None,
-                    relation: RelationBins | None = None) -> ProfileResult:
+                    relation: RelationBins | None = None, stored: StoredProfiles | None = None,
+                    write: bool = True) -> ProfileResult:
     """Profile the reference or the analysis rows per chunk and slice and MERGE them into `profiles`
     (`model` scores rows for the performance states, `reconstruction` for the multivariate drift,
     `relation` bins the residual sums of the per-feature concept drift).
@@ -199,17 +200,21 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
     Stored profiles made with the same settings are reused: all of them when the source version is
     unchanged, else all but the chunks whose rows changed since and the open last chunk (see
     monitoring/incremental.py). The performance states of reused chunks whose labels changed are then
-    recomputed (the label backfill). `refresh` recomputes every chunk."""
+    recomputed (the label backfill). `refresh` recomputes every chunk. `stored`: the profiles table as
+    the caller read it (else it is read here). `write=False` leaves newly profiled chunks for the caller
+    to store (fit stores them once, after its second pass)."""
     started = time.monotonic()
     df, version = dataset_rows(spark, config, dataset)
     labels = read_delta(spark, config.labels.table, "labels.table") if config.labels else None
     sig, table = signature(config, dataset, slices, model, reconstruction, relation), profiles_table(config)
     sums = prediction_checks(config) | (reconstruction.sums() if reconstruction else {})
-    stored_states = stored_signatures(spark, table, config.monitor, dataset)
+    if not refresh and stored is None:
+        stored = read_stored_profiles(spark, table, config.monitor, [dataset])
+    stored_states = set() if refresh else stored.signatures[dataset]
     since = max(v for v, _ in stored_states) if stored_states else None
     increment = None
     if not refresh and {s for _, s in stored_states} == {sig} and since is not None:
-        stored = read_profiles(spark, table, config.monitor, dataset)
+        stored = stored.chunks[dataset]
         if since == version:
             backfill = _backfill(spark, config, dataset, df, labels, stored, version, sig, model, relation) \
                 if labels else None
@@ -226,14 +231,15 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
                                               relation, sums, started), schema=schema_of(df.schema))
     if slices is None:
         slices = slice_values(df, config.slices.expressions, config.slices.top_n)
-    chunks = _profile(config, df, labels, slices, model, relation, sums)
+    chunks, stats = _profile(config, df, labels, slices, model, relation, sums)
     if dataset == REFERENCE and not chunks:
         raise DataError(f"the reference of monitor '{config.monitor}' holds no rows "
                         f"(reference: {config.reference}); widen reference.start/end or fill the table")
-    written = write_profiles(spark, table, config.monitor, dataset, chunks, config.profile.kll_k, version, sig)
+    written = write_profiles(spark, table, config.monitor, dataset, chunks, config.profile.kll_k, version, sig) \
+        if write else 0
     result = ProfileResult(dataset, chunks, written, version, time.monotonic() - started,
                            labels_version=labels.version if labels else None, increment=increment,
-                           schema=schema_of(df.schema))
+                           schema=schema_of(df.schema), label_stats=stats)
     log.info("%s: profiled %d chunks (%d with slices), %d rows, %d columns in %.1fs (source version %d)", dataset,
              len(result.whole), len(chunks), result.row_count, len(config.monitored_columns()), result.seconds,
              version)
@@ -242,20 +248,22 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
 
 def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None, slices: dict[str, list[str]],
              model: RowModel | None, relation: RelationBins | None, sums: dict[str, Column],
-             label_filter: Column | None = None) -> list[ChunkProfile]:
-    """The one Spark pass: chunk profiles of `df` with the per-chunk `sums` and their performance states
-    when there are labels (the label rows `label_filter` keeps)."""
-    chunked = _chunked(config, _joined(config, df, labels, label_filter), slices)
-    chunks = profile_chunks(chunked, config.monitored_columns(), config.chunking, config.source.timestamp_column,
-                            config.profile.kll_k, config.profile.top_n,
+             label_filter: Column | None = None) -> tuple[list[ChunkProfile], LabelStats | None]:
+    """The scan: chunk profiles of `df`'s own rows (no labels needed) with the per-chunk `sums`, then,
+    when there are labels, every label-dependent state from one aggregation over the one label join
+    (the label rows `label_filter` keeps), with the label counts observed on the way."""
+    chunks = profile_chunks(_chunked(config, df, slices), config.monitored_columns(), config.chunking,
+                            config.source.timestamp_column, config.profile.kll_k, config.profile.top_n,
                             kll_impl=resolve_kll_impl(df.sparkSession, config.profile.kll),
                             sums=sums, id_col=config.source.id_column)
     failpoint(PROFILING)
-    if labels:
-        states = _performance(chunked, config, labels.version, model, relation)
-        for cp in chunks:
-            cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value))
-    return chunks
+    if not labels:
+        return chunks, None
+    joined, counts = _joined(config, df, labels, label_filter)
+    states = _performance(_chunked(config, joined, slices), config, labels.version, model, relation)
+    for cp in chunks:
+        cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value))
+    return chunks, counts.stats()
 
 
 def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str, df: DataFrame,
@@ -268,7 +276,8 @@ def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str,
     redo = set(increment.chunks)
     rows = df.where(period_rows(config.chunking.period, sorted(redo), config.source.timestamp_column))
     label_filter = _id_range(config, rows) if labels else None
-    fresh = _profile(config, rows, labels, _stored_slices(stored), model, relation, sums, label_filter) if redo else []
+    fresh, stats = _profile(config, rows, labels, _stored_slices(stored), model, relation, sums, label_filter) \
+        if redo else ([], None)
     kept = [c for c in stored if c.chunk.index not in redo]
     backfill = _backfill(spark, config, dataset, df, labels, kept, increment.until, sig, model, relation, write=False) \
         if labels and kept else None
@@ -279,7 +288,8 @@ def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str,
                              increment.until, sig, only_chunks=sorted(redo), performance_of=relabelled)
     chunks = sorted(kept + fresh, key=lambda c: (c.chunk.index, c.slice_key, c.slice_value))
     result = ProfileResult(dataset, chunks, written, increment.until, time.monotonic() - started, backfill=backfill,
-                           labels_version=labels.version if labels else None, increment=increment)
+                           labels_version=labels.version if labels else None, increment=increment,
+                           label_stats=stats)
     keys = [c.chunk.key for c in fresh if (c.slice_key, c.slice_value) == WHOLE]
     log.info("%s: source version %d -> %d: %d changed rows; re-profiled %d chunks (%s), reused %d, in %.1fs",
              dataset, increment.since, increment.until, increment.changed_rows, len(keys), ", ".join(keys),
@@ -298,13 +308,13 @@ def _id_range(config: MonitorConfig, rows: DataFrame) -> Column:
     return (lid >= F.lit(lo)) & (lid <= F.lit(hi))
 
 
-def _joined(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None,
-            label_filter: Column | None = None) -> DataFrame:
-    if labels is None:
-        return df
+def _joined(config: MonitorConfig, df: DataFrame, labels: VersionedTable,
+            label_filter: Column | None = None) -> tuple[DataFrame, LabelCounts]:
+    """The latest-label join of `df` (built once per scan) and the label counts it observes."""
     label_rows = labels.df if label_filter is None else labels.df.where(label_filter)
+    scope = "whole label table" if label_filter is None else "labels in the id ranges of the recomputed chunks"
     return join_labels(df, label_rows, config.labels, config.source.id_column, config.problem_type == "regression",
-                       config.outputs.label_classes(config.problem_type))
+                       config.outputs.label_classes(config.problem_type), scope)
 
 
 def _chunked(config: MonitorConfig, df: DataFrame, slices: dict[str, list[str]]) -> DataFrame:
@@ -329,10 +339,10 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
         whole = [c for c in targets if (c.slice_key, c.slice_value) == WHOLE]
         rows = df.where(period_rows(config.chunking.period, [c.chunk.index for c in whole],
                                     config.source.timestamp_column))
-        joined = _joined(config, rows, labels, label_rows(whole, config.labels, id_type))
+        joined, _ = _joined(config, rows, labels, label_rows(whole, config.labels, id_type))
     else:
         log.warning("%s: recomputing the performance of every chunk: %s", dataset, plan.reason)
-        joined = _joined(config, df, labels)
+        joined, _ = _joined(config, df, labels)
     states = _performance(_chunked(config, joined, _stored_slices(chunks)), config, labels.version, model,
                           relation) if targets else {}
     for c in chunks:
@@ -347,13 +357,11 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
 
 
 def _performance(chunked: DataFrame, config: MonitorConfig, labels_version: int, model: RowModel | None,
-                 relation: RelationBins | None) -> dict[tuple, PerformanceState]:
+                 relation: RelationBins | None, sums: dict[str, Column] | None = None) -> dict[tuple, PerformanceState]:
     """Performance states per chunk x slice of labelled-joined, chunked rows, with the residual sums of
-    the per-feature concept drift when `relation` is given (one more aggregation)."""
-    states = performance_states(chunked, config, GROUP, labels_version, model)
-    for key, values in (relation_sums(chunked, config, GROUP, relation) if relation else {}).items():
-        states.setdefault(key, PerformanceState(labels_version=labels_version)).values.update(values)
-    return states
+    the per-feature concept drift when `relation` is given and the `sums` of row expressions: one
+    aggregation."""
+    return performance_states(chunked, config, GROUP, labels_version, model, relation, sums)
 
 
 def _stored_slices(chunks: list[ChunkProfile]) -> dict[str, list[str]]:
@@ -365,102 +373,96 @@ def _stored_slices(chunks: list[ChunkProfile]) -> dict[str, list[str]]:
 
 
 def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False) -> FittedReference:
-    """Build and store the reference: chunk profiles, then merged states and bin edges per slice, the
-    estimation models (CBPE calibrators for classification, DLE loss models for regression) and the PCA of
-    the reconstruction error."""
-    profiles = profile_dataset(spark, config, REFERENCE, refresh=refresh)
+    """Build and store the reference: chunk profiles (the first pass), merged states and bin edges per
+    slice, the estimation models (CBPE calibrators for classification, DLE loss models for regression) and
+    the PCA of the reconstruction error; then one second pass over the reference rows for what needs
+    those models or bins (row-model outputs, per-feature residual sums, reconstruction-error sums)."""
+    profiles = profile_dataset(spark, config, REFERENCE, refresh=refresh, write=False)
     # the schema runs compare with: the source's (the reference's own table may hold other columns, e.g. labels)
     schema = schema_of(read_delta(spark, config.source.table, "source.table").df.schema) if config.reference.table \
         else profiles.schema
     ref = FittedReference(profiles.chunks, source_version=profiles.source_version,
                           signature=signature(config, REFERENCE), schema=schema)
-    stored = read_reference(spark, reference_table(config), config.monitor)
-    if profiles.reused and stored.columns and (stored.source_version, stored.signature, stored.schema) == (
+    stored = read_reference(spark, reference_table(config), config.monitor) if profiles.reused else None
+    if stored is not None and stored.columns and (stored.source_version, stored.signature, stored.schema) == (
             ref.source_version, ref.signature, ref.schema):
         ref.columns = stored.columns
     else:
         ref.columns = merge_reference(profiles.chunks, config.drift.bins, config.profile.top_n)
         write_reference(spark, reference_table(config), config.monitor, ref, config.profile.kll_k)
     relation = relation_bins(ref.columns.get(WHOLE, {}), config)
-    if estimation_enabled(config):
-        _fit_estimators(spark, config, ref, relation)
-    if relation is not None:
-        _fit_relation(spark, config, ref, relation)
-    if config.reconstruction_columns():
-        _fit_reconstruction(spark, config, ref)
+    df, _ = dataset_rows(spark, config, REFERENCE)
+    labels = read_delta(spark, config.labels.table, "labels.table", profiles.labels_version) \
+        if config.labels else None
+    joined = _joined(config, df, labels)[0] if labels else None
+    model = _fit_estimators(spark, config, ref, joined) if estimation_enabled(config) else None
+    reconstruction = _fit_reconstruction(spark, config, ref, df) if config.reconstruction_columns() else None
+    mark = relation.mark() if relation else None
+    stale_relation = mark is not None and any(
+        cp.performance is not None and cp.performance.get("labelled") and mark not in cp.performance.values
+        for cp in ref.chunks)
+    if model is not None or stale_relation or reconstruction is not None:
+        _second_pass(spark, config, ref, df, labels, joined, model, relation, reconstruction)
+    if not profiles.reused or model is not None or stale_relation:  # one commit of the reference profiles
+        write_profiles(spark, profiles_table(config), config.monitor, REFERENCE, ref.chunks, config.profile.kll_k,
+                       ref.source_version, ref.signature)
     return ref
+
+
+def _second_pass(spark: SparkSession, config: MonitorConfig, ref: FittedReference, df: DataFrame,
+                 labels: VersionedTable | None, joined: DataFrame | None, model: RowModel | None,
+                 relation: RelationBins | None, reconstruction: Reconstruction | None) -> None:
+    """One aggregation over the reference rows (label-joined when there are labels): the performance
+    states with the row model's outputs and the residual sums of `relation`, and the reconstruction
+    error sums of a new PCA fit; updates `ref.chunks` and stores the PCA."""
+    slices = _stored_slices(ref.chunks)
+    sums = reconstruction.sums() if reconstruction else {}
+    if joined is not None:
+        states = _performance(_chunked(config, joined, slices), config, labels.version, model, relation, sums)
+        per_chunk = {key: {k: state.values.pop(k, 0.0) for k in sums} for key, state in states.items()}
+        for cp in ref.chunks:
+            cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value), cp.performance)
+    else:
+        rows = _chunked(config, df, slices).groupBy(*GROUP).agg(
+            *[F.sum(e).alias(f"s{i}") for i, e in enumerate(sums.values())]).collect()
+        per_chunk = {(int(r[GROUP[0]]), r[GROUP[1]], r[GROUP[2]]): {k: float(r[f"s{i}"] or 0.0)
+                                                                     for i, k in enumerate(sums)} for r in rows}
+    if reconstruction is not None:
+        write_reconstruction(spark, estimators_table(config), config.monitor, reconstruction, per_chunk,
+                             ref.source_version, ref.signature)
 
 
 def _reconstruction_settings(config: MonitorConfig) -> str:
     return json.dumps([config.reconstruction_columns(), config.multivariate.n_components])
 
 
-def _fit_reconstruction(spark: SparkSession, config: MonitorConfig, ref: FittedReference) -> None:
-    """Fit the PCA of the reconstruction error on the reference rows (one aggregation), then the error sums
-    of every reference chunk and slice (a second pass), and store both; kept when the stored fit was made
-    on the same reference with the same settings."""
-    stored = read_reconstruction(spark, estimators_table(config), config.monitor)
+def _fit_reconstruction(spark: SparkSession, config: MonitorConfig, ref: FittedReference,
+                        df: DataFrame) -> Reconstruction | None:
+    """Fit the PCA of the reconstruction error on the reference rows (one aggregation); None when the
+    stored fit was made on the same reference with the same settings (its sums are kept too)."""
+    stored = read_reconstruction(read_estimators(spark, estimators_table(config), config.monitor))
     settings = _reconstruction_settings(config)
     if stored is not None and _current(stored, ref, settings):
-        return
-    df, _ = dataset_rows(spark, config, REFERENCE)
+        return None
     columns = config.reconstruction_columns()
     model = fit_reconstruction(df, {c: rc.state for c, rc in ref.columns[WHOLE].items()}, columns,
                                config.multivariate.n_components, settings)
-    chunked = _chunked(config, df, _stored_slices(ref.chunks))
-    sums = model.sums()
-    rows = chunked.groupBy(*GROUP).agg(*[F.sum(e).alias(f"s{i}") for i, e in enumerate(sums.values())]).collect()
-    per_chunk = {(int(r[GROUP[0]]), r[GROUP[1]], r[GROUP[2]]): {k: float(r[f"s{i}"] or 0.0)
-                                                                 for i, k in enumerate(sums)} for r in rows}
-    write_reconstruction(spark, estimators_table(config), config.monitor, model, per_chunk, ref.source_version,
-                         ref.signature)
     log.info("reconstruction error: PCA of %d columns keeps %d components (%.1f%% of the variance)", len(columns),
              model.components, 100 * model.explained_variance)
-
-
-def _fit_relation(spark: SparkSession, config: MonitorConfig, ref: FittedReference, relation: RelationBins) -> None:
-    """The residual sums of the per-feature concept drift in the reference chunks' performance states:
-    their bins come from the merged reference, so they need a second pass over the labelled reference
-    rows (at fit only, and only when some labelled chunk lacks sums of these bins)."""
-    mark = relation.mark()
-    if all(cp.performance is None or not cp.performance.get("labelled") or mark in cp.performance.values
-           for cp in ref.chunks):
-        return
-    df, version = dataset_rows(spark, config, REFERENCE)
-    labels = read_delta(spark, config.labels.table, "labels.table")
-    chunked = _chunked(config, _joined(config, df, labels), _stored_slices(ref.chunks))
-    sums = relation_sums(chunked, config, GROUP, relation)
-    for cp in ref.chunks:
-        if cp.performance is not None:
-            cp.performance.values = {k: v for k, v in cp.performance.values.items()
-                                     if not k.startswith((RELATION_PREFIX, RELATION_MARK))}
-            cp.performance.values.update(sums.get((cp.chunk.index, cp.slice_key, cp.slice_value), {}))
-    write_performance(spark, profiles_table(config), config.monitor, REFERENCE, ref.chunks, version,
-                      signature(config, REFERENCE))
+    return model
 
 
 def _fit_estimators(spark: SparkSession, config: MonitorConfig, ref: FittedReference,
-                    relation: RelationBins | None) -> None:
-    """Fit and store the estimation models. Binary CBPE calibrates the score bins of the stored states;
-    multiclass calibrators and DLE loss models act on every row, so the reference chunks are scored
-    with them once here (a second pass over the reference, at fit only, which also sums the residuals
-    of the per-feature concept drift)."""
-    model: RowModel | None = None
-    if config.problem_type != "regression":
-        calibrators = _fit_calibrators(spark, config, ref)
-        if config.problem_type == "binary":
-            return
-        model = ClassCalibrators(tuple(classes(config)), tuple(calibrators.values()))
-    df, version = dataset_rows(spark, config, REFERENCE)
-    labels = read_delta(spark, config.labels.table, "labels.table")
-    joined = _joined(config, df, labels)
-    model = model or _fit_loss_models(spark, config, ref, joined)
-    states = _performance(_chunked(config, joined, _stored_slices(ref.chunks)), config, labels.version, model,
-                          relation)
-    for cp in ref.chunks:
-        cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value), cp.performance)
-    write_performance(spark, profiles_table(config), config.monitor, REFERENCE, ref.chunks, version,
-                      signature(config, REFERENCE))
+                    joined: DataFrame) -> RowModel | None:
+    """Fit and store the estimation models; returns the model the second pass applies to every
+    reference row (multiclass calibrators, DLE loss models), None for binary CBPE, which calibrates the
+    score bins of the stored states."""
+    if config.problem_type == "regression":
+        return _fit_loss_models(spark, config, ref, joined)
+    calibrators = _fit_calibrators(spark, config, ref)
+    if config.problem_type == "binary":
+        return None
+    return ClassCalibrators(tuple(classes(config)), tuple(calibrators.values()))
 
 
 def _fit_calibrators(spark: SparkSession, config: MonitorConfig, ref: FittedReference) -> dict[str, Calibrator]:
@@ -516,31 +518,31 @@ def _current(stored: StoredReconstruction, reference: FittedReference, settings:
         reference.source_version, reference.signature, settings)
 
 
-def load_reconstruction(spark: SparkSession, config: MonitorConfig,
-                        reference: FittedReference) -> StoredReconstruction | None:
+def load_reconstruction(config: MonitorConfig, reference: FittedReference,
+                        stored: list) -> StoredReconstruction | None:
     """The stored reconstruction fit of this reference and settings; None when the monitor has it off."""
     if not config.reconstruction_columns():
         return None
     table = estimators_table(config)
-    found = read_reconstruction(spark, table, config.monitor)
+    found = read_reconstruction(stored)
     if found is None or not _current(found, reference, _reconstruction_settings(config)):
         raise DataError(f"monitor '{config.monitor}' has no reconstruction-error PCA fitted with these settings in "
                         f"{table}; run `driftline fit --config ...` again (or set multivariate.enabled: false)")
     return found
 
 
-def load_estimators(spark: SparkSession, config: MonitorConfig, reference: FittedReference) -> Estimators:
+def load_estimators(config: MonitorConfig, reference: FittedReference, rows: list) -> Estimators:
+    """The estimation models of the stored estimator `rows` (monitoring/estimator_store.py)."""
     if not estimation_enabled(config):
         return Estimators()
     table, stored = estimators_table(config), None
     if config.problem_type == "regression":
-        found = read_loss_models(spark, table, config.monitor)
+        found = read_loss_models(rows)
         if found is not None and found[1] == reference.signature:
             stored = Estimators(row_model=found[0])
     else:
         pairs = classes(config)
-        cals = read_calibrators(spark, table, config.monitor, [c for c, _ in pairs], config.estimation.calibration,
-                                reference.signature)
+        cals = read_calibrators(rows, [c for c, _ in pairs], config.estimation.calibration, reference.signature)
         if cals is not None:
             stored = Estimators(calibrator=cals[pairs[0][0]]) if config.problem_type == "binary" else \
                 Estimators(row_model=ClassCalibrators(tuple(pairs), tuple(cals[c] for c, _ in pairs)))
@@ -551,8 +553,8 @@ def load_estimators(spark: SparkSession, config: MonitorConfig, reference: Fitte
     return stored
 
 
-def load_reference(spark: SparkSession, config: MonitorConfig) -> FittedReference:
-    chunks = read_profiles(spark, profiles_table(config), config.monitor, REFERENCE)
+def load_reference(spark: SparkSession, config: MonitorConfig, stored_profiles: StoredProfiles) -> FittedReference:
+    chunks = stored_profiles.chunks[REFERENCE]
     stored = read_reference(spark, reference_table(config), config.monitor)
     if not chunks or not stored.columns:
         raise DataError(f"monitor '{config.monitor}' has no reference in {reference_table(config)}; "
@@ -568,16 +570,21 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     """Profile the analysis chunks, compare them with the reference, store the metrics (one log line per
     stage with its counts and time)."""
     started = time.monotonic()
-    reference = load_reference(spark, config)
-    estimators = load_estimators(spark, config, reference)
-    reconstruction = load_reconstruction(spark, config, reference)
+    # one read of each stored-state table (the analysis profiles only when they may be reused)
+    stored_profiles = read_stored_profiles(spark, profiles_table(config), config.monitor,
+                                           [REFERENCE] if refresh else [REFERENCE, ANALYSIS])
+    reference = load_reference(spark, config, stored_profiles)
+    estimator_rows = read_estimators(spark, estimators_table(config), config.monitor) \
+        if estimation_enabled(config) or config.reconstruction_columns() else []
+    estimators = load_estimators(config, reference, estimator_rows)
+    reconstruction = load_reconstruction(config, reference, estimator_rows)
     relation = relation_bins(reference.columns.get(WHOLE, {}), config)
     log.info("stage 1/3 reference: %d chunks, %d slices, estimation models: %s; loaded in %.1fs",
              len(reference.chunks_of(WHOLE)), len(reference.slices()),
              "yes" if estimators.calibrator or estimators.row_model else "none", time.monotonic() - started)
     log.info("stage 2/3 profiling the analysis rows of %s", config.source.table)
     profiles = profile_dataset(spark, config, ANALYSIS, reference.slice_values(), refresh, estimators.row_model,
-                               reconstruction.model if reconstruction else None, relation)
+                               reconstruction.model if reconstruction else None, relation, stored_profiles)
     started = time.monotonic()
     changes = schema_changes(reference.schema, profiles.schema) if reference.schema is not None else []
     null_timestamps = _null_timestamps(spark, config, profiles.source_version)
@@ -627,13 +634,15 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     vanished = {r.chunk.index for r in stored} - {k[2] for k in prints}
     scope = f"t.period = '{REFERENCE}' OR {chunks_in(stale | vanished)}" if stored else None
     failpoint(BEFORE_METRICS)
-    written = write_metrics(spark, metrics_table(config), config.monitor, run_id, results, profiles.source_version,
-                            scope)
+    written = 0
+    if stale or vanished or not stored:  # else every stored row stands: nothing to commit
+        written = write_metrics(spark, metrics_table(config), config.monitor, run_id, results,
+                                profiles.source_version, scope, replace=not stored)
     results += kept
     log.info("stage 3/3 compared %d of %d chunks x %d slices (kept the stored results of the others: same "
              "inputs), wrote %d metric rows to %s in %.1fs", len(stale), len(profiles.whole), len(reference.slices()),
              written, metrics_table(config), time.monotonic() - started)
-    return RunResult(run_id, profiles, reference, results, _label_stats(spark, config, profiles), tuple(sorted(stale)))
+    return RunResult(run_id, profiles, reference, results, profiles.label_stats, tuple(sorted(stale)))
 
 
 def _null_timestamps(spark: SparkSession, config: MonitorConfig, version: int) -> int:
@@ -682,25 +691,3 @@ def _stale_chunks(prints: dict[tuple[str, str, int, str], str],
     stale |= {k[2] for k in stored_prints if k not in prints and k[2] in current}
     kept = [r for r in stored if r.chunk.index not in stale and r.chunk.index in current]
     return stale, kept
-
-
-def _label_stats(spark: SparkSession, config: MonitorConfig, profiles: ProfileResult) -> LabelStats | None:
-    """Label counts over the whole tables; after an incremental run or a backfill from the change data
-    feed over the labels and predictions of the recomputed chunks only (the rows that run read anyway)."""
-    if not config.labels:
-        return None
-    # the table versions this run profiled, so the counts describe the same rows as the metrics
-    source = read_delta(spark, config.source.table, "source.table", profiles.source_version).df
-    labels = read_delta(spark, config.labels.table, "labels.table", profiles.labels_version).df
-    plan, step = profiles.backfill, profiles.increment
-    recomputed = set(plan.chunks) if plan and plan.reason == CHANGE_FEED else set()
-    if step and step.chunks is not None:
-        recomputed |= set(step.chunks)
-    if not recomputed:
-        return label_stats(source, labels, config.labels, config.source.id_column)
-    whole = [c for c in profiles.whole if c.chunk.index in recomputed]
-    id_type = source.schema[config.source.id_column].dataType.simpleString()
-    ts = config.source.timestamp_column
-    return label_stats(source.where(period_rows(config.chunking.period, [c.chunk.index for c in whole], ts)),
-                       labels.where(label_rows(whole, config.labels, id_type)), config.labels,
-                       config.source.id_column, f"labels in the id ranges of {len(whole)} recomputed chunks")

@@ -3,6 +3,7 @@ the schema of the `reference` table (the merged reference state per slice x colu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from pyspark.sql import SparkSession
@@ -24,7 +25,7 @@ from monitoring.chunking import ChunkInfo, utc_from_micros
 from monitoring.performance.state import PERFORMANCE_COLUMN, PerformanceState
 from monitoring.profiling import ChunkProfile
 from monitoring.sketches import ColumnProfile
-from monitoring.tables import chunks_in, merge_rows, table_exists, table_ident
+from monitoring.tables import chunks_in, merge_rows, replace_rows, table_exists, table_ident
 
 SUMS_COLUMN = ":sums"  # the row holding a chunk's sums of row expressions (ChunkProfile.sums)
 PROFILE_KEYS = ["monitor", "dataset", "chunk_index", "slice_key", "slice_value", "column_name"]
@@ -129,10 +130,12 @@ def write_profiles(spark: SparkSession, table: str, monitor: str, dataset: str, 
             rows.append((monitor, dataset, c.index, c.key, c.start, c.end, cp.slice_key, cp.slice_value,
                          holder.column, holder.kind, *state_values(holder, kll_k), dict(cp.sums), None, None, None,
                          source_version, signature, now))
-    if rows or only_chunks:
-        merge_rows(spark, table, spark.createDataFrame(rows, PROFILE_SCHEMA), PROFILE_KEYS,
-                   {"monitor": monitor, "dataset": dataset},
-                   scope_where=chunks_in(only_chunks) if only_chunks is not None else None)
+    frame = spark.createDataFrame(rows, PROFILE_SCHEMA)
+    if only_chunks is None:  # every chunk of the dataset: one overwrite of its rows
+        replace_rows(spark, table, frame, {"monitor": monitor, "dataset": dataset})
+    elif rows or only_chunks:
+        merge_rows(spark, table, frame, PROFILE_KEYS, {"monitor": monitor, "dataset": dataset},
+                   scope_where=chunks_in(only_chunks))
     return len(rows)
 
 
@@ -157,28 +160,35 @@ def _performance_row(monitor: str, dataset: str, cp: ChunkProfile, kll_k: int, s
             source_version, signature, now)
 
 
-def stored_signatures(spark: SparkSession, table: str, monitor: str, dataset: str) -> set[tuple[int, str]]:
-    """The distinct (source_version, signature) of the stored rows of one monitor and dataset."""
-    if not table_exists(spark, table):
-        return set()
-    df = spark.sql(f"SELECT DISTINCT source_version, signature, monitor, dataset FROM {table_ident(table)}")
-    rows = df.where((F.col("monitor") == monitor) & (F.col("dataset") == dataset)).collect()
-    return {(r["source_version"], r["signature"]) for r in rows}
+@dataclass(frozen=True)
+class StoredProfiles:
+    """What one read of the profiles table found for a monitor, per dataset: the chunk profiles (in chunk
+    order) and the distinct (source_version, signature) of their rows."""
+
+    chunks: dict[str, list[ChunkProfile]]
+    signatures: dict[str, set[tuple[int, str]]]
 
 
 def read_profiles(spark: SparkSession, table: str, monitor: str, dataset: str) -> list[ChunkProfile]:
-    """Load stored chunk profiles back into mergeable states, in chunk order."""
+    """Load the stored chunk profiles of one dataset back into mergeable states, in chunk order."""
+    return read_stored_profiles(spark, table, monitor, [dataset]).chunks[dataset]
+
+
+def read_stored_profiles(spark: SparkSession, table: str, monitor: str, datasets: list[str]) -> StoredProfiles:
+    """The stored chunk profiles of `datasets`, in one query."""
+    out = StoredProfiles({d: [] for d in datasets}, {d: set() for d in datasets})
     if not table_exists(spark, table):
-        return []
+        return out
     df = spark.sql(f"SELECT * FROM {table_ident(table)}")
-    df = df.where((F.col("monitor") == monitor) & (F.col("dataset") == dataset))
+    df = df.where((F.col("monitor") == monitor) & F.col("dataset").isin(datasets))
     df = df.withColumn("start_us", F.unix_micros("chunk_start")).withColumn("end_us", F.unix_micros("chunk_end"))
-    chunks: dict[tuple[int, str, str], ChunkProfile] = {}
+    chunks: dict[tuple[str, int, str, str], ChunkProfile] = {}
     for col in ("id_min", "id_max", "labels_version"):  # tables written before the label backfill
         if col not in df.columns:
             df = df.withColumn(col, F.lit(None))
     for r in df.collect():
-        key = (r["chunk_index"], r["slice_key"], r["slice_value"])
+        out.signatures[r["dataset"]].add((r["source_version"], r["signature"]))
+        key = (r["dataset"], r["chunk_index"], r["slice_key"], r["slice_value"])
         if key not in chunks:
             start, end = utc_from_micros(r["start_us"]), utc_from_micros(r["end_us"])
             info = ChunkInfo(r["chunk_index"], r["chunk_key"], start, end)
@@ -192,4 +202,6 @@ def read_profiles(spark: SparkSession, table: str, monitor: str, dataset: str) -
             continue
         column = ColumnProfile(**state_from_row(r))
         chunks[key].columns[column.column] = column
-    return [chunks[k] for k in sorted(chunks)]
+    for k in sorted(chunks):
+        out.chunks[k[0]].append(chunks[k])
+    return out

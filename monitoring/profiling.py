@@ -1,12 +1,13 @@
 """The Spark pass: per chunk, every monitored column's sketch state.
 
-Three aggregations over the chunked rows (four with the duplicate-id count), each a fixed number of
+Three aggregations over the chunked rows, each a fixed number of
 Spark jobs whatever the number of columns or chunks: counts and moments of continuous columns (Spark's
 code-generated hash aggregate), their KLL sketches (an object aggregate: mixing declarative aggregates
 into it makes them run uncompiled, several times slower, see docs/performance.md; on Spark < 4.1 the
 same sketches from the `datasketches` package in pandas UDFs, `kll_impl="python"`), and categorical
-value counts grouped by chunk x column x value with the top-N kept per chunk and column inside Spark.
-The duplicate ids of a chunk (rows beyond the first per prediction id) are counted by chunk x id.
+value counts grouped by chunk x column x value with the top-N kept per chunk and column inside Spark;
+the same value counts, with the prediction id as one more column, give the duplicate ids of a chunk
+(rows beyond the first per prediction id).
 """
 
 from __future__ import annotations
@@ -91,26 +92,22 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
             cp.columns[name] = _continuous_profile(name, r, sketches[key], f"c{i}", cp.row_count)
         chunks[key] = cp
 
-    if categorical:
-        for r in _categorical_counts(df, categorical, top_n).collect():
-            name = categorical[r["i"]]
-            chunk = chunks[_key(r)]
-            chunk.columns[name] = ColumnProfile(
-                column=name, kind=CATEGORICAL, row_count=chunk.row_count, null_count=int(r["nulls"]),
-                valid_count=chunk.row_count - int(r["nulls"]),
-                categories=top_counts({k: int(v) for k, v in (r["top"] or {}).items()}, top_n),
-                other_count=int(r["other"] or 0), distinct_count=int(r["distinct"]), hll=r["hll"])
+    duplicates: dict[tuple[int, str, str], int] = {}
+    for r in (_value_counts(df, categorical, top_n, id_col).collect() if categorical or id_col else []):
+        if r["i"] == ID_ENTRY:
+            duplicates[_key(r)] = int(r["other"] or 0)
+            continue
+        name = categorical[r["i"]]
+        chunk = chunks[_key(r)]
+        chunk.columns[name] = ColumnProfile(
+            column=name, kind=CATEGORICAL, row_count=chunk.row_count, null_count=int(r["nulls"]),
+            valid_count=chunk.row_count - int(r["nulls"]),
+            categories=top_counts({k: int(v) for k, v in (r["top"] or {}).items()}, top_n),
+            other_count=int(r["other"] or 0), distinct_count=int(r["distinct"]), hll=r["hll"])
     if id_col is not None:
-        duplicates = {_key(r): int(r["d"]) for r in _duplicate_ids(df, id_col).collect()}
         for key, cp in chunks.items():
             cp.sums = (cp.sums or {}) | {DUPLICATE_IDS: float(duplicates.get(key, 0))}
     return [chunks[k] for k in sorted(chunks)]
-
-
-def _duplicate_ids(df: DataFrame, id_col: str) -> DataFrame:
-    """Per chunk and slice with duplicates: the rows beyond the first of each non-null id."""
-    per_id = df.where(F.col(quote_part(id_col)).isNotNull()).groupBy(*GROUP, quote_part(id_col)).count()
-    return per_id.where(F.col("count") > 1).groupBy(*GROUP).agg(F.sum(F.col("count") - 1).alias("d"))
 
 
 def _kll_sketches(inputs: DataFrame, aliases: list[str], kll_k: int, kll_impl: str) -> DataFrame:
@@ -139,23 +136,41 @@ def _continuous_profile(name: str, r, sketch_row, alias: str, row_count: int) ->
     return p
 
 
-def _categorical_counts(df: DataFrame, categorical: list[str], top_n: int) -> DataFrame:
-    """Per chunk and categorical column: top-N value counts as a map, the rest's total, nulls,
-    the exact number of distinct values and an HLL sketch of them (for merges)."""
+ID_ENTRY = -1  # the value-count entry of the prediction id, for the duplicate-id count
+
+
+def _value_counts(df: DataFrame, categorical: list[str], top_n: int, id_col: str | None) -> DataFrame:
+    """One aggregation of value counts by chunk x slice x column x value, then per chunk x slice x column
+    (`i`, the column's position): top-N value counts as a map, the rest's total, nulls, the exact number of
+    distinct values and an HLL sketch of them (for merges); with `id_col` also, as column ID_ENTRY, the
+    rows beyond the first of each non-null prediction id in `other` (duplicate ids). Both branches read
+    the same shuffled counts (Spark reuses the exchange): one scan."""
     pairs = F.explode(F.array(*[
         F.struct(F.lit(i).alias("i"), F.col(quote_part(name)).cast("string").alias("v"))
         for i, name in enumerate(categorical)
-    ])).alias("kv")
+    ] + ([F.struct(F.lit(ID_ENTRY).alias("i"), F.col(quote_part(id_col)).cast("string").alias("v"))]
+         if id_col else []))).alias("kv")
     counts = (df.select(*GROUP, pairs).select(*GROUP, "kv.i", "kv.v")
-              .groupBy(*GROUP, "i", "v").agg(F.count(F.lit(1)).alias("n")))
+              .groupBy(*GROUP, "i", "v").agg(F.count(F.lit(1)).alias("n"),
+                                             # an aggregate, not the grouping key: a filter on it is not
+                                             # pushed below the aggregation, so both branches share it
+                                             # (1: a non-null id, 2: the null id, 0: a column's value)
+                                             F.max(F.when(F.col("i") != ID_ENTRY, 0).when(F.col("v").isNull(), 2)
+                                                   .otherwise(1)).alias("entry")))
+    values = counts.where(F.col("entry") == 0)
     order = Window.partitionBy(*GROUP, "i").orderBy(F.col("v").isNull(), F.desc("n"), F.asc("v"))
-    ranked = counts.withColumn("rank", F.row_number().over(order))
+    ranked = values.withColumn("rank", F.row_number().over(order))
     is_value = F.col("v").isNotNull()
     kept = is_value & (F.col("rank") <= top_n)
-    return ranked.groupBy(*GROUP, "i").agg(
+    out = ranked.groupBy(*GROUP, "i").agg(
         F.map_from_entries(F.collect_list(F.when(kept, F.struct("v", "n")))).alias("top"),
         F.sum(F.when(is_value & ~kept, F.col("n"))).alias("other"),
         F.coalesce(F.sum(F.when(~is_value, F.col("n"))), F.lit(0)).alias("nulls"),
         F.count("v").alias("distinct"),
         F.hll_sketch_agg("v", F.lit(HLL_LG_K)).alias("hll"),
     )
+    if id_col is None:
+        return out
+    dupes = counts.where((F.col("entry") == 1) & (F.col("n") > 1)) \
+        .groupBy(*GROUP, "i").agg(F.sum(F.col("n") - 1).alias("other"))
+    return out.unionByName(dupes, allowMissingColumns=True)

@@ -12,11 +12,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from monitoring.drift.distributions import WeightedSample, quantile_edges
-from monitoring.profile_store import REFERENCE_KEYS, REFERENCE_SCHEMA, state_from_row, state_values
+from monitoring.profile_store import REFERENCE_SCHEMA, state_from_row, state_values
 from monitoring.profiling import ChunkProfile
 from monitoring.sketches import CONTINUOUS, ColumnProfile, merge_all
 from monitoring.slices import WHOLE
-from monitoring.tables import merge_rows, table_exists, table_ident
+from monitoring.tables import replace_rows, table_exists, table_ident
 
 SliceKey = tuple[str, str]
 SCHEMA_PREFIX = ":schema:"  # rows `:schema:<column>` hold the table's schema at fit, the type in column_kind
@@ -76,7 +76,7 @@ def merge_reference(chunks: list[ChunkProfile], bins: int, top_n: int) -> dict[S
 
 
 def write_reference(spark: SparkSession, table: str, monitor: str, ref: FittedReference, kll_k: int) -> int:
-    """Replace this monitor's rows of the `reference` table by `ref`'s merged states (one MERGE)."""
+    """Replace this monitor's rows of the `reference` table by `ref`'s merged states (one commit)."""
     now = datetime.now(timezone.utc)
     rows = [(monitor, key[0], key[1], name, rc.state.kind, rc.chunk_count, *state_values(rc.state, kll_k),
              [float(e) for e in rc.edges] if rc.state.kind == CONTINUOUS else None, ref.source_version,
@@ -85,7 +85,7 @@ def write_reference(spark: SparkSession, table: str, monitor: str, ref: FittedRe
     empty = state_values(ColumnProfile("", ""), kll_k)
     rows += [(monitor, "", "", SCHEMA_PREFIX + name, kind, 0, *empty, None, ref.source_version, ref.signature, now)
              for name, kind in (ref.schema or {}).items()]
-    merge_rows(spark, table, spark.createDataFrame(rows, REFERENCE_SCHEMA), REFERENCE_KEYS, {"monitor": monitor})
+    replace_rows(spark, table, spark.createDataFrame(rows, REFERENCE_SCHEMA), {"monitor": monitor})
     return len(rows)
 
 

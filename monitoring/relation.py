@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column
 from pyspark.sql import functions as F
 from scipy import special, stats
 
@@ -108,25 +108,6 @@ def residual(config: MonitorConfig) -> Column:
                                 for v in (F.lit(cls), F.col(quote_part(col)).cast("double"))])
         r = (label == pred).cast("double") - F.element_at(scores, pred)
     return F.when(labelled, r)
-
-
-def relation_sums(df: DataFrame, config: MonitorConfig, group: list[str],
-                  bins: RelationBins) -> dict[tuple, dict[str, float]]:
-    """Per group (chunk x slice) the residual sums of every feature x bin: one aggregation of the rows
-    exploded to one entry per feature."""
-    entries = F.explode(F.array(*[F.struct(F.lit(name).alias("f"), bins.bin_of(name, kind, b).alias("b"))
-                                  for name, kind, b in bins.features]))
-    rows = (df.select(*group, residual(config).alias("_r"), entries.alias("_e"))
-            .where(F.col("_r").isNotNull() & ~F.isnan("_r"))
-            .groupBy(*group, F.col("_e.f").alias("f"), F.col("_e.b").alias("b"))
-            .agg(F.count(F.lit(1)).alias("n"), F.sum("_r").alias("r"), F.sum(F.col("_r") * F.col("_r")).alias("q"))
-            .collect())
-    out: dict[tuple, dict[str, float]] = {}
-    for row in rows:
-        values = out.setdefault(tuple(row[g] for g in group), {bins.mark(): 1.0})
-        for stat in ("n", "r", "q"):
-            values[f"{PREFIX}{row['b']}|{stat}|{row['f']}"] = float(row[stat])
-    return out
 
 
 def _bins(values: dict[str, float]) -> dict[str, dict[int, np.ndarray]]:

@@ -136,6 +136,17 @@ def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
         spark.catalog.dropTempView(view)
 
 
+def replace_rows(spark: SparkSession, name: str, rows: DataFrame, scope: dict[str, str]) -> None:
+    """Replace every row of Delta table `name` in `scope` (column -> value) by `rows` in one overwrite
+    commit (Delta's replaceWhere: cheaper than a MERGE when the whole scope is rewritten); the table is
+    created on first use."""
+    if not retry_conflicts(lambda: ensure_table(spark, name, rows.schema, rows), name):
+        return
+    where = " AND ".join(f"{quote_part(k)} = {sql_string(v)}" for k, v in scope.items())
+    writer = rows.write.format("delta").mode("overwrite").option("replaceWhere", where)
+    retry_conflicts(lambda: writer.save(absolute(name)) if is_path(name) else writer.saveAsTable(name), name)
+
+
 def retry_conflicts(commit: Callable[[], T], name: str, attempts: int = COMMIT_ATTEMPTS) -> T:
     """Run `commit` (one Delta commit), again after a jittered backoff when it lost a race with another
     writer of table `name` (Delta's conflict checks then failed it without writing anything); after

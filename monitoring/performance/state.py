@@ -111,95 +111,137 @@ def _losses(config: MonitorConfig) -> tuple[Column, Column]:
     return -F.log(_clip(p_true)), brier
 
 
+# The label-dependent states come from one aggregation: every joined row becomes a few entries
+# (t, k1, k2, k3, b, v0..vN) and the entries are grouped by (group, t, k1, k2, k3, b). Entry kinds:
+CELL, HIST, REL, REG, SUM = "c", "h", "r", "g", "s"
+_REGRESSION = ("e", "ae", "se", "se2", "ape", "ape2", "sle", "sle2", "msle_invalid", "y", "y2", "labelled",
+               INVALID_LABELS)
+
+
+def _entry(kind: str, values: list[Column], width: int, k1: Column | None = None, k2: Column | None = None,
+           k3: Column | None = None, b: Column | None = None) -> Column:
+    none_s, none_i = F.lit(None).cast("string"), F.lit(None).cast("int")
+    fields = [F.lit(kind).alias("t"), (k1 if k1 is not None else none_s).cast("string").alias("k1"),
+              (k2 if k2 is not None else none_s).cast("string").alias("k2"),
+              (k3 if k3 is not None else none_s).cast("string").alias("k3"),
+              (b if b is not None else none_i).cast("int").alias("b")]
+    padded = [v.cast("double") for v in values] + [F.lit(None).cast("double")] * (width - len(values))
+    return F.struct(*fields, *[v.alias(f"v{i}") for i, v in enumerate(padded)])
+
+
 def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_version: int | None = None,
-              model: RowModel | None = None) -> dict[tuple, PerformanceState]:
-    """Performance states per group (chunk x slice) of labelled-joined rows: two aggregations for
-    classification (confusion cells with loss sums; score histograms by class, label and prediction),
-    one for regression. `model`'s per-row outputs are summed in the same aggregations."""
-    states: dict[tuple, PerformanceState] = {}
-    ids: dict[tuple, list] = {}
+              model: RowModel | None = None, relation=None, sums: dict[str, Column] | None = None,
+              ) -> dict[tuple, PerformanceState]:
+    """Performance states per group (chunk x slice) of labelled-joined rows, in ONE aggregation: confusion
+    cells with loss sums and score histograms by class, label and prediction (classification) or the
+    error sums (regression); `model`'s per-row outputs; with `relation` (monitoring/relation.py
+    RelationBins) the residual sums of the per-feature concept drift; with `sums` (name -> row
+    expression) their per-group sums in `values` under their names."""
+    from monitoring.relation import PREFIX, residual  # relation imports this module
+
     pid = F.col(quote_part(config.source.id_column))
-    id_range = [F.min(pid).alias("_id_lo"), F.max(pid).alias("_id_hi")]
-
-    def add(key: tuple, name: str, value) -> None:
-        if value is None:
-            return
-        state = states.setdefault(key, PerformanceState(labels_version=labels_version))
-        state.values[name] = state.values.get(name, 0.0) + float(value)
-
-    def add_ids(key: tuple, r) -> None:
-        if r["_id_lo"] is not None:
-            ids.setdefault(key, []).extend((r["_id_lo"], r["_id_hi"]))
-
-    def finish() -> dict[tuple, PerformanceState]:
-        for key, values in ids.items():
-            states[key].id_min, states[key].id_max = str(min(values)), str(max(values))
-        return states
-
     labelled = F.col(LABELLED)
+    if model is not None:
+        df = df.withColumn("_dl_model", model.column())
+    entries: list[Column] = []
+    pairs = classes(config) if config.problem_type != "regression" else []
     if config.problem_type == "regression":
         y, p = F.col(LABEL), F.col(quote_part(config.outputs.prediction)).cast("double")
         ok = labelled & p.isNotNull()
         e = F.when(ok, p - y)
         ape = F.abs(e) / F.greatest(F.abs(y), F.lit(MAPE_EPS))
         sle = F.when(ok & (y >= 0) & (p >= 0), (F.log1p(y) - F.log1p(p)) ** 2)
-        sums = {"n": F.count(e), "e": F.sum(e), "ae": F.sum(F.abs(e)), "se": F.sum(e * e), "se2": F.sum(e ** 4),
-                "ape": F.sum(ape), "ape2": F.sum(ape * ape), "sle": F.sum(sle), "sle2": F.sum(sle * sle),
-                "msle_invalid": F.sum(F.when(ok & ((y < 0) | (p < 0)), 1)), "y": F.sum(F.when(ok, y)),
-                "y2": F.sum(F.when(ok, y * y)), "labelled": F.count(F.when(labelled, 1)), "rows": F.count(F.lit(1)),
-                INVALID_LABELS: F.count(F.when(F.col(INVALID), 1))}
+        values = [e, F.abs(e), e * e, e ** 4, ape, ape * ape, sle, sle * sle,
+                  F.when(ok & ((y < 0) | (p < 0)), 1), F.when(ok, y), F.when(ok, y * y),
+                  F.when(labelled, 1), F.when(F.col(INVALID), 1)]
         if model is not None:  # DLE: every row's predicted losses, labelled or not
-            df = df.withColumn("_dl_model", model.column())
-            sums["dle_n"] = F.count(F.when(p.isNotNull(), 1))
-            sums |= {f"dle_{k}": F.sum(F.when(p.isNotNull(), F.col(f"_dl_model.{k}"))) for k in model.outputs()}
-        for r in df.groupBy(*group).agg(*[v.alias(k) for k, v in sums.items()], *id_range).collect():
-            for k in sums:
-                add(tuple(r[g] for g in group), k, r[k])
-            add_ids(tuple(r[g] for g in group), r)
-        return finish()
+            values += [F.when(p.isNotNull(), 1)]
+            values += [F.when(p.isNotNull(), F.col(f"_dl_model.{k}")) for k in model.outputs()]
+        regression = values
+    else:
+        logloss, brier = _losses(config)
+        cell = [logloss, logloss * logloss, brier, brier * brier]
+        cell += [F.col(f"_dl_model.c{j}") for j in range(len(pairs))] if model else []
+        regression = []
+    rel_features = relation.features if relation is not None else ()
+    width = max(len(regression), 4 + (len(pairs) if model else 0), 2, len(sums or {}))
+    if config.problem_type == "regression":
+        entries.append(_entry(REG, regression, width))
+    else:
+        entries.append(_entry(CELL, cell, width, F.col(LABEL), predicted(config), F.col(INVALID).cast("int")))
+        prediction = predicted(config)
+        for i, (cls, col) in enumerate(pairs):
+            score = F.col(quote_part(col)).cast("double")
+            binned = F.least(F.greatest(F.floor(score * SCORE_BINS), F.lit(0)), F.lit(SCORE_BINS - 1))
+            pos = F.when(labelled, (F.col(LABEL) == F.lit(cls)).cast("int"))
+            yhat = F.coalesce((prediction == F.lit(cls)).cast("int"), F.lit(0))
+            prob = F.col(f"_dl_model.c{i}") if model else F.lit(None)
+            entries.append(F.when(score.isNotNull(), _entry(HIST, [score, prob], width, F.lit(cls), pos, yhat, binned)))
+    if rel_features:
+        r = residual(config)
+        valid = r.isNotNull() & ~F.isnan(r)
+        for name, kind, bounds in rel_features:
+            entries.append(F.when(valid, _entry(REL, [r, r * r], width, F.lit(name), b=relation.bin_of(name, kind,
+                                                                                                    bounds))))
+    if sums:
+        entries.append(_entry(SUM, list(sums.values()), width))
+    exploded = df.select(*group, pid.alias("_dl_pid"), F.explode(F.array(*entries)).alias("e")) \
+        .where(F.col("e").isNotNull())
+    rows = exploded.groupBy(*group, *[F.col(f"e.{k}").alias(k) for k in ("t", "k1", "k2", "k3", "b")]).agg(
+        F.count(F.lit(1)).alias("n"), *[F.sum(f"e.v{i}").alias(f"v{i}") for i in range(width)],
+        F.count("e.v0").alias("c0"), F.count("e.v1").alias("c1"),
+        F.min("_dl_pid").alias("_id_lo"), F.max("_dl_pid").alias("_id_hi")).collect()
 
-    logloss, brier = _losses(config)
-    pairs = classes(config)
-    if model is not None:  # multiclass CBPE: every row's calibrated class probabilities
-        df = df.withColumn("_dl_model", model.column())
-    expected = [F.sum(F.col(f"_dl_model.c{j}")).alias(f"_ce{j}") for j in range(len(pairs))] if model else []
-    cells = df.groupBy(*group, F.col(LABEL).alias("_l"), predicted(config).alias("_p"),
-                       F.col(INVALID).alias("_bad")).agg(
-        F.count(F.lit(1)).alias("n"), F.sum(logloss).alias("ll"), F.sum(logloss * logloss).alias("ll2"),
-        F.sum(brier).alias("b"), F.sum(brier * brier).alias("b2"), *expected, *id_range)
-    for r in cells.collect():
-        key = tuple(r[g] for g in group)
-        add(key, "rows", r["n"])
-        add_ids(key, r)
-        if r["_bad"]:
-            add(key, INVALID_LABELS, r["n"])
-        if r["_l"] is not None:
-            add(key, "labelled", r["n"])
-            add(key, f"cm|{r['_l']}|{r['_p']}", r["n"])
-            for name, col in (("logloss", "ll"), ("logloss2", "ll2"), ("brier", "b"), ("brier2", "b2")):
-                add(key, name, r[col])
-        for j, (cls, _) in enumerate(pairs if model else []):
-            add(key, f"ce|{r['_p']}|{cls}", r[f"_ce{j}"])
-    prediction = predicted(config)
-    entries = F.explode(F.array(*[
-        F.struct(F.lit(cls).alias("k"), F.col(quote_part(col)).cast("double").alias("s"),
-                 F.when(labelled, (F.col(LABEL) == F.lit(cls)).cast("int")).alias("pos"),
-                 (prediction == F.lit(cls)).cast("int").alias("yhat"),
-                 (F.col(f"_dl_model.c{i}") if model else F.lit(None).cast("double")).alias("p"))
-        for i, (cls, col) in enumerate(pairs)]))
-    scored = df.select(*group, entries.alias("e")).where(F.col("e.s").isNotNull())
-    binned = F.least(F.greatest(F.floor(F.col("e.s") * SCORE_BINS), F.lit(0)), F.lit(SCORE_BINS - 1))
-    hist = scored.groupBy(*group, F.col("e.k").alias("k"), F.col("e.pos").alias("pos"),
-                          F.coalesce(F.col("e.yhat"), F.lit(0)).alias("yhat"), binned.alias("bin")).agg(
-        F.count(F.lit(1)).alias("n"), F.sum("e.s").alias("s"), F.count("e.p").alias("pn"), F.sum("e.p").alias("p"))
-    for r in hist.collect():
-        key, k, b = tuple(r[g] for g in group), r["k"], r["bin"]
-        add(key, f"a|{k}|{r['yhat']}|{b}", r["n"])
-        add(key, f"as|{k}|{r['yhat']}|{b}", r["s"])
-        if r["pn"]:
-            add(key, f"ac|{k}|{r['yhat']}|{b}", r["pn"])
-            add(key, f"ap|{k}|{r['yhat']}|{b}", r["p"])
-        if r["pos"] is not None:
-            add(key, f"h|{k}|{r['pos']}|{b}", r["n"])
-            add(key, f"s|{k}|{r['pos']}|{b}", r["s"])
-    return finish()
+    states: dict[tuple, PerformanceState] = {}
+    ids: dict[tuple, list] = {}
+    for row in rows:
+        key = tuple(row[g] for g in group)
+        state = states.setdefault(key, PerformanceState(labels_version=labels_version))
+        v = state.values
+
+        def add(name: str, value, v=v) -> None:
+            if value is not None:
+                v[name] = v.get(name, 0.0) + float(value)
+
+        t, k1, k2, k3, b, n = row["t"], row["k1"], row["k2"], row["k3"], row["b"], row["n"]
+        if t in (CELL, REG) and row["_id_lo"] is not None:
+            ids.setdefault(key, []).extend((row["_id_lo"], row["_id_hi"]))
+        if t == CELL:
+            add("rows", n)
+            if k3 == "1":
+                add(INVALID_LABELS, n)
+            if k1 is not None:
+                add("labelled", n)
+                add(f"cm|{k1}|{k2}", n)
+                for j, name in enumerate(("logloss", "logloss2", "brier", "brier2")):
+                    add(name, row[f"v{j}"])
+            for j, (cls, _) in enumerate(pairs if model else []):
+                add(f"ce|{k2}|{cls}", row[f"v{4 + j}"])
+        elif t == HIST:
+            add(f"a|{k1}|{k3}|{b}", n)
+            add(f"as|{k1}|{k3}|{b}", row["v0"])
+            if row["c1"]:
+                add(f"ac|{k1}|{k3}|{b}", row["c1"])
+                add(f"ap|{k1}|{k3}|{b}", row["v1"])
+            if k2 is not None:
+                add(f"h|{k1}|{k2}|{b}", n)
+                add(f"s|{k1}|{k2}|{b}", row["v0"])
+        elif t == REG:
+            add("rows", n)
+            add("n", row["c0"])
+            for j, name in enumerate(_REGRESSION):
+                add(name, row[f"v{j}"] if j < 11 else (row[f"v{j}"] or 0))
+            if model is not None:
+                add("dle_n", row[f"v{len(_REGRESSION)}"] or 0)
+                for j, k in enumerate(model.outputs()):
+                    add(f"dle_{k}", row[f"v{len(_REGRESSION) + 1 + j}"])
+        elif t == REL:
+            v[relation.mark()] = 1.0
+            for stat, value in (("n", n), ("r", row["v0"]), ("q", row["v1"])):
+                add(f"{PREFIX}{b}|{stat}|{k1}", value)
+        elif t == SUM:
+            for j, name in enumerate(sums):
+                add(name, row[f"v{j}"] or 0.0)
+    for key, values in ids.items():
+        states[key].id_min, states[key].id_max = str(min(values)), str(max(values))
+    return states
