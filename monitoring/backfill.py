@@ -23,6 +23,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from monitoring.config import Labels, MonitorConfig
+from monitoring.labels import LabelStats
 from monitoring.profiling import ChunkProfile
 from monitoring.slices import WHOLE
 from monitoring.tables import change_feed, quote_part
@@ -39,6 +40,7 @@ class Backfill:
     chunks: tuple[int, ...]  # chunk indices recomputed
     changed_ids: int | None  # distinct ids with label changes (None without a change data feed)
     reason: str  # CHANGE_FEED, or why every chunk was recomputed
+    label_stats: LabelStats | None = None  # the label counts of the backfill's label join
 
 
 def stored_labels_version(chunks: list[ChunkProfile]) -> int | None:

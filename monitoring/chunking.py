@@ -92,16 +92,20 @@ def period_rows(period: Period, indices: list[int], ts_col: str) -> Column:
     return cond
 
 
-def with_chunk_index(df: DataFrame, chunking: Chunking, ts_col: str, id_col: str) -> DataFrame:
-    """`df` with the chunk index in column CHUNK_COL; rows with a null timestamp are left out.
+def with_chunk_index(df: DataFrame, chunking: Chunking, ts_col: str, id_col: str,
+                     keep_null_ts: bool = False) -> DataFrame:
+    """`df` with the chunk index in column CHUNK_COL; rows with a null timestamp are left out (with
+    `keep_null_ts` and period chunking they stay, with a null chunk index, for the profiling pass to
+    count).
 
     Period chunks need no extra pass. Size and count chunks need the row count per day first (one
     small aggregation), then a window per day gives every row its global position in
     (timestamp, id) order; rows of an incomplete last chunk are dropped when `incomplete: drop`.
     """
-    df = df.where(F.col(ts_col).isNotNull())
     if chunking.period:
-        return df.withColumn(CHUNK_COL, period_index(chunking.period, F.col(ts_col)))
+        rows = df if keep_null_ts else df.where(F.col(ts_col).isNotNull())
+        return rows.withColumn(CHUNK_COL, period_index(chunking.period, F.col(ts_col)))
+    df = df.where(F.col(ts_col).isNotNull())
     day = F.floor(F.unix_seconds(F.col(ts_col).cast("timestamp")) / 86400).cast("long")
     counts = sorted((r[0], r[1]) for r in df.groupBy(day.alias("d")).count().collect())
     total = sum(c for _, c in counts)

@@ -26,7 +26,7 @@ from pyspark.sql.types import (
 from monitoring.drift.reconstruction import Reconstruction
 from monitoring.performance.cbpe import Calibrator
 from monitoring.performance.dle import LossModels
-from monitoring.tables import merge_rows, table_exists, table_ident
+from monitoring.tables import replace_rows, table_exists, table_ident
 
 ESTIMATOR_KEYS = ["monitor", "model"]
 ESTIMATOR_SCHEMA = StructType([
@@ -47,7 +47,7 @@ ESTIMATOR_SCHEMA = StructType([
 
 def write_calibrators(spark: SparkSession, table: str, monitor: str, calibrators: dict[str, Calibrator], mode: str,
                       reference_version: int | None, signature: str) -> None:
-    """One row per class calibrator, in one MERGE."""
+    """One row per class calibrator (replacing every stored one of the monitor), in one commit."""
     now = datetime.now(timezone.utc)
     rows = []
     for cls, cal in calibrators.items():
@@ -55,7 +55,7 @@ def write_calibrators(spark: SparkSession, table: str, monitor: str, calibrators
                    if v is not None}
         rows.append((monitor, f"cbpe:{cls}", "isotonic", mode, cal.applied, list(cal.x), list(cal.y), details, None,
                      reference_version, signature, now))
-    merge_rows(spark, table, spark.createDataFrame(rows, ESTIMATOR_SCHEMA), ESTIMATOR_KEYS)
+    replace_rows(spark, table, spark.createDataFrame(rows, ESTIMATOR_SCHEMA), {"monitor": monitor}, ("model", "cbpe:"))
 
 
 def write_loss_models(spark: SparkSession, table: str, monitor: str, models: LossModels,
@@ -64,7 +64,7 @@ def write_loss_models(spark: SparkSession, table: str, monitor: str, models: Los
     rows = [(monitor, f"dle:{loss}", "lightgbm", models.settings(), True, None, None,
              {"training_rows": float(models.training_rows)}, text, reference_version, signature, now)
             for loss, text in models.models.items()]
-    merge_rows(spark, table, spark.createDataFrame(rows, ESTIMATOR_SCHEMA), ESTIMATOR_KEYS)
+    replace_rows(spark, table, spark.createDataFrame(rows, ESTIMATOR_SCHEMA), {"monitor": monitor}, ("model", "dle:"))
 
 
 def read_estimators(spark: SparkSession, table: str, monitor: str) -> list:
@@ -110,7 +110,8 @@ def write_reconstruction(spark: SparkSession, table: str, monitor: str, model: R
     row = (monitor, RECONSTRUCTION, "pca", str(model.components), True, None, None,
            {"explained_variance": model.explained_variance}, payload, reference_version, signature,
            datetime.now(timezone.utc))
-    merge_rows(spark, table, spark.createDataFrame([row], ESTIMATOR_SCHEMA), ESTIMATOR_KEYS)
+    replace_rows(spark, table, spark.createDataFrame([row], ESTIMATOR_SCHEMA),
+                 {"monitor": monitor, "model": RECONSTRUCTION})
 
 
 @dataclass(frozen=True)

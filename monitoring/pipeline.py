@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, replace
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -49,7 +50,7 @@ from monitoring.performance.results import performance_results
 from monitoring.performance.state import PerformanceState, RowModel, classes
 from monitoring.performance.state import aggregate as performance_states
 from monitoring.profile_store import StoredProfiles, read_stored_profiles, write_performance, write_profiles
-from monitoring.profiling import GROUP, ChunkProfile, profile_chunks
+from monitoring.profiling import GROUP, ChunkProfile, ProfiledChunks, profile_chunks
 from monitoring.quality import (
     gap_results,
     null_timestamp_results,
@@ -84,6 +85,7 @@ class ProfileResult:
     increment: Increment | None = None  # set when the source changed since stored profiles were made
     schema: dict[str, str] | None = None  # column -> type of the table the rows came from
     label_stats: LabelStats | None = None  # label counts of the label join this profiling ran (None: no join)
+    null_timestamps: int | None = None  # source rows without a timestamp, when this profiling counted them
 
     @property
     def whole(self) -> list[ChunkProfile]:
@@ -162,25 +164,37 @@ def open_source(spark: SparkSession, config: MonitorConfig) -> VersionedTable:
 def dataset_rows(spark: SparkSession, config: MonitorConfig, dataset: str) -> tuple[DataFrame, int]:
     """Rows of the reference (its own table or a time range of the source) or of the analysis (the source
     after the reference window when the reference is a range of it), and the table version they come from."""
+    found = dataset_source(spark, config, dataset)
+    return found.rows, found.version
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    rows: DataFrame  # the dataset's rows
+    table: DataFrame  # every row of the table they come from
+    window: Column | None  # which rows of `table` are the dataset's (None: all)
+    version: int
+
+
+def dataset_source(spark: SparkSession, config: MonitorConfig, dataset: str) -> DatasetSource:
+    """`dataset_rows`' rows, every row of the table they come from, and its version."""
     ref = config.reference
     if dataset == REFERENCE:
         table = read_delta(spark, ref.table, "reference.table") if ref.table else open_source(spark, config)
         if ref.table:
             validate_against_schema(config, table.df.schema)
             validate_slices(table.df, config.slices.expressions)
-        return _time_range(table.df, config, ref.start, ref.end), table.version
-    source = open_source(spark, config)
-    start = ref.end if ref.table is None else None
-    return _time_range(source.df, config, start, None), source.version
+        window = _time_range(config, ref.start, ref.end)
+    else:
+        table = open_source(spark, config)
+        window = _time_range(config, ref.end if ref.table is None else None, None)
+    return DatasetSource(table.df if window is None else table.df.where(window), table.df, window, table.version)
 
 
-def _time_range(df: DataFrame, config: MonitorConfig, start, end) -> DataFrame:
+def _time_range(config: MonitorConfig, start, end) -> Column | None:
     ts = F.col(quote_part(config.source.timestamp_column))
-    if start is not None:
-        df = df.where(ts >= F.lit(start))
-    if end is not None:
-        df = df.where(ts < F.lit(end))
-    return df
+    bounds = ([ts >= F.lit(start)] if start is not None else []) + ([ts < F.lit(end)] if end is not None else [])
+    return reduce(lambda a, b: a & b, bounds) if bounds else None
 
 
 def dataset_table(config: MonitorConfig, dataset: str) -> str:
@@ -204,7 +218,8 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
     the caller read it (else it is read here). `write=False` leaves newly profiled chunks for the caller
     to store (fit stores them once, after its second pass)."""
     started = time.monotonic()
-    df, version = dataset_rows(spark, config, dataset)
+    source = dataset_source(spark, config, dataset)
+    df, version = source.rows, source.version
     labels = read_delta(spark, config.labels.table, "labels.table") if config.labels else None
     sig, table = signature(config, dataset, slices, model, reconstruction, relation), profiles_table(config)
     sums = prediction_checks(config) | (reconstruction.sums() if reconstruction else {})
@@ -222,7 +237,7 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
                      dataset, version, len(stored))
             return ProfileResult(dataset, stored, 0, version, time.monotonic() - started, reused=True,
                                  backfill=backfill, labels_version=labels.version if labels else None,
-                                 schema=schema_of(df.schema))
+                                 schema=schema_of(df.schema), label_stats=backfill.label_stats if backfill else None)
         increment = plan_increment(spark, config, dataset_table(config, dataset), stored, since, version)
         if increment.chunks is None:
             log.warning("%s: re-profiling every chunk: %s", dataset, increment.reason)
@@ -231,7 +246,16 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
                                               relation, sums, started), schema=schema_of(df.schema))
     if slices is None:
         slices = slice_values(df, config.slices.expressions, config.slices.top_n)
-    chunks, stats = _profile(config, df, labels, slices, model, relation, sums)
+    # the analysis's labels are joined against the whole source, so that their unmatched ids are labels of
+    # no prediction at all (not the reference's); other rows leave right after the join. With period
+    # chunking its profiling pass also counts the source's rows without a timestamp.
+    count_nulls = dataset == ANALYSIS and bool(config.chunking.period)
+    profiled = df
+    if count_nulls and source.window is not None:
+        profiled = source.table.where(source.window | F.col(quote_part(config.source.timestamp_column)).isNull())
+    chunks, stats = _profile(config, profiled, labels, slices, model, relation, sums,
+                             join_source=(source.table, source.window) if dataset == ANALYSIS else None,
+                             keep_null_ts=count_nulls)
     if dataset == REFERENCE and not chunks:
         raise DataError(f"the reference of monitor '{config.monitor}' holds no rows "
                         f"(reference: {config.reference}); widen reference.start/end or fill the table")
@@ -239,7 +263,8 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
         if write else 0
     result = ProfileResult(dataset, chunks, written, version, time.monotonic() - started,
                            labels_version=labels.version if labels else None, increment=increment,
-                           schema=schema_of(df.schema), label_stats=stats)
+                           schema=schema_of(df.schema), label_stats=stats,
+                           null_timestamps=chunks.null_timestamps if count_nulls else None)
     log.info("%s: profiled %d chunks (%d with slices), %d rows, %d columns in %.1fs (source version %d)", dataset,
              len(result.whole), len(chunks), result.row_count, len(config.monitored_columns()), result.seconds,
              version)
@@ -248,18 +273,22 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
 
 def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None, slices: dict[str, list[str]],
              model: RowModel | None, relation: RelationBins | None, sums: dict[str, Column],
-             label_filter: Column | None = None) -> tuple[list[ChunkProfile], LabelStats | None]:
+             label_filter: Column | None = None, join_source: tuple[DataFrame, Column | None] | None = None,
+             keep_null_ts: bool = False) -> tuple[ProfiledChunks, LabelStats | None]:
     """The scan: chunk profiles of `df`'s own rows (no labels needed) with the per-chunk `sums`, then,
     when there are labels, every label-dependent state from one aggregation over the one label join
-    (the label rows `label_filter` keeps), with the label counts observed on the way."""
-    chunks = profile_chunks(_chunked(config, df, slices), config.monitored_columns(), config.chunking,
+    (the label rows `label_filter` keeps), with the label counts observed on the way. `join_source`:
+    (table, which of its rows are `df`'s) to join the labels against instead of `df`. `keep_null_ts`: `df`
+    holds the rows without a timestamp too, for the moments aggregation to count.)"""
+    chunks = profile_chunks(_chunked(config, df, slices, keep_null_ts), config.monitored_columns(), config.chunking,
                             config.source.timestamp_column, config.profile.kll_k, config.profile.top_n,
                             kll_impl=resolve_kll_impl(df.sparkSession, config.profile.kll),
                             sums=sums, id_col=config.source.id_column)
     failpoint(PROFILING)
     if not labels:
         return chunks, None
-    joined, counts = _joined(config, df, labels, label_filter)
+    joined, counts = _joined(config, df, labels, label_filter) if join_source is None else \
+        _joined(config, join_source[0], labels, label_filter, join_source[1])
     states = _performance(_chunked(config, joined, slices), config, labels.version, model, relation)
     for cp in chunks:
         cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value))
@@ -289,7 +318,7 @@ def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str,
     chunks = sorted(kept + fresh, key=lambda c: (c.chunk.index, c.slice_key, c.slice_value))
     result = ProfileResult(dataset, chunks, written, increment.until, time.monotonic() - started, backfill=backfill,
                            labels_version=labels.version if labels else None, increment=increment,
-                           label_stats=stats)
+                           label_stats=stats or (backfill.label_stats if backfill else None))
     keys = [c.chunk.key for c in fresh if (c.slice_key, c.slice_value) == WHOLE]
     log.info("%s: source version %d -> %d: %d changed rows; re-profiled %d chunks (%s), reused %d, in %.1fs",
              dataset, increment.since, increment.until, increment.changed_rows, len(keys), ", ".join(keys),
@@ -308,18 +337,21 @@ def _id_range(config: MonitorConfig, rows: DataFrame) -> Column:
     return (lid >= F.lit(lo)) & (lid <= F.lit(hi))
 
 
-def _joined(config: MonitorConfig, df: DataFrame, labels: VersionedTable,
-            label_filter: Column | None = None) -> tuple[DataFrame, LabelCounts]:
-    """The latest-label join of `df` (built once per scan) and the label counts it observes."""
+def _joined(config: MonitorConfig, df: DataFrame, labels: VersionedTable, label_filter: Column | None = None,
+            keep: Column | None = None) -> tuple[DataFrame, LabelCounts]:
+    """The latest-label join of `df` (built once per scan; only its rows `keep` selects come out) and the
+    label counts it observes."""
     label_rows = labels.df if label_filter is None else labels.df.where(label_filter)
     scope = "whole label table" if label_filter is None else "labels in the id ranges of the recomputed chunks"
     return join_labels(df, label_rows, config.labels, config.source.id_column, config.problem_type == "regression",
-                       config.outputs.label_classes(config.problem_type), scope)
+                       config.outputs.label_classes(config.problem_type), scope, keep)
 
 
-def _chunked(config: MonitorConfig, df: DataFrame, slices: dict[str, list[str]]) -> DataFrame:
+def _chunked(config: MonitorConfig, df: DataFrame, slices: dict[str, list[str]],
+             keep_null_ts: bool = False) -> DataFrame:
     src = config.source
-    return with_slices(with_chunk_index(df, config.chunking, src.timestamp_column, src.id_column), slices)
+    return with_slices(with_chunk_index(df, config.chunking, src.timestamp_column, src.id_column, keep_null_ts),
+                       slices)
 
 
 def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: DataFrame, labels: VersionedTable,
@@ -339,12 +371,14 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
         whole = [c for c in targets if (c.slice_key, c.slice_value) == WHOLE]
         rows = df.where(period_rows(config.chunking.period, [c.chunk.index for c in whole],
                                     config.source.timestamp_column))
-        joined, _ = _joined(config, rows, labels, label_rows(whole, config.labels, id_type))
+        joined, counts = _joined(config, rows, labels, label_rows(whole, config.labels, id_type))
     else:
         log.warning("%s: recomputing the performance of every chunk: %s", dataset, plan.reason)
-        joined, _ = _joined(config, df, labels)
+        joined, counts = _joined(config, df, labels)
     states = _performance(_chunked(config, joined, _stored_slices(chunks)), config, labels.version, model,
                           relation) if targets else {}
+    if targets:
+        plan = replace(plan, label_stats=counts.stats())
     for c in chunks:
         if id(c) in recompute or c.performance is None:
             c.performance = states.get((c.chunk.index, c.slice_key, c.slice_value))
@@ -587,7 +621,11 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
                                reconstruction.model if reconstruction else None, relation, stored_profiles)
     started = time.monotonic()
     changes = schema_changes(reference.schema, profiles.schema) if reference.schema is not None else []
-    null_timestamps = _null_timestamps(spark, config, profiles.source_version)
+    null_timestamps = profiles.null_timestamps if profiles.null_timestamps is not None else \
+        _null_timestamps(spark, config, profiles.source_version)
+    if null_timestamps:
+        log.warning("%d rows of %s have a null %s: they belong to no chunk and are left out", null_timestamps,
+                    config.source.table, config.source.timestamp_column)
     settings = compare_settings(config, reference.signature, reference.source_version, changes, null_timestamps)
     prints = fingerprints(profiles.chunks, settings)
     stored = [] if refresh else [r for r in read_metrics(spark, metrics_table(config), config.monitor).results
@@ -646,14 +684,10 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
 
 
 def _null_timestamps(spark: SparkSession, config: MonitorConfig, version: int) -> int:
-    """Rows of the source (at `version`) without a timestamp: one count, which Delta's per-file null counts
-    answer without reading the files that have none."""
+    """Rows of the source (at `version`) without a timestamp, when no profiling pass of this run counted
+    them: one count, which Delta's per-file null counts answer without reading the files that have none."""
     source = read_delta(spark, config.source.table, "source.table", version).df
-    count = source.where(F.col(quote_part(config.source.timestamp_column)).isNull()).count()
-    if count:
-        log.warning("%d rows of %s have a null %s: they belong to no chunk and are left out", count,
-                    config.source.table, config.source.timestamp_column)
-    return count
+    return source.where(F.col(quote_part(config.source.timestamp_column)).isNull()).count()
 
 
 def _domain_classifier(spark: SparkSession, config: MonitorConfig, reference: FittedReference,

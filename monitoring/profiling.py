@@ -53,9 +53,18 @@ class ChunkProfile:
     sums: dict[str, float] | None = None
 
 
+class ProfiledChunks(list):
+    """The chunk profiles of one profiling pass (a list, in (index, slice) order) and `null_timestamps`,
+    the rows it found without a timestamp (0 unless the rows were chunked with `keep_null_ts`)."""
+
+    def __init__(self, chunks: list[ChunkProfile], null_timestamps: int = 0) -> None:
+        super().__init__(chunks)
+        self.null_timestamps = null_timestamps
+
+
 def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chunking, ts_col: str,
                    kll_k: int, top_n: int, kll_impl: str = "native",
-                   sums: dict[str, Column] | None = None, id_col: str | None = None) -> list[ChunkProfile]:
+                   sums: dict[str, Column] | None = None, id_col: str | None = None) -> ProfiledChunks:
     """Profile every column of `df` per chunk and slice (`df` holds CHUNK_COL, SLICE_KEY and SLICE_VALUE,
     see `monitoring.slices.with_slices`); returns chunks in (index, slice) order. `kll_impl`: `native`
     (Spark >= 4.1) or `python` (`monitoring.sketches.resolve_kll_impl` picks one from `profile.kll`).
@@ -72,10 +81,16 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     inputs = df.select(*GROUP, micros.alias("_dl_ts"), *summed,
                        *[c for name, a in zip(continuous, aliases, strict=True)
                          for c in continuous_inputs(quote_part(name), a)])
-    moments = inputs.groupBy(*GROUP).agg(
+    grouped = inputs.groupBy(*GROUP).agg(
         F.count(F.lit(1)).alias("rows"), F.min("_dl_ts").alias("ts_min"), F.max("_dl_ts").alias("ts_max"),
         *[F.sum(f"_dl_sum{i}").alias(f"_dl_sum{i}") for i in range(len(sums))],
         *[m for a in aliases for m in moment_aggs(a)]).collect()
+    # rows without a timestamp (kept by `with_chunk_index(keep_null_ts=True)`) form the null chunk: counted
+    # here, left out of everything else
+    unplaced = sum(int(r["rows"]) for r in grouped if r[CHUNK_COL] is None and (r[SLICE_KEY], r[SLICE_VALUE]) == WHOLE)
+    moments = [r for r in grouped if r[CHUNK_COL] is not None]
+    placed = F.col(CHUNK_COL).isNotNull()
+    inputs, df = inputs.where(placed), df.where(placed)
     sketches = {_key(r): r for r in _kll_sketches(inputs, aliases, kll_k, kll_impl).collect()} if continuous else {}
 
     # a chunk's bounds come from the whole table, so every slice of a chunk shares them
@@ -107,7 +122,7 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     if id_col is not None:
         for key, cp in chunks.items():
             cp.sums = (cp.sums or {}) | {DUPLICATE_IDS: float(duplicates.get(key, 0))}
-    return [chunks[k] for k in sorted(chunks)]
+    return ProfiledChunks([chunks[k] for k in sorted(chunks)], unplaced)
 
 
 def _kll_sketches(inputs: DataFrame, aliases: list[str], kll_k: int, kll_impl: str) -> DataFrame:

@@ -136,13 +136,16 @@ def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
         spark.catalog.dropTempView(view)
 
 
-def replace_rows(spark: SparkSession, name: str, rows: DataFrame, scope: dict[str, str]) -> None:
-    """Replace every row of Delta table `name` in `scope` (column -> value) by `rows` in one overwrite
-    commit (Delta's replaceWhere: cheaper than a MERGE when the whole scope is rewritten); the table is
-    created on first use."""
+def replace_rows(spark: SparkSession, name: str, rows: DataFrame, scope: dict[str, str],
+                 prefix: tuple[str, str] | None = None) -> None:
+    """Replace every row of Delta table `name` in `scope` (column -> value; with `prefix` (column, text)
+    also: that column starts with that text) by `rows` in one overwrite commit (Delta's replaceWhere:
+    cheaper than a MERGE when the whole scope is rewritten); the table is created on first use."""
     if not retry_conflicts(lambda: ensure_table(spark, name, rows.schema, rows), name):
         return
     where = " AND ".join(f"{quote_part(k)} = {sql_string(v)}" for k, v in scope.items())
+    if prefix is not None:
+        where += f" AND startswith({quote_part(prefix[0])}, {sql_string(prefix[1])})"
     writer = rows.write.format("delta").mode("overwrite").option("replaceWhere", where)
     retry_conflicts(lambda: writer.save(absolute(name)) if is_path(name) else writer.saveAsTable(name), name)
 
