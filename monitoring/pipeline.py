@@ -279,7 +279,7 @@ def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None
     when there are labels, every label-dependent state from one aggregation over the one label join
     (the label rows `label_filter` keeps), with the label counts observed on the way. `join_source`:
     (table, which of its rows are `df`'s) to join the labels against instead of `df`. `keep_null_ts`: `df`
-    holds the rows without a timestamp too, for the moments aggregation to count.)"""
+    holds the rows without a timestamp too, for the moments aggregation to count."""
     chunks = profile_chunks(_chunked(config, df, slices, keep_null_ts), config.monitored_columns(), config.chunking,
                             config.source.timestamp_column, config.profile.kll_k, config.profile.top_n,
                             kll_impl=resolve_kll_impl(df.sparkSession, config.profile.kll),
