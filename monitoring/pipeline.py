@@ -276,7 +276,7 @@ def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None
              label_filter: Column | None = None, join_source: tuple[DataFrame, Column | None] | None = None,
              keep_null_ts: bool = False) -> tuple[ProfiledChunks, LabelStats | None]:
     """The scan: chunk profiles of `df`'s own rows (no labels needed) with the per-chunk `sums`, then,
-    when there are labels, every label-dependent state from one aggregation over the one label join
+    when there are labels, every label-dependent state from one query over the one label join
     (the label rows `label_filter` keeps), with the label counts observed on the way. `join_source`:
     (table, which of its rows are `df`'s) to join the labels against instead of `df`. `keep_null_ts`: `df`
     holds the rows without a timestamp too, for the moments aggregation to count."""
@@ -291,7 +291,7 @@ def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None
         _joined(config, join_source[0], labels, label_filter, join_source[1])
     states = _performance(_chunked(config, joined, slices), config, labels.version, model, relation)
     for cp in chunks:
-        cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value))
+        cp.performance = _with_ids(states.get((cp.chunk.index, cp.slice_key, cp.slice_value)), *(cp.id_range or ()))
     return chunks, counts.stats()
 
 
@@ -381,7 +381,8 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
         plan = replace(plan, label_stats=counts.stats())
     for c in chunks:
         if id(c) in recompute or c.performance is None:
-            c.performance = states.get((c.chunk.index, c.slice_key, c.slice_value))
+            ids = (c.performance.id_min, c.performance.id_max) if c.performance else ()
+            c.performance = _with_ids(states.get((c.chunk.index, c.slice_key, c.slice_value)), *ids)
     if write:
         write_performance(spark, profiles_table(config), config.monitor, dataset,
                           [c for c in chunks if id(c) in recompute], version, sig)
@@ -396,6 +397,14 @@ def _performance(chunked: DataFrame, config: MonitorConfig, labels_version: int,
     the per-feature concept drift when `relation` is given and the `sums` of row expressions: one
     aggregation."""
     return performance_states(chunked, config, GROUP, labels_version, model, relation, sums)
+
+
+def _with_ids(state: PerformanceState | None, lo: str | None = None, hi: str | None = None) -> PerformanceState | None:
+    """`state` with the chunk's prediction id range (the profiling pass found it; the label aggregation
+    does not compute it)."""
+    if state is not None:
+        state.id_min, state.id_max = lo, hi
+    return state
 
 
 def _stored_slices(chunks: list[ChunkProfile]) -> dict[str, list[str]]:
@@ -455,7 +464,9 @@ def _second_pass(spark: SparkSession, config: MonitorConfig, ref: FittedReferenc
         states = _performance(_chunked(config, joined, slices), config, labels.version, model, relation, sums)
         per_chunk = {key: {k: state.values.pop(k, 0.0) for k in sums} for key, state in states.items()}
         for cp in ref.chunks:
-            cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value), cp.performance)
+            key, old = (cp.chunk.index, cp.slice_key, cp.slice_value), cp.performance
+            ids = cp.id_range or ((old.id_min, old.id_max) if old else ())
+            cp.performance = _with_ids(states[key], *ids) if key in states else cp.performance
     else:
         rows = _chunked(config, df, slices).groupBy(*GROUP).agg(
             *[F.sum(e).alias(f"s{i}") for i, e in enumerate(sums.values())]).collect()
