@@ -118,7 +118,7 @@ CELL, HIST, REL = 0, 1, 2  # the branches of `aggregate` (column `t`); binary CE
 
 def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_version: int | None = None,
               model: RowModel | None = None, relation=None, sums: dict[str, Column] | None = None,
-              ) -> dict[tuple, PerformanceState]:
+              twin: DataFrame | None = None) -> dict[tuple, PerformanceState]:
     """Performance states per group (chunk x slice) of labelled-joined rows, from ONE query of up to
     three hash aggregations over the same per-row frame:
     - CELL: rows by label x prediction x invalid flag (binary: x positive-class score bin, the
@@ -131,11 +131,10 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
     Keys are ints and short text, each bin is computed from a prepared column (RelationBins.binned),
     and every branch reads the same columns, so Spark shares one shuffle of each joined table between
     them (one scan; docs/performance.md). The chunk's id range is not here: a min and max of a text id
-    would turn the aggregation into a sort (monitoring/profiling.py finds it)."""
+    would turn the aggregation into a sort (monitoring/profiling.py finds it). `twin`: the same rows
+    observed under other names, read by every branch but the first (labels.LabelJoin)."""
     from monitoring.relation import PREFIX, residual  # relation imports this module
 
-    if model is not None:
-        df = df.withColumn("_dl_model", model.column())
     sums, pairs = sums or {}, classes(config) if config.problem_type != "regression" else []
     cell, values = _cell(config, model)
     # every column a branch reads, touched by all of them (null test, one aggregate): same columns, one exchange
@@ -151,18 +150,23 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
            *[F.col(quote_part(c)).cast("double").alias(f"_dl_score{j}") for j, (_, c) in enumerate(pairs)]]
     if model is not None and config.problem_type == "multiclass":
         row += [F.col(f"_dl_model.c{j}").cast("double").alias(f"_dl_q{j}") for j in range(len(pairs))]
-    bins: list[Column] = []
-    if relation is not None and relation.features:
-        r = residual(config)
-        df, bins = relation.binned(df, [*row, F.when(~F.isnan(r), r).alias("_dl_r")])
-    else:
-        df = df.select(*row)
+
+    def per_row(frame: DataFrame) -> tuple[DataFrame, list[Column]]:
+        if model is not None:
+            frame = frame.withColumn("_dl_model", model.column())
+        if relation is not None and relation.features:
+            r = residual(config)
+            return relation.binned(frame, [*row, F.when(~F.isnan(r), r).alias("_dl_r")])
+        return frame.select(*row), []
+
+    df, bins = per_row(df)
+    other = per_row(twin)[0] if twin is not None else df
     touch = F.max("_dl_touch").alias("_dl_touch")
     branches = [_cells(df, config, group, len(values), len(sums), touch)]
     if config.problem_type == "multiclass":
-        branches.append(_histograms(df, pairs, group, model is not None, touch))
+        branches.append(_histograms(other, pairs, group, model is not None, touch))
     if bins:
-        branches.append(_residuals(df, group, bins, touch))
+        branches.append(_residuals(other, group, bins, touch))
     rows = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), branches).collect()
 
     states: dict[tuple, PerformanceState] = {}
