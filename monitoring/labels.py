@@ -81,19 +81,35 @@ def latest_labels(labels: DataFrame, cfg: Labels, regression: bool, known: list[
                          (~F.col("_dl_tv.ok")).alias(INVALID), "_dl_n", "_dl_nonnull")
 
 
+@dataclass(frozen=True)
+class LabelJoin:
+    """A latest-label join: `rows` observes `counts` when first aggregated; `twin` is the same plan
+    observing the same metrics under other names, for the other branches of a union over those rows
+    (Spark Connect merges a union's observations by name and refuses one seen twice). With the same
+    observations the columns read are the same, so the exchanges match and Spark shares one scan."""
+    rows: DataFrame
+    twin: DataFrame
+    counts: LabelCounts
+
+
 def join_labels(predictions: DataFrame, labels: DataFrame, cfg: Labels, id_column: str,
                 regression: bool, known: list[str] | None = None, scope: str = "whole label table",
-                keep: Column | None = None) -> tuple[DataFrame, LabelCounts]:
+                keep: Column | None = None) -> LabelJoin:
     """Predictions (those `keep` selects) with LABEL (null when no valid label arrived), LABELLED and
     INVALID; unlabelled rows stay. The label counts (`LabelCounts`) are observed when the joined rows are
     first aggregated; their unmatched ids are the labelled ids of no prediction at all."""
-    counts = LabelCounts(scope)
-    latest = latest_labels(labels, cfg, regression, known).observe(
-        counts.labels, F.sum("_dl_n").alias("labels"), F.sum(F.col("_dl_n") - F.col("_dl_nonnull")).alias("nulls"),
-        F.sum(F.greatest(F.col("_dl_nonnull") - 1, F.lit(0))).alias("dupes"))
     marked = predictions.withColumn("_dl_pred", F.coalesce(keep, F.lit(False)) if keep is not None else F.lit(True))
-    joined = marked.join(latest, F.col(quote_part(id_column)) == F.col("_dl_id"), "full_outer").observe(
-        counts.unmatched, F.count(F.when(F.col("_dl_pred").isNull() & (F.col("_dl_nonnull") > 0), 1)).alias("unknown"))
-    joined = joined.where(F.col("_dl_pred")).drop("_dl_id", "_dl_pred", "_dl_n", "_dl_nonnull")
-    return joined.withColumn(LABELLED, F.col(LABEL).isNotNull()) \
-        .withColumn(INVALID, F.coalesce(F.col(INVALID), F.lit(False))), counts
+
+    def join(counts: LabelCounts) -> DataFrame:
+        latest = latest_labels(labels, cfg, regression, known).observe(
+            counts.labels, F.sum("_dl_n").alias("labels"), F.sum(F.col("_dl_n") - F.col("_dl_nonnull")).alias("nulls"),
+            F.sum(F.greatest(F.col("_dl_nonnull") - 1, F.lit(0))).alias("dupes"))
+        joined = marked.join(latest, F.col(quote_part(id_column)) == F.col("_dl_id"), "full_outer").observe(
+            counts.unmatched,
+            F.count(F.when(F.col("_dl_pred").isNull() & (F.col("_dl_nonnull") > 0), 1)).alias("unknown"))
+        joined = joined.where(F.col("_dl_pred")).drop("_dl_id", "_dl_pred", "_dl_n", "_dl_nonnull")
+        return joined.withColumn(LABELLED, F.col(LABEL).isNotNull()) \
+            .withColumn(INVALID, F.coalesce(F.col(INVALID), F.lit(False)))
+
+    counts = LabelCounts(scope)
+    return LabelJoin(join(counts), join(LabelCounts(scope)), counts)

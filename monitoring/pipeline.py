@@ -39,7 +39,7 @@ from monitoring.estimator_store import (
 from monitoring.faults import BEFORE_METRICS, PROFILING, failpoint
 from monitoring.fingerprints import compare_settings, fingerprints, part_of, with_predecessors
 from monitoring.incremental import Increment, plan_increment
-from monitoring.labels import LABEL, LABELLED, LabelCounts, LabelStats, join_labels
+from monitoring.labels import LABEL, LABELLED, LabelJoin, LabelStats, join_labels
 from monitoring.metrics_store import read_metrics, write_metrics
 from monitoring.performance.cbpe import Calibrator, ClassCalibrators, fit_calibrator
 from monitoring.performance.dle import SEED as DLE_SEED
@@ -276,7 +276,7 @@ def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None
              label_filter: Column | None = None, join_source: tuple[DataFrame, Column | None] | None = None,
              keep_null_ts: bool = False) -> tuple[ProfiledChunks, LabelStats | None]:
     """The scan: chunk profiles of `df`'s own rows (no labels needed) with the per-chunk `sums`, then,
-    when there are labels, every label-dependent state from one aggregation over the one label join
+    when there are labels, every label-dependent state from one query over the one label join
     (the label rows `label_filter` keeps), with the label counts observed on the way. `join_source`:
     (table, which of its rows are `df`'s) to join the labels against instead of `df`. `keep_null_ts`: `df`
     holds the rows without a timestamp too, for the moments aggregation to count."""
@@ -287,12 +287,12 @@ def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None
     failpoint(PROFILING)
     if not labels:
         return chunks, None
-    joined, counts = _joined(config, df, labels, label_filter) if join_source is None else \
+    join = _joined(config, df, labels, label_filter) if join_source is None else \
         _joined(config, join_source[0], labels, label_filter, join_source[1])
-    states = _performance(_chunked(config, joined, slices), config, labels.version, model, relation)
+    states = _performance(join, slices, config, labels.version, model, relation)
     for cp in chunks:
-        cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value))
-    return chunks, counts.stats()
+        cp.performance = _with_ids(states.get((cp.chunk.index, cp.slice_key, cp.slice_value)), *(cp.id_range or ()))
+    return chunks, join.counts.stats()
 
 
 def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str, df: DataFrame,
@@ -338,8 +338,8 @@ def _id_range(config: MonitorConfig, rows: DataFrame) -> Column:
 
 
 def _joined(config: MonitorConfig, df: DataFrame, labels: VersionedTable, label_filter: Column | None = None,
-            keep: Column | None = None) -> tuple[DataFrame, LabelCounts]:
-    """The latest-label join of `df` (built once per scan; only its rows `keep` selects come out) and the
+            keep: Column | None = None) -> LabelJoin:
+    """The latest-label join of `df` (built once per scan; only its rows `keep` selects come out) with the
     label counts it observes."""
     label_rows = labels.df if label_filter is None else labels.df.where(label_filter)
     scope = "whole label table" if label_filter is None else "labels in the id ranges of the recomputed chunks"
@@ -371,17 +371,18 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
         whole = [c for c in targets if (c.slice_key, c.slice_value) == WHOLE]
         rows = df.where(period_rows(config.chunking.period, [c.chunk.index for c in whole],
                                     config.source.timestamp_column))
-        joined, counts = _joined(config, rows, labels, label_rows(whole, config.labels, id_type))
+        join = _joined(config, rows, labels, label_rows(whole, config.labels, id_type))
     else:
         log.warning("%s: recomputing the performance of every chunk: %s", dataset, plan.reason)
-        joined, counts = _joined(config, df, labels)
-    states = _performance(_chunked(config, joined, _stored_slices(chunks)), config, labels.version, model,
-                          relation) if targets else {}
+        join = _joined(config, df, labels)
+    states = _performance(join, _stored_slices(chunks), config, labels.version, model, relation) \
+        if targets else {}
     if targets:
-        plan = replace(plan, label_stats=counts.stats())
+        plan = replace(plan, label_stats=join.counts.stats())
     for c in chunks:
         if id(c) in recompute or c.performance is None:
-            c.performance = states.get((c.chunk.index, c.slice_key, c.slice_value))
+            ids = (c.performance.id_min, c.performance.id_max) if c.performance else ()
+            c.performance = _with_ids(states.get((c.chunk.index, c.slice_key, c.slice_value)), *ids)
     if write:
         write_performance(spark, profiles_table(config), config.monitor, dataset,
                           [c for c in chunks if id(c) in recompute], version, sig)
@@ -390,12 +391,21 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
     return plan
 
 
-def _performance(chunked: DataFrame, config: MonitorConfig, labels_version: int, model: RowModel | None,
-                 relation: RelationBins | None, sums: dict[str, Column] | None = None) -> dict[tuple, PerformanceState]:
-    """Performance states per chunk x slice of labelled-joined, chunked rows, with the residual sums of
-    the per-feature concept drift when `relation` is given and the `sums` of row expressions: one
-    aggregation."""
-    return performance_states(chunked, config, GROUP, labels_version, model, relation, sums)
+def _performance(join: LabelJoin, slices: dict[str, list[str]], config: MonitorConfig, labels_version: int,
+                 model: RowModel | None, relation: RelationBins | None, sums: dict[str, Column] | None = None,
+                 ) -> dict[tuple, PerformanceState]:
+    """Performance states per chunk x slice of the label join's rows, with the residual sums of the
+    per-feature concept drift when `relation` is given and the `sums` of row expressions: one query."""
+    return performance_states(_chunked(config, join.rows, slices), config, GROUP, labels_version, model, relation,
+                              sums, twin=_chunked(config, join.twin, slices))
+
+
+def _with_ids(state: PerformanceState | None, lo: str | None = None, hi: str | None = None) -> PerformanceState | None:
+    """`state` with the chunk's prediction id range (the profiling pass found it; the label aggregation
+    does not compute it)."""
+    if state is not None:
+        state.id_min, state.id_max = lo, hi
+    return state
 
 
 def _stored_slices(chunks: list[ChunkProfile]) -> dict[str, list[str]]:
@@ -428,8 +438,9 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False) -> Fi
     df, _ = dataset_rows(spark, config, REFERENCE)
     labels = read_delta(spark, config.labels.table, "labels.table", profiles.labels_version) \
         if config.labels else None
-    joined = _joined(config, df, labels)[0] if labels else None
-    model = _fit_estimators(spark, config, ref, joined) if estimation_enabled(config) else None
+    joined = _joined(config, df, labels) if labels else None
+    model = _fit_estimators(spark, config, ref, joined.twin if joined else None) \
+        if estimation_enabled(config) else None
     reconstruction = _fit_reconstruction(spark, config, ref, df) if config.reconstruction_columns() else None
     mark = relation.mark() if relation else None
     stale_relation = mark is not None and any(
@@ -444,7 +455,7 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False) -> Fi
 
 
 def _second_pass(spark: SparkSession, config: MonitorConfig, ref: FittedReference, df: DataFrame,
-                 labels: VersionedTable | None, joined: DataFrame | None, model: RowModel | None,
+                 labels: VersionedTable | None, joined: LabelJoin | None, model: RowModel | None,
                  relation: RelationBins | None, reconstruction: Reconstruction | None) -> None:
     """One aggregation over the reference rows (label-joined when there are labels): the performance
     states with the row model's outputs and the residual sums of `relation`, and the reconstruction
@@ -452,10 +463,12 @@ def _second_pass(spark: SparkSession, config: MonitorConfig, ref: FittedReferenc
     slices = _stored_slices(ref.chunks)
     sums = reconstruction.sums() if reconstruction else {}
     if joined is not None:
-        states = _performance(_chunked(config, joined, slices), config, labels.version, model, relation, sums)
+        states = _performance(joined, slices, config, labels.version, model, relation, sums)
         per_chunk = {key: {k: state.values.pop(k, 0.0) for k in sums} for key, state in states.items()}
         for cp in ref.chunks:
-            cp.performance = states.get((cp.chunk.index, cp.slice_key, cp.slice_value), cp.performance)
+            key, old = (cp.chunk.index, cp.slice_key, cp.slice_value), cp.performance
+            ids = cp.id_range or ((old.id_min, old.id_max) if old else ())
+            cp.performance = _with_ids(states[key], *ids) if key in states else cp.performance
     else:
         rows = _chunked(config, df, slices).groupBy(*GROUP).agg(
             *[F.sum(e).alias(f"s{i}") for i, e in enumerate(sums.values())]).collect()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import BinaryType, StringType
 
 from monitoring.chunking import CHUNK_COL, ChunkInfo, period_chunk, utc_from_micros
 from monitoring.config import Chunking
@@ -51,6 +52,7 @@ class ChunkProfile:
     performance: PerformanceState | None = None
     # per-chunk sums of row expressions (failed-prediction checks, reconstruction errors), None when none
     sums: dict[str, float] | None = None
+    id_range: tuple[str, str] | None = None  # smallest and largest prediction id, as text (with `id_col`)
 
 
 class ProfiledChunks(list):
@@ -78,20 +80,27 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     aliases = [f"c{i}" for i in range(len(continuous))]
     sums = sums or {}
     summed = [e.cast("double").alias(f"_dl_sum{i}") for i, e in enumerate(sums.values())]
-    inputs = df.select(*GROUP, micros.alias("_dl_ts"), *summed,
+    ids = [F.col(quote_part(id_col)).alias("_dl_id")] if id_col else []
+    inputs = df.select(*GROUP, micros.alias("_dl_ts"), *summed, *ids,
                        *[c for name, a in zip(continuous, aliases, strict=True)
                          for c in continuous_inputs(quote_part(name), a)])
+    # the id range: a min and max of text is no hash-aggregate buffer (it would sort the rows), so a text id
+    # goes with the KLL sketches' object aggregate, which takes any buffer
+    text_id = bool(id_col) and isinstance(df.schema[id_col].dataType, (StringType, BinaryType))
+    in_kll = text_id and bool(continuous) and kll_impl == "native"
+    id_range = [F.min("_dl_id").alias("_dl_id_lo"), F.max("_dl_id").alias("_dl_id_hi")] if id_col else []
     grouped = inputs.groupBy(*GROUP).agg(
         F.count(F.lit(1)).alias("rows"), F.min("_dl_ts").alias("ts_min"), F.max("_dl_ts").alias("ts_max"),
         *[F.sum(f"_dl_sum{i}").alias(f"_dl_sum{i}") for i in range(len(sums))],
-        *[m for a in aliases for m in moment_aggs(a)]).collect()
+        *([] if in_kll else id_range), *[m for a in aliases for m in moment_aggs(a)]).collect()
     # rows without a timestamp (kept by `with_chunk_index(keep_null_ts=True)`) form the null chunk: counted
     # here, left out of everything else
     unplaced = sum(int(r["rows"]) for r in grouped if r[CHUNK_COL] is None and (r[SLICE_KEY], r[SLICE_VALUE]) == WHOLE)
     moments = [r for r in grouped if r[CHUNK_COL] is not None]
     placed = F.col(CHUNK_COL).isNotNull()
     inputs, df = inputs.where(placed), df.where(placed)
-    sketches = {_key(r): r for r in _kll_sketches(inputs, aliases, kll_k, kll_impl).collect()} if continuous else {}
+    sketches = {_key(r): r for r in _kll_sketches(inputs, aliases, kll_k, kll_impl, id_range if in_kll else [])
+                .collect()} if continuous else {}
 
     # a chunk's bounds come from the whole table, so every slice of a chunk shares them
     infos = {int(r[CHUNK_COL]): period_chunk(chunking.period, int(r[CHUNK_COL])) if chunking.period else ChunkInfo(
@@ -103,6 +112,9 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
         cp = ChunkProfile(infos[key[0]], int(r["rows"]), slice_key=key[1], slice_value=key[2])
         if sums:
             cp.sums = {name: float(r[f"_dl_sum{i}"] or 0.0) for i, name in enumerate(sums)}
+        if id_col:
+            lo, hi = (sketches[key] if in_kll else r)["_dl_id_lo"], (sketches[key] if in_kll else r)["_dl_id_hi"]
+            cp.id_range = (str(lo), str(hi)) if lo is not None else None
         for i, name in enumerate(continuous):
             cp.columns[name] = _continuous_profile(name, r, sketches[key], f"c{i}", cp.row_count)
         chunks[key] = cp
@@ -125,10 +137,10 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     return ProfiledChunks([chunks[k] for k in sorted(chunks)], unplaced)
 
 
-def _kll_sketches(inputs: DataFrame, aliases: list[str], kll_k: int, kll_impl: str) -> DataFrame:
+def _kll_sketches(inputs: DataFrame, aliases: list[str], kll_k: int, kll_impl: str, extra: list[Column]) -> DataFrame:
     if kll_impl == "python":
         return python_kll_sketches(inputs, GROUP, aliases, kll_k)
-    return inputs.groupBy(*GROUP).agg(*[kll_agg(a, kll_k) for a in aliases])
+    return inputs.groupBy(*GROUP).agg(*[kll_agg(a, kll_k) for a in aliases], *extra)
 
 
 def _key(r) -> tuple[int, str, str]:

@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from scipy import special, stats
 
@@ -65,16 +65,27 @@ class RelationBins:
     def mark(self) -> str:
         return MARK + self.fingerprint()
 
-    def bin_of(self, name: str, kind: str, bounds: tuple) -> Column:
-        col = F.col(quote_part(name))
-        if kind == CONTINUOUS:
-            x = finite(col)
-            index = sum(((x >= F.lit(float(e))).cast("int") for e in bounds), F.lit(0))
-            return F.when(x.isNull(), F.lit(MISSING)).otherwise(index)
-        value = col.cast("string")
-        known = F.when(value.isin(*bounds), F.array_position(F.array(*[F.lit(c) for c in bounds]), value) - 1) \
-            if bounds else F.lit(None)
-        return F.when(value.isNull(), F.lit(MISSING)).otherwise(F.coalesce(known.cast("int"), F.lit(OTHER)))
+    def binned(self, df: DataFrame, keep: list[Column]) -> tuple[DataFrame, list[Column]]:
+        """`df`'s `keep` columns with what the bins need, and each feature's bin (an int column: its index,
+        MISSING or OTHER) over that frame. A continuous value is made finite (or flagged missing) in a
+        projection of its own: binning the raw value repeats that test per edge, and in one projection
+        of many features the code grows past what the JVM compiles (docs/performance.md)."""
+        prepared: list[Column] = []
+        bins: list[Column] = []
+        for i, (name, kind, bounds) in enumerate(self.features):
+            col, x, ok = F.col(quote_part(name)), f"_dl_x{i}", f"_dl_ok{i}"
+            if kind == CONTINUOUS:
+                value = finite(col)
+                prepared += [F.coalesce(value, F.lit(0.0)).alias(x), value.isNotNull().alias(ok)]
+                index = sum(((F.col(x) >= F.lit(float(e))).cast("int") for e in bounds), F.lit(0))
+                bins.append(F.when(F.col(ok), index).otherwise(F.lit(MISSING)))
+                continue
+            prepared.append(col.cast("string").alias(x))
+            value = F.col(x)
+            known = F.array_position(F.array(*[F.lit(c) for c in bounds]), value).cast("int") - 1 \
+                if bounds else F.lit(-1)
+            bins.append(F.when(value.isNull(), F.lit(MISSING)).when(known >= 0, known).otherwise(F.lit(OTHER)))
+        return df.select(*keep, *prepared), bins
 
 
 def relation_bins(columns: dict, config: MonitorConfig) -> RelationBins | None:

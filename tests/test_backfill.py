@@ -23,6 +23,7 @@ from monitoring.pipeline import fit, metrics_table, run
 from monitoring.tables import table_ident
 
 from .helpers import make_config
+from .spark_budget import _final_ids
 
 DAYS, PER_DAY, REF_DAYS = 10, 2000, 3
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -60,8 +61,11 @@ def _source_scans(spark, path: str, after: int) -> list[tuple[int, int]]:
         if e["id"] <= after:
             continue
         nodes = sorted((n for n in e["nodes"] if n["nodeName"].startswith("Scan parquet")), key=lambda n: n["nodeId"])
-        sections = re.findall(r"\(\d+\) Scan parquet[^\n]*\n(?:(?!\(\d+\) ).*\n)*?Location: ([^\n]*)",
-                              e["planDescription"])
+        # an adaptive plan's graph shows its final plan: pair the nodes with that plan's scans only
+        plan, final = e["planDescription"], _final_ids(e["planDescription"])
+        sections = [loc for node, loc in re.findall(
+            r"\((\d+)\) Scan parquet[^\n]*\n(?:(?!\(\d+\) ).*\n)*?Location: ([^\n]*)", plan)
+            if final is None or node in final]
         if len(nodes) != len(sections):
             continue
         for node, location in zip(nodes, sections, strict=True):

@@ -112,9 +112,9 @@ def test_label_counts(spark, binary):
     config, _, _, (rows, nulls, dupes, unknown) = binary
     source = read_delta(spark, config.source.table, "source.table").df
     labels = read_delta(spark, config.labels.table, "labels.table").df
-    joined, counts = join_labels(source, labels, config.labels, "id", False)
-    joined.groupBy().count().collect()  # the counts are observed while the joined rows are aggregated
-    stats = counts.stats()
+    join = join_labels(source, labels, config.labels, "id", False)
+    join.rows.groupBy().count().collect()  # the counts are observed while the joined rows are aggregated
+    stats = join.counts.stats()
     assert (stats.labels, stats.null_labels, stats.duplicates, stats.unknown_ids) == (rows, nulls, dupes, unknown)
 
 

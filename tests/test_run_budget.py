@@ -12,9 +12,9 @@ from monitoring.pipeline import fit, run
 from tests.helpers import write_delta
 from tests.spark_budget import spark_budget
 
-# measured 2026-12-02 (docs/performance.md): fit 50 jobs (56 with a slice), run --full 45, unchanged 23; scans fit
+# measured 2026-12-02 (docs/performance.md): fit 51 jobs (57 with a slice), run --full 46, unchanged 23; scans fit
 # 6 + 2 (7 + 2 with a slice), run 4 + 1. Issue 19 aims at 25 and 8 jobs: these bounds only stop regressions.
-FIT_JOBS, RUN_JOBS, UNCHANGED_JOBS = 50, 45, 23  # the whole fit, run --full and a rerun with nothing new
+FIT_JOBS, RUN_JOBS, UNCHANGED_JOBS = 51, 46, 23  # the whole fit, run --full and a rerun with nothing new
 FIT_SCANS, RUN_SCANS = (7, 2), (4, 1)  # (predictions, labels) data-file scans
 
 

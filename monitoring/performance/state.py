@@ -21,6 +21,7 @@ Keys of `PerformanceState.values` (all sums, so two states merge by adding):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import reduce
 from typing import Protocol
 
 import numpy as np
@@ -111,40 +112,147 @@ def _losses(config: MonitorConfig) -> tuple[Column, Column]:
     return -F.log(_clip(p_true)), brier
 
 
-# The label-dependent states come from one aggregation: every joined row becomes a few entries
-# (t, k1, k2, k3, b, v0..vN) and the entries are grouped by (group, t, k1, k2, k3, b). Entry kinds:
-CELL, HIST, REL, REG, SUM = "c", "h", "r", "g", "s"
-_REGRESSION = ("e", "ae", "se", "se2", "ape", "ape2", "sle", "sle2", "msle_invalid", "y", "y2", "labelled",
-               INVALID_LABELS)
-
-
-def _entry(kind: str, values: list[Column], width: int, k1: Column | None = None, k2: Column | None = None,
-           k3: Column | None = None, b: Column | None = None) -> Column:
-    none_s, none_i = F.lit(None).cast("string"), F.lit(None).cast("int")
-    fields = [F.lit(kind).alias("t"), (k1 if k1 is not None else none_s).cast("string").alias("k1"),
-              (k2 if k2 is not None else none_s).cast("string").alias("k2"),
-              (k3 if k3 is not None else none_s).cast("string").alias("k3"),
-              (b if b is not None else none_i).cast("int").alias("b")]
-    padded = [v.cast("double") for v in values] + [F.lit(None).cast("double")] * (width - len(values))
-    return F.struct(*fields, *[v.alias(f"v{i}") for i, v in enumerate(padded)])
+_REGRESSION = ("e", "ae", "se", "se2", "ape", "ape2", "sle", "sle2", "msle_invalid", "y", "y2")
+CELL, HIST, REL = 0, 1, 2  # the branches of `aggregate` (column `t`); binary CELL rows carry the histogram
 
 
 def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_version: int | None = None,
               model: RowModel | None = None, relation=None, sums: dict[str, Column] | None = None,
-              ) -> dict[tuple, PerformanceState]:
-    """Performance states per group (chunk x slice) of labelled-joined rows, in ONE aggregation: confusion
-    cells with loss sums and score histograms by class, label and prediction (classification) or the
-    error sums (regression); `model`'s per-row outputs; with `relation` (monitoring/relation.py
-    RelationBins) the residual sums of the per-feature concept drift; with `sums` (name -> row
-    expression) their per-group sums in `values` under their names."""
+              twin: DataFrame | None = None) -> dict[tuple, PerformanceState]:
+    """Performance states per group (chunk x slice) of labelled-joined rows, from ONE query of up to
+    three hash aggregations over the same per-row frame:
+    - CELL: rows by label x prediction x invalid flag (binary: x positive-class score bin, the
+      histogram) with their loss sums, `model`'s per-row outputs and the `sums` of row expressions
+      (name -> row expression, kept in `values` under their names); regression: the error sums;
+    - HIST (multiclass): per class `f`, rows by label flag x prediction flag x score bin, with score
+      and calibrated-probability sums;
+    - REL (with `relation`, monitoring/relation.py RelationBins): per feature `f` and bin `b`, the
+      labelled rows' residual count, sum and sum of squares.
+    Keys are ints and short text, each bin is computed from a prepared column (RelationBins.binned),
+    and every branch reads the same columns, so Spark shares one shuffle of each joined table between
+    them (one scan; docs/performance.md). The chunk's id range is not here: a min and max of a text id
+    would turn the aggregation into a sort (monitoring/profiling.py finds it). `twin`: the same rows
+    observed under other names, read by every branch but the first (labels.LabelJoin)."""
     from monitoring.relation import PREFIX, residual  # relation imports this module
 
-    pid = F.col(quote_part(config.source.id_column))
-    labelled = F.col(LABELLED)
-    if model is not None:
-        df = df.withColumn("_dl_model", model.column())
-    entries: list[Column] = []
-    pairs = classes(config) if config.problem_type != "regression" else []
+    sums, pairs = sums or {}, classes(config) if config.problem_type != "regression" else []
+    cell, values = _cell(config, model)
+    # every column a branch reads, touched by all of them (null test, one aggregate): same columns, one exchange
+    touched = [*(c for c, _ in config.monitored_columns()), *[c for _, c in pairs],
+               *([config.outputs.prediction] if config.outputs.prediction else [])]
+    row = [*map(F.col, group), F.col(LABEL).alias("_dl_l"), F.col(LABELLED).alias("_dl_ok"),
+           F.col(INVALID).cast("int").alias("_dl_bad"),
+           (predicted(config) if pairs else F.lit(None).cast("string")).alias("_dl_p"),
+           reduce(lambda a, b: a | b, [F.col(quote_part(c)).isNull() for c in dict.fromkeys(touched)],
+                  F.lit(False)).alias("_dl_touch"),
+           *[x.cast("double").alias(f"_dl_v{j}") for j, x in enumerate(values)],
+           *[e.cast("double").alias(f"_dl_s{j}") for j, e in enumerate(sums.values())],
+           *[F.col(quote_part(c)).cast("double").alias(f"_dl_score{j}") for j, (_, c) in enumerate(pairs)]]
+    if model is not None and config.problem_type == "multiclass":
+        row += [F.col(f"_dl_model.c{j}").cast("double").alias(f"_dl_q{j}") for j in range(len(pairs))]
+
+    def per_row(frame: DataFrame) -> tuple[DataFrame, list[Column]]:
+        if model is not None:
+            frame = frame.withColumn("_dl_model", model.column())
+        if relation is not None and relation.features:
+            r = residual(config)
+            return relation.binned(frame, [*row, F.when(~F.isnan(r), r).alias("_dl_r")])
+        return frame.select(*row), []
+
+    df, bins = per_row(df)
+    other = per_row(twin)[0] if twin is not None else df
+    touch = F.max("_dl_touch").alias("_dl_touch")
+    branches = [_cells(df, config, group, len(values), len(sums), touch)]
+    if config.problem_type == "multiclass":
+        branches.append(_histograms(other, pairs, group, model is not None, touch))
+    if bins:
+        branches.append(_residuals(other, group, bins, touch))
+    rows = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), branches).collect()
+
+    states: dict[tuple, PerformanceState] = {}
+    for rw in rows:
+        key = tuple(rw[g] for g in group)
+        v = states.setdefault(key, PerformanceState(labels_version=labels_version)).values
+
+        def add(name: str, value, v=v) -> None:
+            if value is not None:
+                v[name] = v.get(name, 0.0) + float(value)
+
+        if rw["t"] == CELL:
+            add("rows", rw["n"])
+            for j, name in enumerate(sums):
+                add(name, rw[f"s{j}"] or 0.0)
+            cell(add, rw)
+            if config.problem_type == "binary" and rw["b"] is not None:  # the positive class's score histogram
+                _histogram(add, pairs[0][0], rw, None, None)
+        elif rw["t"] == HIST:
+            _histogram(add, pairs[rw["f"]][0], rw, rw["ny"], rw["y"])
+        else:
+            v[relation.mark()] = 1.0
+            name = relation.features[rw["f"]][0]
+            for stat, value in (("n", rw["n"]), ("r", rw["x"]), ("q", rw["x2"])):
+                add(f"{PREFIX}{rw['b']}|{stat}|{name}", value)
+    return states
+
+
+def _cells(df: DataFrame, config: MonitorConfig, group: list[str], values: int, sums: int, touch: Column) -> DataFrame:
+    keys = [F.col("_dl_l").alias("label"), F.col("_dl_p").alias("pred"), F.col("_dl_bad").alias("invalid")]
+    aggs = [F.sum(f"_dl_v{j}").alias(f"v{j}") for j in range(values)]
+    if config.problem_type == "binary":
+        score, cls = F.col("_dl_score0"), F.lit(classes(config)[0][0])
+        keys += [F.when(score.isNotNull(), _score_bin(score)).cast("int").alias("b"),
+                 F.when(F.col("_dl_ok"), (F.col("_dl_l") == cls).cast("int")).alias("pos"),
+                 F.coalesce((F.col("_dl_p") == cls).cast("int"), F.lit(0)).alias("yhat")]
+        aggs.append(F.sum(score).alias("x"))
+    return df.groupBy(*group, *keys).agg(F.count(F.lit(1)).alias("n"), *aggs,
+                                         *[F.sum(f"_dl_s{j}").alias(f"s{j}") for j in range(sums)], touch) \
+        .withColumn("t", F.lit(CELL))
+
+
+def _histograms(df: DataFrame, pairs: list[tuple[str, str]], group: list[str], calibrated: bool,
+                touch: Column) -> DataFrame:
+    entries = [F.struct(F.col(f"_dl_score{j}").alias("s"),
+                        (F.col(f"_dl_q{j}") if calibrated else F.lit(None).cast("double")).alias("q"))
+               for j in range(len(pairs))]
+    exploded = df.select(*group, "_dl_l", "_dl_ok", "_dl_p", "_dl_touch",
+                         F.posexplode(F.array(*entries)).alias("f", "e")).where(F.col("e.s").isNotNull())
+    cls = F.element_at(F.array(*[F.lit(c) for c, _ in pairs]), F.col("f") + 1)
+    return exploded.groupBy(*group, "f", F.when(F.col("_dl_ok"), (F.col("_dl_l") == cls).cast("int")).alias("pos"),
+                            F.coalesce((F.col("_dl_p") == cls).cast("int"), F.lit(0)).alias("yhat"),
+                            _score_bin(F.col("e.s")).cast("int").alias("b")) \
+        .agg(F.count(F.lit(1)).alias("n"), F.sum("e.s").alias("x"), F.count("e.q").alias("ny"),
+             F.sum("e.q").alias("y"), touch).withColumn("t", F.lit(HIST))
+
+
+def _residuals(df: DataFrame, group: list[str], bins: list[Column], touch: Column) -> DataFrame:
+    exploded = df.where(F.col("_dl_r").isNotNull()).select(*group, "_dl_r", "_dl_touch",
+                                                           F.posexplode(F.array(*bins)).alias("f", "b"))
+    r = F.col("_dl_r")
+    return exploded.groupBy(*group, "f", "b").agg(F.count(F.lit(1)).alias("n"), F.sum(r).alias("x"),
+                                                  F.sum(r * r).alias("x2"), touch).withColumn("t", F.lit(REL))
+
+
+def _score_bin(score: Column) -> Column:
+    return F.least(F.greatest(F.floor(score * SCORE_BINS), F.lit(0)), F.lit(SCORE_BINS - 1))
+
+
+def _histogram(add, cls: str, rw, calibrated, prob) -> None:
+    """The score-histogram keys of one (class, label flag, prediction flag, bin) entry (module docstring)."""
+    n, b, yhat, pos = rw["n"], rw["b"], rw["yhat"], rw["pos"]
+    add(f"a|{cls}|{yhat}|{b}", n)
+    add(f"as|{cls}|{yhat}|{b}", rw["x"])
+    if calibrated:
+        add(f"ac|{cls}|{yhat}|{b}", calibrated)
+        add(f"ap|{cls}|{yhat}|{b}", prob)
+    if pos is not None:
+        add(f"h|{cls}|{pos}|{b}", n)
+        add(f"s|{cls}|{pos}|{b}", rw["x"])
+
+
+def _cell(config: MonitorConfig, model: RowModel | None):
+    """The per-row values summed in a CELL entry, and the function that adds one CELL row's sums to a
+    state (classification: the confusion cell and its loss sums; regression: the error sums)."""
+    labelled, invalid = F.col(LABELLED), F.col(INVALID)
     if config.problem_type == "regression":
         y, p = F.col(LABEL), F.col(quote_part(config.outputs.prediction)).cast("double")
         ok = labelled & p.isNotNull()
@@ -153,95 +261,39 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
         sle = F.when(ok & (y >= 0) & (p >= 0), (F.log1p(y) - F.log1p(p)) ** 2)
         values = [e, F.abs(e), e * e, e ** 4, ape, ape * ape, sle, sle * sle,
                   F.when(ok & ((y < 0) | (p < 0)), 1), F.when(ok, y), F.when(ok, y * y),
-                  F.when(labelled, 1), F.when(F.col(INVALID), 1)]
+                  F.when(e.isNotNull(), 1), F.when(labelled, 1), F.when(invalid, 1)]
+        outputs = model.outputs() if model is not None else ()
         if model is not None:  # DLE: every row's predicted losses, labelled or not
-            values += [F.when(p.isNotNull(), 1)]
-            values += [F.when(p.isNotNull(), F.col(f"_dl_model.{k}")) for k in model.outputs()]
-        regression = values
-    else:
-        logloss, brier = _losses(config)
-        cell = [logloss, logloss * logloss, brier, brier * brier]
-        cell += [F.col(f"_dl_model.c{j}") for j in range(len(pairs))] if model else []
-        regression = []
-    rel_features = relation.features if relation is not None else ()
-    width = max(len(regression), 4 + (len(pairs) if model else 0), 2, len(sums or {}))
-    if config.problem_type == "regression":
-        entries.append(_entry(REG, regression, width))
-    else:
-        entries.append(_entry(CELL, cell, width, F.col(LABEL), predicted(config), F.col(INVALID).cast("int")))
-        prediction = predicted(config)
-        for i, (cls, col) in enumerate(pairs):
-            score = F.col(quote_part(col)).cast("double")
-            binned = F.least(F.greatest(F.floor(score * SCORE_BINS), F.lit(0)), F.lit(SCORE_BINS - 1))
-            pos = F.when(labelled, (F.col(LABEL) == F.lit(cls)).cast("int"))
-            yhat = F.coalesce((prediction == F.lit(cls)).cast("int"), F.lit(0))
-            prob = F.col(f"_dl_model.c{i}") if model else F.lit(None)
-            entries.append(F.when(score.isNotNull(), _entry(HIST, [score, prob], width, F.lit(cls), pos, yhat, binned)))
-    if rel_features:
-        r = residual(config)
-        valid = r.isNotNull() & ~F.isnan(r)
-        for name, kind, bounds in rel_features:
-            entries.append(F.when(valid, _entry(REL, [r, r * r], width, F.lit(name), b=relation.bin_of(name, kind,
-                                                                                                    bounds))))
-    if sums:
-        entries.append(_entry(SUM, list(sums.values()), width))
-    exploded = df.select(*group, pid.alias("_dl_pid"), F.explode(F.array(*entries)).alias("e")) \
-        .where(F.col("e").isNotNull())
-    rows = exploded.groupBy(*group, *[F.col(f"e.{k}").alias(k) for k in ("t", "k1", "k2", "k3", "b")]).agg(
-        F.count(F.lit(1)).alias("n"), *[F.sum(f"e.v{i}").alias(f"v{i}") for i in range(width)],
-        F.count("e.v0").alias("c0"), F.count("e.v1").alias("c1"),
-        F.min("_dl_pid").alias("_id_lo"), F.max("_dl_pid").alias("_id_hi")).collect()
+            values += [F.when(p.isNotNull(), 1)] + [F.when(p.isNotNull(), F.col(f"_dl_model.{k}")) for k in outputs]
 
-    states: dict[tuple, PerformanceState] = {}
-    ids: dict[tuple, list] = {}
-    for row in rows:
-        key = tuple(row[g] for g in group)
-        state = states.setdefault(key, PerformanceState(labels_version=labels_version))
-        v = state.values
-
-        def add(name: str, value, v=v) -> None:
-            if value is not None:
-                v[name] = v.get(name, 0.0) + float(value)
-
-        t, k1, k2, k3, b, n = row["t"], row["k1"], row["k2"], row["k3"], row["b"], row["n"]
-        if t in (CELL, REG) and row["_id_lo"] is not None:
-            ids.setdefault(key, []).extend((row["_id_lo"], row["_id_hi"]))
-        if t == CELL:
-            add("rows", n)
-            if k3 == "1":
-                add(INVALID_LABELS, n)
-            if k1 is not None:
-                add("labelled", n)
-                add(f"cm|{k1}|{k2}", n)
-                for j, name in enumerate(("logloss", "logloss2", "brier", "brier2")):
-                    add(name, row[f"v{j}"])
-            for j, (cls, _) in enumerate(pairs if model else []):
-                add(f"ce|{k2}|{cls}", row[f"v{4 + j}"])
-        elif t == HIST:
-            add(f"a|{k1}|{k3}|{b}", n)
-            add(f"as|{k1}|{k3}|{b}", row["v0"])
-            if row["c1"]:
-                add(f"ac|{k1}|{k3}|{b}", row["c1"])
-                add(f"ap|{k1}|{k3}|{b}", row["v1"])
-            if k2 is not None:
-                add(f"h|{k1}|{k2}|{b}", n)
-                add(f"s|{k1}|{k2}|{b}", row["v0"])
-        elif t == REG:
-            add("rows", n)
-            add("n", row["c0"])
+        def regression(add, rw) -> None:
             for j, name in enumerate(_REGRESSION):
-                add(name, row[f"v{j}"] if j < 11 else (row[f"v{j}"] or 0))
+                add(name, rw[f"v{j}"])
+            k = len(_REGRESSION)
+            add("n", rw[f"v{k}"] or 0)
+            add("labelled", rw[f"v{k + 1}"] or 0)
+            add(INVALID_LABELS, rw[f"v{k + 2}"] or 0)
             if model is not None:
-                add("dle_n", row[f"v{len(_REGRESSION)}"] or 0)
-                for j, k in enumerate(model.outputs()):
-                    add(f"dle_{k}", row[f"v{len(_REGRESSION) + 1 + j}"])
-        elif t == REL:
-            v[relation.mark()] = 1.0
-            for stat, value in (("n", n), ("r", row["v0"]), ("q", row["v1"])):
-                add(f"{PREFIX}{b}|{stat}|{k1}", value)
-        elif t == SUM:
-            for j, name in enumerate(sums):
-                add(name, row[f"v{j}"] or 0.0)
-    for key, values in ids.items():
-        states[key].id_min, states[key].id_max = str(min(values)), str(max(values))
-    return states
+                add("dle_n", rw[f"v{k + 3}"] or 0)
+                for j, out in enumerate(outputs):
+                    add(f"dle_{out}", rw[f"v{k + 4 + j}"])
+        return regression, values
+
+    logloss, brier = _losses(config)
+    values = [logloss, logloss * logloss, brier, brier * brier]
+    pairs = classes(config)
+    if model is not None:
+        values += [F.col(f"_dl_model.c{j}") for j in range(len(pairs))]
+
+    def classification(add, rw) -> None:
+        label, pred, n = rw["label"], rw["pred"], rw["n"]
+        if rw["invalid"]:
+            add(INVALID_LABELS, n)
+        if label is not None:
+            add("labelled", n)
+            add(f"cm|{label}|{pred}", n)
+            for j, name in enumerate(("logloss", "logloss2", "brier", "brier2")):
+                add(name, rw[f"v{j}"])
+        for j, (cls, _) in enumerate(pairs if model is not None else []):
+            add(f"ce|{pred}|{cls}", rw[f"v{4 + j}"])
+    return classification, values

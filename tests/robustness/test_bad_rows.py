@@ -196,7 +196,7 @@ def test_invalid_labels_flagged_not_scored(spark):
     cfg = parse_config(_REGRESSION)
 
     def joined(regression: bool, known=None) -> dict[int, tuple]:
-        rows = join_labels(preds, labels, cfg.labels, "id", regression, known)[0].collect()
+        rows = join_labels(preds, labels, cfg.labels, "id", regression, known).rows.collect()
         return {r["id"]: (r[LABEL], r[INVALID]) for r in rows}
 
     assert joined(True) == {1: (1.0, False), 2: (None, True), 3: (None, True), 4: (0.0, False), 5: (2.5, False),
