@@ -3,7 +3,7 @@ session and prints, per job description (the call site), the jobs and the summed
 from the Spark UI REST API. A diagnostic for issue 19's hot spots, not a benchmark of record.
 
     PYSPARK_PYTHON=$PWD/.venv/bin/python .venv/bin/python benchmarks/job_profile.py \
-        benchmarks/data/scale_1000000/monitor.yaml [--fit] [--runs 2]
+        benchmarks/data/scale_1000000/monitor.yaml [--fit [--refresh]] [--runs 2]
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def main() -> int:
     parser.add_argument("config")
     parser.add_argument("--fit", action="store_true")
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--refresh", action="store_true", help="fit from scratch (as a first `run --fit`)")
     args = parser.parse_args()
     from monitoring.config import load_config
     from monitoring.pipeline import fit, run
@@ -60,7 +61,7 @@ def main() -> int:
     spark = get_spark(config.spark, "driftline-job-profile")
     spark.sparkContext.setLogLevel("WARN")
     seen: set[int] = set()
-    steps = ([("fit", lambda: fit(spark, config))] if args.fit else []) + \
+    steps = ([("fit", lambda: fit(spark, config, refresh=args.refresh))] if args.fit else []) + \
         [(f"run --full #{i + 1}", lambda: run(spark, config, None, True)) for i in range(args.runs)]
     for label, fn in steps:
         started = time.monotonic()

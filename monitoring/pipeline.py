@@ -152,20 +152,33 @@ def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] 
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Tables:
+    """The tables a fit or run reads, each opened once at one version (one snapshot per run)."""
+
+    source: VersionedTable
+    labels: VersionedTable | None
+    reference: VersionedTable | None = None  # the reference's own table (reference.table), for a fit
+
+
+def open_tables(spark: SparkSession, config: MonitorConfig, dataset: str = ANALYSIS) -> Tables:
+    """The source and label tables at their current versions, checked against the config (for the
+    reference `dataset`, also the reference's own table when it has one)."""
+    source = read_delta(spark, config.source.table, "source.table")
+    labels = read_delta(spark, config.labels.table, "labels.table") if config.labels else None
+    validate_against_schema(config, source.df.schema, labels.df.schema if labels else None)
+    validate_slices(source.df, config.slices.expressions)
+    reference = None
+    if dataset == REFERENCE and config.reference.table:
+        reference = read_delta(spark, config.reference.table, "reference.table")
+        validate_against_schema(config, reference.df.schema)
+        validate_slices(reference.df, config.slices.expressions)
+    return Tables(source, labels, reference)
+
+
 def open_source(spark: SparkSession, config: MonitorConfig) -> VersionedTable:
     """The source table at its current version, checked against the config."""
-    source = read_delta(spark, config.source.table, "source.table")
-    labels_schema = read_delta(spark, config.labels.table, "labels.table").df.schema if config.labels else None
-    validate_against_schema(config, source.df.schema, labels_schema)
-    validate_slices(source.df, config.slices.expressions)
-    return source
-
-
-def dataset_rows(spark: SparkSession, config: MonitorConfig, dataset: str) -> tuple[DataFrame, int]:
-    """Rows of the reference (its own table or a time range of the source) or of the analysis (the source
-    after the reference window when the reference is a range of it), and the table version they come from."""
-    found = dataset_source(spark, config, dataset)
-    return found.rows, found.version
+    return open_tables(spark, config).source
 
 
 @dataclass(frozen=True)
@@ -176,17 +189,16 @@ class DatasetSource:
     version: int
 
 
-def dataset_source(spark: SparkSession, config: MonitorConfig, dataset: str) -> DatasetSource:
-    """`dataset_rows`' rows, every row of the table they come from, and its version."""
+def dataset_source(config: MonitorConfig, tables: Tables, dataset: str) -> DatasetSource:
+    """The rows of the reference (its own table or a time range of the source) or of the analysis (the
+    source after the reference window when the reference is a range of it), every row of the table they
+    come from, and its version."""
     ref = config.reference
     if dataset == REFERENCE:
-        table = read_delta(spark, ref.table, "reference.table") if ref.table else open_source(spark, config)
-        if ref.table:
-            validate_against_schema(config, table.df.schema)
-            validate_slices(table.df, config.slices.expressions)
+        table = tables.reference or tables.source
         window = _time_range(config, ref.start, ref.end)
     else:
-        table = open_source(spark, config)
+        table = tables.source
         window = _time_range(config, ref.end if ref.table is None else None, None)
     return DatasetSource(table.df if window is None else table.df.where(window), table.df, window, table.version)
 
@@ -206,7 +218,7 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
                     slices: dict[str, list[str]] | None = None, refresh: bool = False,
                     model: RowModel | None = None, reconstruction: Reconstruction | None = None,
                     relation: RelationBins | None = None, stored: StoredProfiles | None = None,
-                    write: bool = True) -> ProfileResult:
+                    write: bool = True, tables: Tables | None = None, label_states: bool = True) -> ProfileResult:
     """Profile the reference or the analysis rows per chunk and slice and MERGE them into `profiles`
     (`model` scores rows for the performance states, `reconstruction` for the multivariate drift,
     `relation` bins the residual sums of the per-feature concept drift).
@@ -216,11 +228,14 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
     monitoring/incremental.py). The performance states of reused chunks whose labels changed are then
     recomputed (the label backfill). `refresh` recomputes every chunk. `stored`: the profiles table as
     the caller read it (else it is read here). `write=False` leaves newly profiled chunks for the caller
-    to store (fit stores them once, after its second pass)."""
+    to store (fit stores them once, after its label pass). `tables`: the tables as the caller opened them
+    (else they are opened here). `label_states=False` leaves the performance states of newly profiled
+    chunks unset (fit computes them in its label pass, with the reference's bins)."""
     started = time.monotonic()
-    source = dataset_source(spark, config, dataset)
+    tables = tables or open_tables(spark, config, dataset)
+    source = dataset_source(config, tables, dataset)
     df, version = source.rows, source.version
-    labels = read_delta(spark, config.labels.table, "labels.table") if config.labels else None
+    labels = tables.labels
     sig, table = signature(config, dataset, slices, model, reconstruction, relation), profiles_table(config)
     sums = prediction_checks(config) | (reconstruction.sums() if reconstruction else {})
     if not refresh and stored is None:
@@ -253,7 +268,7 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
     profiled = df
     if count_nulls and source.window is not None:
         profiled = source.table.where(source.window | F.col(quote_part(config.source.timestamp_column)).isNull())
-    chunks, stats = _profile(config, profiled, labels, slices, model, relation, sums,
+    chunks, stats = _profile(config, profiled, labels if label_states else None, slices, model, relation, sums,
                              join_source=(source.table, source.window) if dataset == ANALYSIS else None,
                              keep_null_ts=count_nulls)
     if dataset == REFERENCE and not chunks:
@@ -417,14 +432,16 @@ def _stored_slices(chunks: list[ChunkProfile]) -> dict[str, list[str]]:
 
 
 def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False) -> FittedReference:
-    """Build and store the reference: chunk profiles (the first pass), merged states and bin edges per
-    slice, the estimation models (CBPE calibrators for classification, DLE loss models for regression) and
-    the PCA of the reconstruction error; then one second pass over the reference rows for what needs
-    those models or bins (row-model outputs, per-feature residual sums, reconstruction-error sums)."""
-    profiles = profile_dataset(spark, config, REFERENCE, refresh=refresh, write=False)
+    """Build and store the reference: chunk profiles of the reference rows (the first pass, no labels),
+    merged states and bin edges per slice and the PCA of the reconstruction error; then one label pass
+    (performance states with the per-feature residual sums in the reference's bins, reconstruction-error
+    sums), the estimation models fitted on its states (CBPE calibrators, DLE loss models), and for a
+    model applied to every row (multiclass calibrators, DLE) a second label pass with its outputs."""
+    tables = open_tables(spark, config, REFERENCE)
+    profiles = profile_dataset(spark, config, REFERENCE, refresh=refresh, write=False, tables=tables,
+                               label_states=False)
     # the schema runs compare with: the source's (the reference's own table may hold other columns, e.g. labels)
-    schema = schema_of(read_delta(spark, config.source.table, "source.table").df.schema) if config.reference.table \
-        else profiles.schema
+    schema = schema_of(tables.source.df.schema) if config.reference.table else profiles.schema
     ref = FittedReference(profiles.chunks, source_version=profiles.source_version,
                           signature=signature(config, REFERENCE), schema=schema)
     stored = read_reference(spark, reference_table(config), config.monitor) if profiles.reused else None
@@ -435,35 +452,35 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False) -> Fi
         ref.columns = merge_reference(profiles.chunks, config.drift.bins, config.profile.top_n)
         write_reference(spark, reference_table(config), config.monitor, ref, config.profile.kll_k)
     relation = relation_bins(ref.columns.get(WHOLE, {}), config)
-    df, _ = dataset_rows(spark, config, REFERENCE)
-    labels = read_delta(spark, config.labels.table, "labels.table", profiles.labels_version) \
-        if config.labels else None
-    joined = _joined(config, df, labels) if labels else None
-    model = _fit_estimators(spark, config, ref, joined.twin if joined else None) \
-        if estimation_enabled(config) else None
+    df, labels = dataset_source(config, tables, REFERENCE).rows, tables.labels
     reconstruction = _fit_reconstruction(spark, config, ref, df) if config.reconstruction_columns() else None
     mark = relation.mark() if relation else None
+    unlabelled = labels is not None and any(cp.performance is None for cp in ref.chunks)
     stale_relation = mark is not None and any(
         cp.performance is not None and cp.performance.get("labelled") and mark not in cp.performance.values
         for cp in ref.chunks)
-    if model is not None or stale_relation or reconstruction is not None:
-        _second_pass(spark, config, ref, df, labels, joined, model, relation, reconstruction)
-    if not profiles.reused or model is not None or stale_relation:  # one commit of the reference profiles
+    if unlabelled or stale_relation or reconstruction is not None:
+        _label_pass(spark, config, ref, df, labels, None, relation, reconstruction)
+    model = _fit_estimators(spark, config, ref, _joined(config, df, labels).twin if labels else None) \
+        if estimation_enabled(config) else None
+    if model is not None:
+        _label_pass(spark, config, ref, df, labels, model, relation, None)
+    if not profiles.reused or unlabelled or model is not None or stale_relation:  # one commit of the profiles
         write_profiles(spark, profiles_table(config), config.monitor, REFERENCE, ref.chunks, config.profile.kll_k,
                        ref.source_version, ref.signature)
     return ref
 
 
-def _second_pass(spark: SparkSession, config: MonitorConfig, ref: FittedReference, df: DataFrame,
-                 labels: VersionedTable | None, joined: LabelJoin | None, model: RowModel | None,
-                 relation: RelationBins | None, reconstruction: Reconstruction | None) -> None:
+def _label_pass(spark: SparkSession, config: MonitorConfig, ref: FittedReference, df: DataFrame,
+                labels: VersionedTable | None, model: RowModel | None, relation: RelationBins | None,
+                reconstruction: Reconstruction | None) -> None:
     """One aggregation over the reference rows (label-joined when there are labels): the performance
     states with the row model's outputs and the residual sums of `relation`, and the reconstruction
     error sums of a new PCA fit; updates `ref.chunks` and stores the PCA."""
     slices = _stored_slices(ref.chunks)
     sums = reconstruction.sums() if reconstruction else {}
-    if joined is not None:
-        states = _performance(joined, slices, config, labels.version, model, relation, sums)
+    if labels is not None:
+        states = _performance(_joined(config, df, labels), slices, config, labels.version, model, relation, sums)
         per_chunk = {key: {k: state.values.pop(k, 0.0) for k in sums} for key, state in states.items()}
         for cp in ref.chunks:
             key, old = (cp.chunk.index, cp.slice_key, cp.slice_value), cp.performance
@@ -630,12 +647,15 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
              len(reference.chunks_of(WHOLE)), len(reference.slices()),
              "yes" if estimators.calibrator or estimators.row_model else "none", time.monotonic() - started)
     log.info("stage 2/3 profiling the analysis rows of %s", config.source.table)
+    # the domain classifier samples the reference rows too, which may live in a table of their own
+    tables = open_tables(spark, config, REFERENCE if config.classifier_columns() else ANALYSIS)
     profiles = profile_dataset(spark, config, ANALYSIS, reference.slice_values(), refresh, estimators.row_model,
-                               reconstruction.model if reconstruction else None, relation, stored_profiles)
+                               reconstruction.model if reconstruction else None, relation, stored_profiles,
+                               tables=tables)
     started = time.monotonic()
     changes = schema_changes(reference.schema, profiles.schema) if reference.schema is not None else []
     null_timestamps = profiles.null_timestamps if profiles.null_timestamps is not None else \
-        _null_timestamps(spark, config, profiles.source_version)
+        _null_timestamps(config, tables.source.df)
     if null_timestamps:
         log.warning("%d rows of %s have a null %s: they belong to no chunk and are left out", null_timestamps,
                     config.source.table, config.source.timestamp_column)
@@ -669,7 +689,7 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
             apply_thresholds(concept, config.drift)
             results += realized + concept
     if config.classifier_columns():
-        results += _domain_classifier(spark, config, reference, profiles, stale)
+        results += _domain_classifier(config, tables, reference, profiles, stale)
     newest = max(profiles.whole, key=lambda c: c.chunk.index, default=None)
     if changes and newest is not None and newest.chunk.index in stale:
         log.warning("the schema of %s changed since the fit: %s", config.source.table,
@@ -696,14 +716,13 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     return RunResult(run_id, profiles, reference, results, profiles.label_stats, tuple(sorted(stale)))
 
 
-def _null_timestamps(spark: SparkSession, config: MonitorConfig, version: int) -> int:
-    """Rows of the source (at `version`) without a timestamp, when no profiling pass of this run counted
-    them: one count, which Delta's per-file null counts answer without reading the files that have none."""
-    source = read_delta(spark, config.source.table, "source.table", version).df
+def _null_timestamps(config: MonitorConfig, source: DataFrame) -> int:
+    """Rows of the source without a timestamp, when no profiling pass of this run counted them: one
+    count, which Delta's per-file null counts answer without reading the files that have none."""
     return source.where(F.col(quote_part(config.source.timestamp_column)).isNull()).count()
 
 
-def _domain_classifier(spark: SparkSession, config: MonitorConfig, reference: FittedReference,
+def _domain_classifier(config: MonitorConfig, tables: Tables, reference: FittedReference,
                        profiles: ProfileResult, stale: set[int]) -> list[MetricResult]:
     """The domain classifier's AUC of the whole-table analysis chunks in `stale`, from one sampling job
     over the reference and those chunks (their periods only, with period chunking)."""
@@ -712,8 +731,8 @@ def _domain_classifier(spark: SparkSession, config: MonitorConfig, reference: Fi
         return []
     started, src, settings = time.monotonic(), config.source, config.multivariate.classifier
     columns = config.classifier_columns()
-    reference_rows, _ = dataset_rows(spark, config, REFERENCE)
-    analysis, _ = dataset_rows(spark, config, ANALYSIS)
+    reference_rows = dataset_source(config, tables, REFERENCE).rows
+    analysis = dataset_source(config, tables, ANALYSIS).rows
     if config.chunking.period:
         analysis = analysis.where(period_rows(config.chunking.period, sorted(chunks), src.timestamp_column))
     rows = sample(reference_rows, with_chunk_index(analysis, config.chunking, src.timestamp_column, src.id_column),
