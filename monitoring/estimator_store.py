@@ -67,9 +67,9 @@ def write_loss_models(spark: SparkSession, table: str, monitor: str, models: Los
     replace_rows(spark, table, spark.createDataFrame(rows, ESTIMATOR_SCHEMA), {"monitor": monitor}, ("model", "dle:"))
 
 
-def read_estimators(spark: SparkSession, table: str, monitor: str) -> list:
+def read_estimators(spark: SparkSession, table: str, monitor: str, exists: bool | None = None) -> list:
     """Every stored estimator row of `monitor` (one query; the read_* functions below pick from them)."""
-    if not table_exists(spark, table):
+    if not table_exists(spark, table, exists):
         return []
     return spark.sql(f"SELECT * FROM {table_ident(table)}").where(F.col("monitor") == monitor).collect()
 

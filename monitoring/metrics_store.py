@@ -93,9 +93,9 @@ class StoredMetrics:
     source_version: int | None
 
 
-def read_metrics(spark: SparkSession, table: str, monitor: str) -> StoredMetrics:
+def read_metrics(spark: SparkSession, table: str, monitor: str, exists: bool | None = None) -> StoredMetrics:
     """This monitor's rows of the metrics table back as results (the source of truth for re-logging)."""
-    if not table_exists(spark, table):
+    if not table_exists(spark, table, exists):
         return StoredMetrics([], (), None)
     df = spark.sql(f"SELECT * FROM {table_ident(table)}").where(F.col("monitor") == monitor)
     if "inputs" not in df.columns:  # tables written before fingerprints

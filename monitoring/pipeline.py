@@ -62,6 +62,7 @@ from monitoring.quality import (
 )
 from monitoring.reference import FittedReference, merge_reference, read_reference, write_reference
 from monitoring.relation import RelationBins, relation_bins, relation_results
+from monitoring.run_plan import STATE_TABLES, RunInputs, plan_run, recording, table_version
 from monitoring.sketches import resolve_kll_impl
 from monitoring.slices import WHOLE, slice_values, validate_slices, with_slices
 from monitoring.tables import VersionedTable, chunks_in, quote_part, read_delta
@@ -161,11 +162,13 @@ class Tables:
     reference: VersionedTable | None = None  # the reference's own table (reference.table), for a fit
 
 
-def open_tables(spark: SparkSession, config: MonitorConfig, dataset: str = ANALYSIS) -> Tables:
-    """The source and label tables at their current versions, checked against the config (for the
-    reference `dataset`, also the reference's own table when it has one)."""
-    source = read_delta(spark, config.source.table, "source.table")
-    labels = read_delta(spark, config.labels.table, "labels.table") if config.labels else None
+def open_tables(spark: SparkSession, config: MonitorConfig, dataset: str = ANALYSIS,
+                inputs: RunInputs | None = None) -> Tables:
+    """The source and label tables at their current versions (as the run's plan found them), checked
+    against the config (for the reference `dataset`, also the reference's own table when it has one)."""
+    version = inputs.version if inputs else lambda table: None
+    source = read_delta(spark, config.source.table, "source.table", version("source"))
+    labels = read_delta(spark, config.labels.table, "labels.table", version("labels")) if config.labels else None
     validate_against_schema(config, source.df.schema, labels.df.schema if labels else None)
     validate_slices(source.df, config.slices.expressions)
     reference = None
@@ -617,9 +620,10 @@ def load_estimators(config: MonitorConfig, reference: FittedReference, rows: lis
     return stored
 
 
-def load_reference(spark: SparkSession, config: MonitorConfig, stored_profiles: StoredProfiles) -> FittedReference:
+def load_reference(spark: SparkSession, config: MonitorConfig, stored_profiles: StoredProfiles,
+                   exists: bool | None = None) -> FittedReference:
     chunks = stored_profiles.chunks[REFERENCE]
-    stored = read_reference(spark, reference_table(config), config.monitor)
+    stored = read_reference(spark, reference_table(config), config.monitor, exists)
     if not chunks or not stored.columns:
         raise DataError(f"monitor '{config.monitor}' has no reference in {reference_table(config)}; "
                         "run `driftline fit --config ...` first")
@@ -632,13 +636,19 @@ def load_reference(spark: SparkSession, config: MonitorConfig, stored_profiles: 
 def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
         refresh: bool = False) -> RunResult:
     """Profile the analysis chunks, compare them with the reference, store the metrics (one log line per
-    stage with its counts and time)."""
+    stage with its counts and time). When nothing the stored results depend on changed since the run
+    that wrote them (monitoring/run_plan.py), they are returned without a scan."""
     started = time.monotonic()
+    plan = plan_run(spark, config, STATE_FORMAT, metrics_table(config))
+    inputs = plan.inputs
+    if not refresh and plan.unchanged:
+        return _stored_run(spark, config, inputs, started)
     # one read of each stored-state table (the analysis profiles only when they may be reused)
+    exists = {t: inputs.version(t) is not None for t in STATE_TABLES}
     stored_profiles = read_stored_profiles(spark, profiles_table(config), config.monitor,
-                                           [REFERENCE] if refresh else [REFERENCE, ANALYSIS])
-    reference = load_reference(spark, config, stored_profiles)
-    estimator_rows = read_estimators(spark, estimators_table(config), config.monitor) \
+                                           [REFERENCE] if refresh else [REFERENCE, ANALYSIS], exists["profiles"])
+    reference = load_reference(spark, config, stored_profiles, exists["reference"])
+    estimator_rows = read_estimators(spark, estimators_table(config), config.monitor, exists["estimators"]) \
         if estimation_enabled(config) or config.reconstruction_columns() else []
     estimators = load_estimators(config, reference, estimator_rows)
     reconstruction = load_reconstruction(config, reference, estimator_rows)
@@ -648,7 +658,7 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
              "yes" if estimators.calibrator or estimators.row_model else "none", time.monotonic() - started)
     log.info("stage 2/3 profiling the analysis rows of %s", config.source.table)
     # the domain classifier samples the reference rows too, which may live in a table of their own
-    tables = open_tables(spark, config, REFERENCE if config.classifier_columns() else ANALYSIS)
+    tables = open_tables(spark, config, REFERENCE if config.classifier_columns() else ANALYSIS, inputs)
     profiles = profile_dataset(spark, config, ANALYSIS, reference.slice_values(), refresh, estimators.row_model,
                                reconstruction.model if reconstruction else None, relation, stored_profiles,
                                tables=tables)
@@ -661,7 +671,8 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
                     config.source.table, config.source.timestamp_column)
     settings = compare_settings(config, reference.signature, reference.source_version, changes, null_timestamps)
     prints = fingerprints(profiles.chunks, settings)
-    stored = [] if refresh else [r for r in read_metrics(spark, metrics_table(config), config.monitor).results
+    stored = [] if refresh else [r for r in read_metrics(spark, metrics_table(config), config.monitor,
+                                                         plan.metrics_version is not None).results
                                  if r.period == ANALYSIS]
     stale, kept = _stale_chunks(prints, stored)
     results: list[MetricResult] = []
@@ -707,13 +718,49 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     failpoint(BEFORE_METRICS)
     written = 0
     if stale or vanished or not stored:  # else every stored row stands: nothing to commit
-        written = write_metrics(spark, metrics_table(config), config.monitor, run_id, results,
-                                profiles.source_version, scope, replace=not stored)
+        with recording(spark, _marker(spark, config, inputs, tables)):
+            written = write_metrics(spark, metrics_table(config), config.monitor, run_id, results,
+                                    profiles.source_version, scope, replace=not stored)
     results += kept
     log.info("stage 3/3 compared %d of %d chunks x %d slices (kept the stored results of the others: same "
              "inputs), wrote %d metric rows to %s in %.1fs", len(stale), len(profiles.whole), len(reference.slices()),
              written, metrics_table(config), time.monotonic() - started)
     return RunResult(run_id, profiles, reference, results, profiles.label_stats, tuple(sorted(stale)))
+
+
+def _marker(spark: SparkSession, config: MonitorConfig, inputs: RunInputs, tables: Tables) -> str | None:
+    """The userMetadata of this run's metrics commit: the inputs its results reflect (the table versions
+    it read, the profiles as it left them); None when another writer committed profiles meanwhile."""
+    before, after = inputs.version("profiles"), table_version(spark, profiles_table(config))
+    if after is not None and before is not None and after - before > 1:
+        return None
+    return inputs.with_versions(source=tables.source.version, labels=tables.labels.version if tables.labels else None,
+                                profiles=after).marker(config.monitor)
+
+
+def _stored_run(spark: SparkSession, config: MonitorConfig, inputs: RunInputs, started: float) -> RunResult:
+    """The results stored by the last run, whose inputs are this run's: one read of the metrics table. Its
+    profiles and reference hold the chunks the results name, with their row counts and no states."""
+    stored = read_metrics(spark, metrics_table(config), config.monitor, True).results
+    shells: dict[tuple[str, str, str, int], ChunkProfile] = {}
+    for r in stored:
+        shell = shells.setdefault((r.period, r.slice_key, r.slice_value, r.chunk.index),
+                                  ChunkProfile(r.chunk, 0, slice_key=r.slice_key, slice_value=r.slice_value))
+        shell.row_count = max(shell.row_count, r.row_count or 0)
+
+    def chunks(period: str) -> list[ChunkProfile]:  # gap rows (periods without rows) name no chunk
+        return [c for k, c in sorted(shells.items(), key=lambda kv: (kv[0][3], kv[0][1], kv[0][2]))
+                if k[0] == period and c.row_count]
+
+    ref = chunks(REFERENCE)
+    reference = FittedReference(ref, {(c.slice_key, c.slice_value): {} for c in ref},
+                                signature=signature(config, REFERENCE))
+    profiles = ProfileResult(ANALYSIS, chunks(ANALYSIS), 0, inputs.version("source"), time.monotonic() - started,
+                             reused=True, labels_version=inputs.version("labels"))
+    log.info("nothing changed since the last run (source version %s, labels version %s, same settings and "
+             "stored states): its %d stored results stand; read in %.1fs", inputs.version("source"),
+             inputs.version("labels"), len(stored), time.monotonic() - started)
+    return RunResult(uuid.uuid4().hex, profiles, reference, stored)
 
 
 def _null_timestamps(config: MonitorConfig, source: DataFrame) -> int:

@@ -174,10 +174,12 @@ def read_profiles(spark: SparkSession, table: str, monitor: str, dataset: str) -
     return read_stored_profiles(spark, table, monitor, [dataset]).chunks[dataset]
 
 
-def read_stored_profiles(spark: SparkSession, table: str, monitor: str, datasets: list[str]) -> StoredProfiles:
-    """The stored chunk profiles of `datasets`, in one query."""
+def read_stored_profiles(spark: SparkSession, table: str, monitor: str, datasets: list[str],
+                         exists: bool | None = None) -> StoredProfiles:
+    """The stored chunk profiles of `datasets`, in one query (`exists`: whether the table exists, when
+    the caller knows)."""
     out = StoredProfiles({d: [] for d in datasets}, {d: set() for d in datasets})
-    if not table_exists(spark, table):
+    if not table_exists(spark, table, exists):
         return out
     df = spark.sql(f"SELECT * FROM {table_ident(table)}")
     df = df.where((F.col("monitor") == monitor) & F.col("dataset").isin(datasets))

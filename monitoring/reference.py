@@ -97,9 +97,9 @@ class StoredReference:
     schema: dict[str, str] | None
 
 
-def read_reference(spark: SparkSession, table: str, monitor: str) -> StoredReference:
+def read_reference(spark: SparkSession, table: str, monitor: str, exists: bool | None = None) -> StoredReference:
     """The stored merged states of one monitor, its source version, signature and schema."""
-    if not table_exists(spark, table):
+    if not table_exists(spark, table, exists):
         return StoredReference({}, None, "", None)
     rows = spark.sql(f"SELECT * FROM {table_ident(table)}").where(F.col("monitor") == monitor).collect()
     out: dict[SliceKey, dict[str, ReferenceColumn]] = defaultdict(dict)

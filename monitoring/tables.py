@@ -65,9 +65,13 @@ class VersionedTable:
     df: DataFrame
 
 
-def table_exists(spark: SparkSession, name: str) -> bool:
+def table_exists(spark: SparkSession, name: str, known: bool | None = None) -> bool:
+    """Whether Delta table `name` exists; `known`: the caller already knows (no query). DESCRIBE HISTORY
+    reads the newest commit only (one Spark job; DESCRIBE DETAIL would reconstruct the table's state)."""
+    if known is not None:
+        return known
     try:
-        spark.sql(f"DESCRIBE DETAIL {table_ident(name)}").collect()
+        spark.sql(f"DESCRIBE HISTORY {table_ident(name)} LIMIT 1").collect()
         return True
     except AnalysisException:
         return False

@@ -1,0 +1,64 @@
+"""The plan step (monitoring/run_plan.py): a rerun with nothing new returns the stored results without a
+scan, and any change of what the results depend on (settings, source rows, labels) sends the run down the
+ordinary path, whose results equal a full run's."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pandas as pd
+
+from monitoring.metrics_store import read_metrics
+from monitoring.pipeline import fit, metrics_table, run
+from tests.test_run_budget import _config, _tables
+
+
+def _values(results) -> dict[tuple, float | None]:
+    return {(r.period, r.chunk.index, r.slice_key, r.slice_value, r.column, r.metric, r.comparison): r.value
+            for r in results}
+
+
+def _same(a, b) -> bool:
+    """The same metric rows with the same values (relative 1e-9: sums taken in another order)."""
+    a, b = _values(a), _values(b)
+    return a.keys() == b.keys() and all(
+        (a[k] is None) == (b[k] is None) and (a[k] is None or math.isclose(a[k], b[k], rel_tol=1e-9, abs_tol=1e-12)
+                                              or (math.isnan(a[k]) and math.isnan(b[k]))) for k in a)
+
+
+def _history(spark, table: str) -> int:
+    return spark.sql(f"DESCRIBE HISTORY delta.`{table}`").count()
+
+
+def test_a_rerun_returns_the_stored_results_until_an_input_changes(spark, tmp_path):
+    preds, labels = _tables(spark, tmp_path, 5, 9)
+    config = _config(preds, labels, str(tmp_path / "out"), 5, 9, False)
+    fit(spark, config, refresh=True)
+    first = run(spark, config, refresh=True)
+    table = metrics_table(config)
+    commits = _history(spark, table)
+
+    again = run(spark, config)  # nothing new: the stored results, no commit
+    assert again.compared == () and _values(again.metrics) == _values(first.metrics)
+    assert [c.chunk.index for c in again.profiles.whole] == [c.chunk.index for c in first.profiles.whole]
+    assert [c.row_count for c in again.profiles.whole] == [c.row_count for c in first.profiles.whole]
+    assert len(again.reference.chunks_of(("", ""))) == len(first.reference.chunks_of(("", "")))
+    assert _history(spark, table) == commits
+
+    # a setting the results depend on: the ordinary path, every chunk compared again
+    stricter = dataclasses.replace(config, drift=dataclasses.replace(config.drift, std_multiplier=1.0))
+    changed = run(spark, stricter)
+    assert set(changed.compared) == {c.chunk.index for c in first.profiles.whole}
+    assert _same(changed.metrics, run(spark, stricter, refresh=True).metrics)
+    assert run(spark, stricter).compared == ()
+
+    # a label that changes: the ordinary path recomputes the chunk it belongs to
+    landed = pd.DataFrame({"id": [300], "label": [1 - int(spark.read.format("delta").load(labels)
+                                                                 .where("id = 300").first()["label"])],
+                           "label_ts": [pd.Timestamp("2026-01-01", tz="UTC")]})
+    spark.createDataFrame(landed).write.format("delta").mode("append").save(labels)
+    relabelled = run(spark, stricter)
+    assert len(relabelled.compared) == 1
+    stored = read_metrics(spark, table, config.monitor).results
+    assert _same(stored, run(spark, stricter, refresh=True).metrics)
