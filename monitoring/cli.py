@@ -51,7 +51,8 @@ def cmd_fit(args) -> int:
     return 0
 
 
-def _fit(spark, config: MonitorConfig, refresh: bool) -> None:
+def _fit(spark, config: MonitorConfig, refresh: bool):
+    """Fit and print the reference; returns it (a `run --fit` hands it to the run in memory)."""
     from monitoring.pipeline import fit, reference_table
     from monitoring.slices import WHOLE
 
@@ -59,6 +60,7 @@ def _fit(spark, config: MonitorConfig, refresh: bool) -> None:
     chunks = ref.chunks_of(WHOLE)
     print(f"reference of '{config.monitor}': {len(chunks)} chunks, {sum(c.row_count for c in chunks):,} rows, "
           f"{len(ref.slices()) - 1} slice values; stored in {reference_table(config)}")
+    return ref
 
 
 def cmd_run(args) -> int:
@@ -66,15 +68,14 @@ def cmd_run(args) -> int:
 
     config = _config(args)
     spark = get_spark(config.spark)
-    if args.fit:
-        _fit(spark, config, args.refresh)
-    return _run(spark, config, args.refresh, args.fail_on_alert)
+    fitted = _fit(spark, config, args.refresh) if args.fit else None
+    return _run(spark, config, args.refresh, args.fail_on_alert, fitted)
 
 
 EXIT_REPORTING = 4  # results stored, MLflow logging failed (`driftline report` re-logs)
 
 
-def _run(spark, config: MonitorConfig, refresh: bool, fail_on_alert: str | None = None) -> int:
+def _run(spark, config: MonitorConfig, refresh: bool, fail_on_alert: str | None = None, fitted=None) -> int:
     """Run the monitor (Delta tables first), log it to MLflow (when enabled), print the summary, deliver
     the alerts; the exit code says whether MLflow logging failed or alerts fired."""
     from monitoring.alerts import EXIT_ALERTS, parse_families, post_webhook, run_alerts, webhook_payload, webhook_url
@@ -87,7 +88,7 @@ def _run(spark, config: MonitorConfig, refresh: bool, fail_on_alert: str | None 
     except ValueError as exc:
         raise DriftlineError(str(exc)) from exc
     config = with_model_importances(config)
-    result = run(spark, config, None, refresh)
+    result = run(spark, config, None, refresh, fitted)
     plan = result.profiles.backfill
     alerts = run_alerts(result.metrics, list(plan.chunks) if plan else [])
     mlflow_run, reporting_error = None, None
@@ -185,8 +186,7 @@ def cmd_demo(args) -> int:
         tables = write_demo(spark, out_dir, args.rows, config.problem_type)
         log.info("demo data: %d rows, %d labels in %.0fs", tables.rows, tables.labels_written,
                  time.monotonic() - started)
-    _fit(spark, config, args.refresh)
-    return _run(spark, config, args.refresh)
+    return _run(spark, config, args.refresh, fitted=_fit(spark, config, args.refresh))
 
 
 def build_parser() -> argparse.ArgumentParser:

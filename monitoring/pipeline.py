@@ -462,24 +462,27 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False) -> Fi
     stale_relation = mark is not None and any(
         cp.performance is not None and cp.performance.get("labelled") and mark not in cp.performance.values
         for cp in ref.chunks)
-    if unlabelled or stale_relation or reconstruction is not None:
-        _label_pass(spark, config, ref, df, labels, None, relation, reconstruction)
-    model = _fit_estimators(spark, config, ref, _joined(config, df, labels).twin if labels else None) \
-        if estimation_enabled(config) else None
+    stored_pca = _label_pass(spark, config, ref, df, labels, None, relation, reconstruction) \
+        if unlabelled or stale_relation or reconstruction is not None else None
+    estimators = _fit_estimators(spark, config, ref, _joined(config, df, labels).twin if labels else None) \
+        if estimation_enabled(config) else Estimators()
+    model = estimators.row_model
     if model is not None:
         _label_pass(spark, config, ref, df, labels, model, relation, None)
     if not profiles.reused or unlabelled or model is not None or stale_relation:  # one commit of the profiles
         write_profiles(spark, profiles_table(config), config.monitor, REFERENCE, ref.chunks, config.profile.kll_k,
                        ref.source_version, ref.signature)
+    if stored_pca is not None or not config.reconstruction_columns():  # else the stored PCA stands: runs read it
+        ref.models = FittedModels(estimators, stored_pca)
     return ref
 
 
 def _label_pass(spark: SparkSession, config: MonitorConfig, ref: FittedReference, df: DataFrame,
                 labels: VersionedTable | None, model: RowModel | None, relation: RelationBins | None,
-                reconstruction: Reconstruction | None) -> None:
+                reconstruction: Reconstruction | None) -> StoredReconstruction | None:
     """One aggregation over the reference rows (label-joined when there are labels): the performance
     states with the row model's outputs and the residual sums of `relation`, and the reconstruction
-    error sums of a new PCA fit; updates `ref.chunks` and stores the PCA."""
+    error sums of a new PCA fit; updates `ref.chunks`, stores the PCA and returns it as stored."""
     slices = _stored_slices(ref.chunks)
     sums = reconstruction.sums() if reconstruction else {}
     if labels is not None:
@@ -494,9 +497,11 @@ def _label_pass(spark: SparkSession, config: MonitorConfig, ref: FittedReference
             *[F.sum(e).alias(f"s{i}") for i, e in enumerate(sums.values())]).collect()
         per_chunk = {(int(r[GROUP[0]]), r[GROUP[1]], r[GROUP[2]]): {k: float(r[f"s{i}"] or 0.0)
                                                                      for i, k in enumerate(sums)} for r in rows}
-    if reconstruction is not None:
-        write_reconstruction(spark, estimators_table(config), config.monitor, reconstruction, per_chunk,
-                             ref.source_version, ref.signature)
+    if reconstruction is None:
+        return None
+    write_reconstruction(spark, estimators_table(config), config.monitor, reconstruction, per_chunk,
+                         ref.source_version, ref.signature)
+    return StoredReconstruction(reconstruction, per_chunk, ref.source_version, ref.signature)
 
 
 def _reconstruction_settings(config: MonitorConfig) -> str:
@@ -520,16 +525,16 @@ def _fit_reconstruction(spark: SparkSession, config: MonitorConfig, ref: FittedR
 
 
 def _fit_estimators(spark: SparkSession, config: MonitorConfig, ref: FittedReference,
-                    joined: DataFrame) -> RowModel | None:
-    """Fit and store the estimation models; returns the model the second pass applies to every
-    reference row (multiclass calibrators, DLE loss models), None for binary CBPE, which calibrates the
-    score bins of the stored states."""
+                    joined: DataFrame) -> Estimators:
+    """Fit and store the estimation models: the binary CBPE calibrator (applied to the score bins of the
+    stored states), or the model the second label pass applies to every reference row (multiclass
+    calibrators, DLE loss models)."""
     if config.problem_type == "regression":
-        return _fit_loss_models(spark, config, ref, joined)
+        return Estimators(row_model=_fit_loss_models(spark, config, ref, joined))
     calibrators = _fit_calibrators(spark, config, ref)
     if config.problem_type == "binary":
-        return None
-    return ClassCalibrators(tuple(classes(config)), tuple(calibrators.values()))
+        return Estimators(calibrator=calibrators[classes(config)[0][0]])
+    return Estimators(row_model=ClassCalibrators(tuple(classes(config)), tuple(calibrators.values())))
 
 
 def _fit_calibrators(spark: SparkSession, config: MonitorConfig, ref: FittedReference) -> dict[str, Calibrator]:
@@ -577,6 +582,15 @@ class Estimators:
 
     calibrator: Calibrator | None = None
     row_model: RowModel | None = None
+
+
+@dataclass(frozen=True)
+class FittedModels:
+    """What a fit just stored besides the reference, kept in memory for the run that follows it in the
+    same process (`run --fit`): the estimation models and the reconstruction PCA (None when off)."""
+
+    estimators: Estimators
+    reconstruction: StoredReconstruction | None
 
 
 def _current(stored: StoredReconstruction, reference: FittedReference, settings: str) -> bool:
@@ -634,10 +648,11 @@ def load_reference(spark: SparkSession, config: MonitorConfig, stored_profiles: 
 
 
 def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
-        refresh: bool = False) -> RunResult:
+        refresh: bool = False, fitted: FittedReference | None = None) -> RunResult:
     """Profile the analysis chunks, compare them with the reference, store the metrics (one log line per
     stage with its counts and time). When nothing the stored results depend on changed since the run
-    that wrote them (monitoring/run_plan.py), they are returned without a scan."""
+    that wrote them (monitoring/run_plan.py), they are returned without a scan. `fitted`: the reference
+    `fit` just returned in this process (`run --fit`), used as it is instead of read back."""
     started = time.monotonic()
     plan = plan_run(spark, config, STATE_FORMAT, metrics_table(config))
     inputs = plan.inputs
@@ -645,13 +660,17 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
         return _stored_run(spark, config, inputs, started)
     # one read of each stored-state table (the analysis profiles only when they may be reused)
     exists = {t: inputs.version(t) is not None for t in STATE_TABLES}
-    stored_profiles = read_stored_profiles(spark, profiles_table(config), config.monitor,
-                                           [REFERENCE] if refresh else [REFERENCE, ANALYSIS], exists["profiles"])
-    reference = load_reference(spark, config, stored_profiles, exists["reference"])
-    estimator_rows = read_estimators(spark, estimators_table(config), config.monitor, exists["estimators"]) \
-        if estimation_enabled(config) or config.reconstruction_columns() else []
-    estimators = load_estimators(config, reference, estimator_rows)
-    reconstruction = load_reconstruction(config, reference, estimator_rows)
+    datasets = ([] if fitted else [REFERENCE]) + ([] if refresh else [ANALYSIS])
+    stored_profiles = read_stored_profiles(spark, profiles_table(config), config.monitor, datasets,
+                                           exists["profiles"]) if datasets else None
+    reference = fitted or load_reference(spark, config, stored_profiles, exists["reference"])
+    if fitted is not None and fitted.models is not None:
+        estimators, reconstruction = fitted.models.estimators, fitted.models.reconstruction
+    else:
+        estimator_rows = read_estimators(spark, estimators_table(config), config.monitor, exists["estimators"]) \
+            if estimation_enabled(config) or config.reconstruction_columns() else []
+        estimators = load_estimators(config, reference, estimator_rows)
+        reconstruction = load_reconstruction(config, reference, estimator_rows)
     relation = relation_bins(reference.columns.get(WHOLE, {}), config)
     log.info("stage 1/3 reference: %d chunks, %d slices, estimation models: %s; loaded in %.1fs",
              len(reference.chunks_of(WHOLE)), len(reference.slices()),

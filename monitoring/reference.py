@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pyspark.sql import SparkSession
@@ -17,6 +18,9 @@ from monitoring.profiling import ChunkProfile
 from monitoring.sketches import CONTINUOUS, ColumnProfile, merge_all
 from monitoring.slices import WHOLE
 from monitoring.tables import replace_rows, table_exists, table_ident
+
+if TYPE_CHECKING:
+    from monitoring.pipeline import FittedModels
 
 SliceKey = tuple[str, str]
 SCHEMA_PREFIX = ":schema:"  # rows `:schema:<column>` hold the table's schema at fit, the type in column_kind
@@ -38,6 +42,7 @@ class FittedReference:
     source_version: int | None = None
     signature: str = ""
     schema: dict[str, str] | None = None  # column -> type of the source table at fit (None: not stored)
+    models: FittedModels | None = None  # set by `fit`: its estimation models and PCA, for a run in this process
 
     def slices(self) -> list[SliceKey]:
         return sorted(self.columns)

@@ -62,3 +62,17 @@ def test_a_rerun_returns_the_stored_results_until_an_input_changes(spark, tmp_pa
     assert len(relabelled.compared) == 1
     stored = read_metrics(spark, table, config.monitor).results
     assert _same(stored, run(spark, stricter, refresh=True).metrics)
+
+
+def test_a_run_after_fit_takes_the_fitted_reference_as_stored(spark, tmp_path):
+    """`run --fit` hands the fitted reference, estimation models and PCA to the run in memory: the
+    results equal those of a run that reads them back from the tables."""
+    preds, labels = _tables(spark, tmp_path, 6, 9)
+    config = _config(preds, labels, str(tmp_path / "out"), 6, 9, True)
+    fitted = fit(spark, config, refresh=True)
+    assert fitted.models is not None and fitted.models.estimators.calibrator is not None
+    assert fitted.models.reconstruction is not None
+    in_memory = run(spark, config, refresh=True, fitted=fitted)
+    read_back = run(spark, config, refresh=True)
+    assert len(in_memory.metrics) == len(read_back.metrics) > 0
+    assert _same(in_memory.metrics, read_back.metrics)
