@@ -77,7 +77,7 @@ def monitor_config(rows: int, continuous: int, table_continuous: int = 10) -> di
         "multivariate": {"enabled": False},
         "output": {"path": str(p["out"] if continuous == table_continuous else p["out"].with_name(f"out{continuous}"))},
         "mlflow": {"enabled": False},
-        "spark": {"spark.master": "local[2]", "spark.driver.memory": "4g"},
+        "spark": {"spark.master": "local[2]"},  # the embedded default's JVM (monitoring/session.py)
     }
 
 

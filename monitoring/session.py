@@ -74,16 +74,25 @@ def get_spark(extra_conf: dict[str, str] | None = None, app_name: str = "driftli
     return spark
 
 
+# The embedded JVM holds states, not rows: rows stream through aggregations (and spill), so a 1g heap
+# serves 100M rows. The serial collector, a smaller code cache and two malloc arenas keep the JVM's
+# memory outside the heap small (docs/performance.md, "Memory of the embedded default").
+EMBEDDED_HEAP = "1g"
+EMBEDDED_JAVA_OPTIONS = "-XX:+UseSerialGC -XX:ReservedCodeCacheSize=96m"
+
+
 def embedded_session(extra_conf: dict[str, str], app_name: str = "driftline") -> SparkSession:
     """A local Spark with Delta configured; `extra_conf` (the config's `spark:` section) wins."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")  # read by the JVM's C library when it starts
     builder = (
         SparkSession.builder.master(extra_conf.get("spark.master", "local[*]"))
         .appName(app_name)
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-        .config("spark.driver.memory", "4g")
+        .config("spark.driver.memory", EMBEDDED_HEAP)
+        .config("spark.driver.extraJavaOptions", EMBEDDED_JAVA_OPTIONS)
         .config("spark.sql.shuffle.partitions", "8")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
