@@ -759,7 +759,8 @@ def _marker(spark: SparkSession, config: MonitorConfig, inputs: RunInputs, table
 
 def _stored_run(spark: SparkSession, config: MonitorConfig, inputs: RunInputs, started: float) -> RunResult:
     """The results stored by the last run, whose inputs are this run's: one read of the metrics table. Its
-    profiles and reference hold the chunks the results name, with their row counts and no states."""
+    reference holds the chunks the results name, with their row counts and no states; so do its profiles,
+    unless MLflow logging is on (then they are the stored analysis profiles)."""
     stored = read_metrics(spark, metrics_table(config), config.monitor, True).results
     shells: dict[tuple[str, str, str, int], ChunkProfile] = {}
     for r in stored:
@@ -774,7 +775,11 @@ def _stored_run(spark: SparkSession, config: MonitorConfig, inputs: RunInputs, s
     ref = chunks(REFERENCE)
     reference = FittedReference(ref, {(c.slice_key, c.slice_value): {} for c in ref},
                                 signature=signature(config, REFERENCE))
-    profiles = ProfileResult(ANALYSIS, chunks(ANALYSIS), 0, inputs.version("source"), time.monotonic() - started,
+    # MLflow logs the chunks' profile statistics too: then the stored analysis profiles are read as well
+    analysis = read_stored_profiles(spark, profiles_table(config), config.monitor, [ANALYSIS],
+                                    inputs.version("profiles") is not None).chunks[ANALYSIS] \
+        if config.mlflow.enabled else chunks(ANALYSIS)
+    profiles = ProfileResult(ANALYSIS, analysis, 0, inputs.version("source"), time.monotonic() - started,
                              reused=True, labels_version=inputs.version("labels"))
     log.info("nothing changed since the last run (source version %s, labels version %s, same settings and "
              "stored states): its %d stored results stand; read in %.1fs", inputs.version("source"),
