@@ -86,14 +86,10 @@ def settings_hash(config: MonitorConfig, state_format: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def run_inputs(spark: SparkSession, config: MonitorConfig, state_format: int,
-               source_version: int | None = None, labels_version: int | None = None) -> RunInputs:
-    """The inputs of a run of `config` now (the source and label versions as given, else the newest)."""
-    if source_version is None:
-        source_version = table_version(spark, config.source.table)
-    if labels_version is None and config.labels:
-        labels_version = table_version(spark, config.labels.table)
-    versions = [("source", source_version), ("labels", labels_version)] + \
+def run_inputs(spark: SparkSession, config: MonitorConfig, state_format: int) -> RunInputs:
+    """The inputs of a run of `config` now: the newest version of each table it depends on."""
+    versions = [("source", table_version(spark, config.source.table)),
+                ("labels", table_version(spark, config.labels.table) if config.labels else None)] + \
         [(t, table_version(spark, config.output.table(t))) for t in STATE_TABLES]
     return RunInputs(settings_hash(config, state_format), tuple(versions))
 
