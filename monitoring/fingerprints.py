@@ -30,17 +30,23 @@ COLUMNS, PERFORMANCE = "columns", "performance"  # the two parts a chunk's resul
 _NOT_RESULTS = ("monitor", "output", "mlflow", "spark")
 
 
+def result_settings(config: MonitorConfig) -> dict:
+    """The config's settings the results depend on: all but where results go, how the session is built
+    and the feature importances, which only rank the results (monitoring/ranking.py)."""
+    settings = {k: v for k, v in asdict(config).items() if k not in _NOT_RESULTS}
+    settings["features"] = [{k: v for k, v in f.items() if k != "importance"} for f in settings["features"]]
+    return settings
+
+
 def compare_settings(config: MonitorConfig, reference_signature: str, reference_version: int | None,
                      schema_changes: list[tuple[str, str]] = (), null_timestamps: int = 0) -> str:
     """Hash of every setting the results may depend on besides the chunk states (the whole config but
     where results go, e.g. thresholds, methods, label coverage rules, estimation), the fitted reference
     and the source's schema changes since the fit and its rows without a timestamp (rare: a change recomputes
     every chunk's results)."""
-    settings = {k: v for k, v in asdict(config).items() if k not in _NOT_RESULTS}
-    # importances only rank the results (monitoring/ranking.py), they do not change them
-    settings["features"] = [{k: v for k, v in f.items() if k != "importance"} for f in settings["features"]]
-    settings |= {"format": COMPARE_FORMAT, "reference_fit": [reference_signature, reference_version],
-                 "schema_changes": list(schema_changes), "null_timestamps": null_timestamps}
+    settings = result_settings(config) | {
+        "format": COMPARE_FORMAT, "reference_fit": [reference_signature, reference_version],
+        "schema_changes": list(schema_changes), "null_timestamps": null_timestamps}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

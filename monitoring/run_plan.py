@@ -25,6 +25,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
 from monitoring.config import MonitorConfig
+from monitoring.fingerprints import result_settings
 from monitoring.tables import table_ident
 
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
@@ -78,10 +79,9 @@ class RunInputs:
 
 
 def settings_hash(config: MonitorConfig, state_format: int) -> str:
-    """Every setting the results depend on (all but MLflow, the Spark settings and the feature importances,
-    which only rank results), the Driftline version and the stored-state format, hashed."""
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("mlflow", "spark")}
-    settings["features"] = [{k: v for k, v in f.items() if k != "importance"} for f in settings["features"]]
+    """Every setting the results depend on (fingerprints.result_settings) and where they are stored, the
+    Driftline version and the stored-state format, hashed (the monitor's name is in the marker)."""
+    settings = result_settings(config) | {"output": dataclasses.asdict(config.output)}
     text = json.dumps([settings, _driftline_version(), state_format], default=str, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
