@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
@@ -71,7 +71,12 @@ def read_estimators(spark: SparkSession, table: str, monitor: str, exists: bool 
     """Every stored estimator row of `monitor` (one query; the read_* functions below pick from them)."""
     if not table_exists(spark, table, exists):
         return []
-    return spark.sql(f"SELECT * FROM {table_ident(table)}").where(F.col("monitor") == monitor).collect()
+    return estimators_query(spark, table, monitor).collect()
+
+
+def estimators_query(spark: SparkSession, table: str, monitor: str) -> DataFrame:
+    """The stored estimator rows of one monitor (the table exists)."""
+    return spark.sql(f"SELECT * FROM {table_ident(table)}").where(F.col("monitor") == monitor)
 
 
 def read_loss_models(rows: list) -> tuple[LossModels, str] | None:

@@ -28,6 +28,7 @@ from monitoring.drift.reconstruction import Reconstruction, fit_reconstruction, 
 from monitoring.errors import DataError
 from monitoring.estimator_store import (
     StoredReconstruction,
+    estimators_query,
     read_calibrators,
     read_estimators,
     read_loss_models,
@@ -49,7 +50,14 @@ from monitoring.performance.realized import histograms
 from monitoring.performance.results import performance_results
 from monitoring.performance.state import PerformanceState, RowModel, classes
 from monitoring.performance.state import aggregate as performance_states
-from monitoring.profile_store import StoredProfiles, read_stored_profiles, write_performance, write_profiles
+from monitoring.profile_store import (
+    StoredProfiles,
+    parse_profiles,
+    profiles_query,
+    read_stored_profiles,
+    write_performance,
+    write_profiles,
+)
 from monitoring.profiling import GROUP, ChunkProfile, ProfiledChunks, profile_chunks
 from monitoring.quality import (
     gap_results,
@@ -60,12 +68,20 @@ from monitoring.quality import (
     schema_of,
     schema_results,
 )
-from monitoring.reference import FittedReference, merge_reference, read_reference, write_reference
+from monitoring.reference import (
+    FittedReference,
+    StoredReference,
+    merge_reference,
+    parse_reference,
+    read_reference,
+    reference_query,
+    write_reference,
+)
 from monitoring.relation import RelationBins, relation_bins, relation_results
-from monitoring.run_plan import STATE_TABLES, RunInputs, plan_run, recording, table_version
+from monitoring.run_plan import STATE_TABLES, RunInputs, plan_run, recording
 from monitoring.sketches import resolve_kll_impl
 from monitoring.slices import WHOLE, slice_values, validate_slices, with_slices
-from monitoring.tables import VersionedTable, chunks_in, quote_part, read_delta
+from monitoring.tables import VersionedTable, chunks_in, collect_union, quote_part, read_delta
 
 log = logging.getLogger(__name__)
 
@@ -634,10 +650,10 @@ def load_estimators(config: MonitorConfig, reference: FittedReference, rows: lis
     return stored
 
 
-def load_reference(spark: SparkSession, config: MonitorConfig, stored_profiles: StoredProfiles,
-                   exists: bool | None = None) -> FittedReference:
+def load_reference(config: MonitorConfig, stored_profiles: StoredProfiles, stored: StoredReference) -> FittedReference:
+    """The fitted reference from its stored chunk profiles and merged states; a clear error when there is
+    none or it was fitted with other settings."""
     chunks = stored_profiles.chunks[REFERENCE]
-    stored = read_reference(spark, reference_table(config), config.monitor, exists)
     if not chunks or not stored.columns:
         raise DataError(f"monitor '{config.monitor}' has no reference in {reference_table(config)}; "
                         "run `driftline fit --config ...` first")
@@ -658,19 +674,26 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     inputs = plan.inputs
     if not refresh and plan.unchanged:
         return _stored_run(spark, config, inputs, started)
-    # one read of each stored-state table (the analysis profiles only when they may be reused)
+    # one query reads the stored states: the profiles (the analysis's only when they may be reused), the
+    # reference and the estimators, each unless `fit` handed it over
     exists = {t: inputs.version(t) is not None for t in STATE_TABLES}
     datasets = ([] if fitted else [REFERENCE]) + ([] if refresh else [ANALYSIS])
-    stored_profiles = read_stored_profiles(spark, profiles_table(config), config.monitor, datasets,
-                                           exists["profiles"]) if datasets else None
-    reference = fitted or load_reference(spark, config, stored_profiles, exists["reference"])
-    if fitted is not None and fitted.models is not None:
-        estimators, reconstruction = fitted.models.estimators, fitted.models.reconstruction
+    models = fitted.models if fitted is not None else None
+    queries = {}
+    if datasets and exists["profiles"]:
+        queries["profiles"] = profiles_query(spark, profiles_table(config), config.monitor, datasets)
+    if not fitted and exists["reference"]:
+        queries["reference"] = reference_query(spark, reference_table(config), config.monitor)
+    if models is None and exists["estimators"] and (estimation_enabled(config) or config.reconstruction_columns()):
+        queries["estimators"] = estimators_query(spark, estimators_table(config), config.monitor)
+    rows = collect_union(queries)
+    stored_profiles = parse_profiles(rows.get("profiles", []), datasets) if datasets else None
+    reference = fitted or load_reference(config, stored_profiles, parse_reference(rows.get("reference", [])))
+    if models is not None:
+        estimators, reconstruction = models.estimators, models.reconstruction
     else:
-        estimator_rows = read_estimators(spark, estimators_table(config), config.monitor, exists["estimators"]) \
-            if estimation_enabled(config) or config.reconstruction_columns() else []
-        estimators = load_estimators(config, reference, estimator_rows)
-        reconstruction = load_reconstruction(config, reference, estimator_rows)
+        estimators = load_estimators(config, reference, rows.get("estimators", []))
+        reconstruction = load_reconstruction(config, reference, rows.get("estimators", []))
     relation = relation_bins(reference.columns.get(WHOLE, {}), config)
     log.info("stage 1/3 reference: %d chunks, %d slices, estimation models: %s; loaded in %.1fs",
              len(reference.chunks_of(WHOLE)), len(reference.slices()),
@@ -678,9 +701,10 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     log.info("stage 2/3 profiling the analysis rows of %s", config.source.table)
     # the domain classifier samples the reference rows too, which may live in a table of their own
     tables = open_tables(spark, config, REFERENCE if config.classifier_columns() else ANALYSIS, inputs)
-    profiles = profile_dataset(spark, config, ANALYSIS, reference.slice_values(), refresh, estimators.row_model,
-                               reconstruction.model if reconstruction else None, relation, stored_profiles,
-                               tables=tables)
+    with recording(spark, inputs.marker(config.monitor)):  # its profiles commit: see monitoring/run_plan.py
+        profiles = profile_dataset(spark, config, ANALYSIS, reference.slice_values(), refresh, estimators.row_model,
+                                   reconstruction.model if reconstruction else None, relation, stored_profiles,
+                                   tables=tables)
     started = time.monotonic()
     changes = schema_changes(reference.schema, profiles.schema) if reference.schema is not None else []
     null_timestamps = profiles.null_timestamps if profiles.null_timestamps is not None else \
@@ -737,7 +761,7 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     failpoint(BEFORE_METRICS)
     written = 0
     if stale or vanished or not stored:  # else every stored row stands: nothing to commit
-        with recording(spark, _marker(spark, config, inputs, tables)):
+        with recording(spark, inputs.marker(config.monitor)):
             written = write_metrics(spark, metrics_table(config), config.monitor, run_id, results,
                                     profiles.source_version, scope, replace=not stored)
     results += kept
@@ -745,16 +769,6 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
              "inputs), wrote %d metric rows to %s in %.1fs", len(stale), len(profiles.whole), len(reference.slices()),
              written, metrics_table(config), time.monotonic() - started)
     return RunResult(run_id, profiles, reference, results, profiles.label_stats, tuple(sorted(stale)))
-
-
-def _marker(spark: SparkSession, config: MonitorConfig, inputs: RunInputs, tables: Tables) -> str | None:
-    """The userMetadata of this run's metrics commit: the inputs its results reflect (the table versions
-    it read, the profiles as it left them); None when another writer committed profiles meanwhile."""
-    before, after = inputs.version("profiles"), table_version(spark, profiles_table(config))
-    if after is not None and before is not None and after - before > 1:
-        return None
-    return inputs.with_versions(source=tables.source.version, labels=tables.labels.version if tables.labels else None,
-                                profiles=after).marker(config.monitor)
 
 
 def _stored_run(spark: SparkSession, config: MonitorConfig, inputs: RunInputs, started: float) -> RunResult:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
@@ -132,10 +132,10 @@ def write_profiles(spark: SparkSession, table: str, monitor: str, dataset: str, 
                          source_version, signature, now))
     frame = spark.createDataFrame(rows, PROFILE_SCHEMA)
     if only_chunks is None:  # every chunk of the dataset: one overwrite of its rows
-        replace_rows(spark, table, frame, {"monitor": monitor, "dataset": dataset})
+        replace_rows(spark, table, frame, {"monitor": monitor, "dataset": dataset}, deletion_vectors=True)
     elif rows or only_chunks:
         merge_rows(spark, table, frame, PROFILE_KEYS, {"monitor": monitor, "dataset": dataset},
-                   scope_where=chunks_in(only_chunks))
+                   scope_where=chunks_in(only_chunks), deletion_vectors=True)
     return len(rows)
 
 
@@ -146,7 +146,7 @@ def write_performance(spark: SparkSession, table: str, monitor: str, dataset: st
     rows = [_performance_row(monitor, dataset, cp, 0, source_version, signature, now)
             for cp in chunks if cp.performance is not None]
     if rows:
-        merge_rows(spark, table, spark.createDataFrame(rows, PROFILE_SCHEMA), PROFILE_KEYS)
+        merge_rows(spark, table, spark.createDataFrame(rows, PROFILE_SCHEMA), PROFILE_KEYS, deletion_vectors=True)
     return len(rows)
 
 
@@ -178,17 +178,27 @@ def read_stored_profiles(spark: SparkSession, table: str, monitor: str, datasets
                          exists: bool | None = None) -> StoredProfiles:
     """The stored chunk profiles of `datasets`, in one query (`exists`: whether the table exists, when
     the caller knows)."""
-    out = StoredProfiles({d: [] for d in datasets}, {d: set() for d in datasets})
     if not table_exists(spark, table, exists):
-        return out
+        return parse_profiles([], datasets)
+    return parse_profiles(profiles_query(spark, table, monitor, datasets).collect(), datasets)
+
+
+def profiles_query(spark: SparkSession, table: str, monitor: str, datasets: list[str]) -> DataFrame:
+    """The stored profile rows of `datasets` (for `parse_profiles`; the table exists)."""
     df = spark.sql(f"SELECT * FROM {table_ident(table)}")
     df = df.where((F.col("monitor") == monitor) & F.col("dataset").isin(datasets))
     df = df.withColumn("start_us", F.unix_micros("chunk_start")).withColumn("end_us", F.unix_micros("chunk_end"))
-    chunks: dict[tuple[str, int, str, str], ChunkProfile] = {}
     for col in ("id_min", "id_max", "labels_version"):  # tables written before the label backfill
         if col not in df.columns:
             df = df.withColumn(col, F.lit(None))
-    for r in df.collect():
+    return df
+
+
+def parse_profiles(rows: list, datasets: list[str]) -> StoredProfiles:
+    """The chunk profiles of `datasets` from the rows of `profiles_query`, in chunk order."""
+    out = StoredProfiles({d: [] for d in datasets}, {d: set() for d in datasets})
+    chunks: dict[tuple[str, int, str, str], ChunkProfile] = {}
+    for r in rows:
         out.signatures[r["dataset"]].add((r["source_version"], r["signature"]))
         key = (r["dataset"], r["chunk_index"], r["slice_key"], r["slice_value"])
         if key not in chunks:

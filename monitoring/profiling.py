@@ -1,7 +1,7 @@
 """The Spark pass: per chunk, every monitored column's sketch state.
 
-Three aggregations over the chunked rows, each a fixed number of
-Spark jobs whatever the number of columns or chunks: counts and moments of continuous columns (Spark's
+Three aggregations over the chunked rows, collected as one union (one Spark job without adaptive
+execution, whatever the number of columns or chunks): counts and moments of continuous columns (Spark's
 code-generated hash aggregate), their KLL sketches (an object aggregate: mixing declarative aggregates
 into it makes them run uncompiled, several times slower, see docs/performance.md; on Spark < 4.1 the
 same sketches from the `datasketches` package in pandas UDFs, `kll_impl="python"`), and categorical
@@ -89,18 +89,23 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     text_id = bool(id_col) and isinstance(df.schema[id_col].dataType, (StringType, BinaryType))
     in_kll = text_id and bool(continuous) and kll_impl == "native"
     id_range = [F.min("_dl_id").alias("_dl_id_lo"), F.max("_dl_id").alias("_dl_id_hi")] if id_col else []
-    grouped = inputs.groupBy(*GROUP).agg(
+    moments = inputs.groupBy(*GROUP).agg(
         F.count(F.lit(1)).alias("rows"), F.min("_dl_ts").alias("ts_min"), F.max("_dl_ts").alias("ts_max"),
         *[F.sum(f"_dl_sum{i}").alias(f"_dl_sum{i}") for i in range(len(sums))],
-        *([] if in_kll else id_range), *[m for a in aliases for m in moment_aggs(a)]).collect()
+        *([] if in_kll else id_range), *[m for a in aliases for m in moment_aggs(a)])
+    placed = F.col(CHUNK_COL).isNotNull()
+    parts = {"m": moments}
+    if continuous:
+        parts["k"] = _kll_sketches(inputs.where(placed), aliases, kll_k, kll_impl, id_range if in_kll else [])
+    if categorical or id_col:
+        parts["v"] = _value_counts(df.where(placed), categorical, top_n, id_col)
+    found = _collect_parts(parts)
     # rows without a timestamp (kept by `with_chunk_index(keep_null_ts=True)`) form the null chunk: counted
     # here, left out of everything else
-    unplaced = sum(int(r["rows"]) for r in grouped if r[CHUNK_COL] is None and (r[SLICE_KEY], r[SLICE_VALUE]) == WHOLE)
-    moments = [r for r in grouped if r[CHUNK_COL] is not None]
-    placed = F.col(CHUNK_COL).isNotNull()
-    inputs, df = inputs.where(placed), df.where(placed)
-    sketches = {_key(r): r for r in _kll_sketches(inputs, aliases, kll_k, kll_impl, id_range if in_kll else [])
-                .collect()} if continuous else {}
+    unplaced = sum(int(r["rows"]) for r in found["m"]
+                   if r[CHUNK_COL] is None and (r[SLICE_KEY], r[SLICE_VALUE]) == WHOLE)
+    moments = [r for r in found["m"] if r[CHUNK_COL] is not None]
+    sketches = {_key(r): r for r in found["k"]}
 
     # a chunk's bounds come from the whole table, so every slice of a chunk shares them
     infos = {int(r[CHUNK_COL]): period_chunk(chunking.period, int(r[CHUNK_COL])) if chunking.period else ChunkInfo(
@@ -120,7 +125,7 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
         chunks[key] = cp
 
     duplicates: dict[tuple[int, str, str], int] = {}
-    for r in (_value_counts(df, categorical, top_n, id_col).collect() if categorical or id_col else []):
+    for r in found["v"]:
         if r["i"] == ID_ENTRY:
             duplicates[_key(r)] = int(r["other"] or 0)
             continue
@@ -135,6 +140,23 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
         for key, cp in chunks.items():
             cp.sums = (cp.sums or {}) | {DUPLICATE_IDS: float(duplicates.get(key, 0))}
     return ProfiledChunks([chunks[k] for k in sorted(chunks)], unplaced)
+
+
+def _collect_parts(parts: dict[str, DataFrame]) -> dict[str, list[dict]]:
+    """The rows of every aggregation in `parts` (name -> frame grouped by GROUP), from one query: a union
+    in which each part's other columns travel as one struct, so the scan layer's feature states cost one
+    Spark job whatever their number (the parts still scan the rows each, concurrently)."""
+    frames = [frame.select(*GROUP, F.struct(*[c for c in frame.columns if c not in GROUP]).alias(f"_dl_{name}"))
+              for name, frame in parts.items()]
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame, allowMissingColumns=True)
+    out: dict[str, list[dict]] = {"m": [], "k": [], "v": []}
+    for r in union.collect():
+        for name in parts:
+            if r[f"_dl_{name}"] is not None:
+                out[name].append({g: r[g] for g in GROUP} | r[f"_dl_{name}"].asDict())
+    return out
 
 
 def _kll_sketches(inputs: DataFrame, aliases: list[str], kll_k: int, kll_impl: str, extra: list[Column]) -> DataFrame:

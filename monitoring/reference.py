@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from monitoring.drift.distributions import WeightedSample, quantile_edges
@@ -105,8 +105,17 @@ class StoredReference:
 def read_reference(spark: SparkSession, table: str, monitor: str, exists: bool | None = None) -> StoredReference:
     """The stored merged states of one monitor, its source version, signature and schema."""
     if not table_exists(spark, table, exists):
-        return StoredReference({}, None, "", None)
-    rows = spark.sql(f"SELECT * FROM {table_ident(table)}").where(F.col("monitor") == monitor).collect()
+        return parse_reference([])
+    return parse_reference(reference_query(spark, table, monitor).collect())
+
+
+def reference_query(spark: SparkSession, table: str, monitor: str) -> DataFrame:
+    """The stored reference rows of one monitor (for `parse_reference`; the table exists)."""
+    return spark.sql(f"SELECT * FROM {table_ident(table)}").where(F.col("monitor") == monitor)
+
+
+def parse_reference(rows: list) -> StoredReference:
+    """The stored reference from the rows of `reference_query` (none: nothing stored)."""
     out: dict[SliceKey, dict[str, ReferenceColumn]] = defaultdict(dict)
     schema = {}
     for r in rows:

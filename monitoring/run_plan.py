@@ -8,8 +8,8 @@ the newest commit file; no Spark job) and, when the metrics table's newest commi
 hash, returns the stored results without reading a row (docs/incremental.md).
 
 A table written by anyone else in between changes its version, so the hash differs and the run takes
-the ordinary path, which reuses what it can chunk by chunk. A run that wrote profiles records their
-version only when its own commit is the newest one (another writer in between: no hash is recorded).
+the ordinary path, which reuses what it can chunk by chunk. A run's own profiles commit carries the
+same marker as its metrics commit, so the next plan recognises it without asking for its version.
 """
 
 from __future__ import annotations
@@ -40,12 +40,6 @@ def newest_commit(spark: SparkSession, name: str) -> tuple[int, str | None] | No
     except AnalysisException:
         return None
     return (int(rows[0]["version"]), rows[0]["userMetadata"]) if rows else None
-
-
-def table_version(spark: SparkSession, name: str | None) -> int | None:
-    """The newest version of Delta table `name`; None when there is no such table."""
-    found = newest_commit(spark, name) if name else None
-    return found[0] if found else None
 
 
 def _driftline_version() -> str:
@@ -86,14 +80,6 @@ def settings_hash(config: MonitorConfig, state_format: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def run_inputs(spark: SparkSession, config: MonitorConfig, state_format: int) -> RunInputs:
-    """The inputs of a run of `config` now: the newest version of each table it depends on."""
-    versions = [("source", table_version(spark, config.source.table)),
-                ("labels", table_version(spark, config.labels.table) if config.labels else None)] + \
-        [(t, table_version(spark, config.output.table(t))) for t in STATE_TABLES]
-    return RunInputs(settings_hash(config, state_format), tuple(versions))
-
-
 @dataclass(frozen=True)
 class RunPlan:
     inputs: RunInputs  # what this run's results will depend on
@@ -102,11 +88,22 @@ class RunPlan:
 
 
 def plan_run(spark: SparkSession, config: MonitorConfig, state_format: int, metrics_table: str) -> RunPlan:
-    """Read the newest commit of every table a run depends on, and of its metrics table."""
-    inputs = run_inputs(spark, config, state_format)
+    """Read the newest commit of every table a run depends on, and of its metrics table (one small Spark
+    job each). The stored results are current when the newest metrics commit records these inputs, or
+    the inputs as they were before the newest profiles commit when that commit carries the same marker
+    (the last run wrote both: its profiles commit moved the profiles version one past its inputs)."""
+    commits = {"source": newest_commit(spark, config.source.table),
+               "labels": newest_commit(spark, config.labels.table) if config.labels else None} | \
+        {t: newest_commit(spark, config.output.table(t)) for t in STATE_TABLES}
+    inputs = RunInputs(settings_hash(config, state_format),
+                       tuple((t, c[0] if c else None) for t, c in commits.items()))
     found = newest_commit(spark, metrics_table)
-    return RunPlan(inputs, found[0] if found else None,
-                   found is not None and found[1] == inputs.marker(config.monitor))
+    marker = found[1] if found else None
+    profiles = commits["profiles"]
+    before = inputs.with_versions(profiles=profiles[0] - 1 if profiles[0] else None) if profiles else None
+    unchanged = marker is not None and (marker == inputs.marker(config.monitor) or (
+        before is not None and profiles[1] == marker and marker == before.marker(config.monitor)))
+    return RunPlan(inputs, found[0] if found else None, unchanged)
 
 
 @contextmanager

@@ -94,6 +94,9 @@ def embedded_session(extra_conf: dict[str, str], app_name: str = "driftline") ->
         .config("spark.driver.memory", EMBEDDED_HEAP)
         .config("spark.driver.extraJavaOptions", EMBEDDED_JAVA_OPTIONS)
         .config("spark.sql.shuffle.partitions", "8")
+        # adaptive execution runs every shuffle stage as a Spark job of its own and re-plans between them;
+        # a local driver gains nothing from it on aggregations to a few rows per chunk, and pays in jobs
+        .config("spark.sql.adaptive.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.databricks.delta.snapshotPartitions", "2")

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from monitoring.errors import ConfigError
@@ -66,13 +67,13 @@ class VersionedTable:
 
 
 def table_exists(spark: SparkSession, name: str, known: bool | None = None) -> bool:
-    """Whether Delta table `name` exists; `known`: the caller already knows (no query). DESCRIBE HISTORY
-    reads the newest commit only (one Spark job; DESCRIBE DETAIL would reconstruct the table's state)."""
+    """Whether Delta table `name` exists; `known`: the caller already knows (no query). Resolving the
+    table's schema reads its newest commit on the driver and runs no Spark job (DESCRIBE HISTORY runs one,
+    DESCRIBE DETAIL three)."""
     if known is not None:
         return known
     try:
-        spark.sql(f"DESCRIBE HISTORY {table_ident(name)} LIMIT 1").collect()
-        return True
+        return spark.sql(f"SELECT * FROM {table_ident(name)} LIMIT 0").schema is not None
     except AnalysisException:
         return False
 
@@ -89,6 +90,26 @@ def read_delta(spark: SparkSession, name: str, key: str, version: int | None = N
                                "Check the path or catalog name, and that the table was written.") from None
     df = spark.sql(f"SELECT * FROM {ident} VERSION AS OF {int(version)}")
     return VersionedTable(name, int(version), df)
+
+
+def collect_union(frames: dict[str, DataFrame]) -> dict[str, list[Row]]:
+    """The rows of every frame in `frames` (name -> frame, any schemas), from one query: each frame's
+    columns travel as one struct column of a union, so small reads of several tables cost one Spark job
+    (plus Delta's file listing per table) instead of one each. A row is that struct (fields by name)."""
+    out: dict[str, list[Row]] = {name: [] for name in frames}
+    if not frames:
+        return out
+    parts = [frame.select(F.struct(*[F.col(quote_part(c)) for c in frame.columns]).alias(f"_dl_part{i}"))
+             for i, frame in enumerate(frames.values())]
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part, allowMissingColumns=True)
+    names = list(frames)
+    for r in union.collect():
+        for i, name in enumerate(names):
+            if r[f"_dl_part{i}"] is not None:
+                out[name].append(r[f"_dl_part{i}"])
+    return out
 
 
 def change_feed(spark: SparkSession, name: str, since: int, until: int) -> DataFrame:
@@ -111,14 +132,15 @@ def sql_string(value: str) -> str:
 
 def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
                replace_scope: dict[str, str] | None = None, compare: list[str] | None = None,
-               scope_where: str | None = None) -> None:
+               scope_where: str | None = None, deletion_vectors: bool = False) -> None:
     """Upsert `rows` into Delta table `name` by `keys` (created on first use): a rerun replaces rows.
     With `replace_scope` (column -> value), target rows in that scope that `rows` no longer hold are
     deleted in the same MERGE, so the scope ends up holding exactly `rows` (one atomic commit);
     `scope_where` (SQL over the target alias `t`) narrows that scope (an incremental run). With
-    `compare`, a matched row is only rewritten when one of those columns differs (null-safe)."""
+    `compare`, a matched row is only rewritten when one of those columns differs (null-safe).
+    `deletion_vectors`: see `ensure_table`."""
     ident = table_ident(name)
-    if not retry_conflicts(lambda: ensure_table(spark, name, rows.schema, rows), name):
+    if not retry_conflicts(lambda: ensure_table(spark, name, rows.schema, rows, deletion_vectors), name):
         return  # created holding `rows`: what the MERGE into an empty table would leave
     view = f"_dl_merge_{uuid.uuid4().hex}"  # unique: two runs in one session must not share it
     rows.createOrReplaceTempView(view)
@@ -141,11 +163,12 @@ def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
 
 
 def replace_rows(spark: SparkSession, name: str, rows: DataFrame, scope: dict[str, str],
-                 prefix: tuple[str, str] | None = None) -> None:
+                 prefix: tuple[str, str] | None = None, deletion_vectors: bool = False) -> None:
     """Replace every row of Delta table `name` in `scope` (column -> value; with `prefix` (column, text)
     also: that column starts with that text) by `rows` in one overwrite commit (Delta's replaceWhere:
-    cheaper than a MERGE when the whole scope is rewritten); the table is created on first use."""
-    if not retry_conflicts(lambda: ensure_table(spark, name, rows.schema, rows), name):
+    cheaper than a MERGE when the whole scope is rewritten); the table is created on first use
+    (`deletion_vectors`: see `ensure_table`)."""
+    if not retry_conflicts(lambda: ensure_table(spark, name, rows.schema, rows, deletion_vectors), name):
         return
     where = " AND ".join(f"{quote_part(k)} = {sql_string(v)}" for k, v in scope.items())
     if prefix is not None:
@@ -172,22 +195,27 @@ def retry_conflicts(commit: Callable[[], T], name: str, attempts: int = COMMIT_A
     raise AssertionError("unreachable")
 
 
-def ensure_table(spark: SparkSession, name: str, schema: StructType, rows: DataFrame | None = None) -> bool:
+def ensure_table(spark: SparkSession, name: str, schema: StructType, rows: DataFrame | None = None,
+                 deletion_vectors: bool = False) -> bool:
     """True when the table exists (columns a newer Driftline writes are added to an older table); else
-    create it (with deletion vectors) holding `rows` (or empty) in one commit and return False."""
-    if table_exists(spark, name):
+    create it holding `rows` (or empty) in one commit and return False. `deletion_vectors`: for a table
+    whose MERGEs replace a few rows of large files (the profiles' sketches); they cost every read of the
+    table one to two more Spark jobs, so tables that are small or replaced whole go without."""
+    try:
         existing = set(spark.sql(f"SELECT * FROM {table_ident(name)} LIMIT 0").columns)
+    except AnalysisException:
+        existing = None
+    if existing is not None:
         missing = [f for f in schema.fields if f.name not in existing]
         if missing:
             cols = ", ".join(f"{quote_part(f.name)} {f.dataType.simpleString()}" for f in missing)
             spark.sql(f"ALTER TABLE {table_ident(name)} ADD COLUMNS ({cols})")
         return True
     data = rows if rows is not None else spark.createDataFrame([], schema)
-    # deletion vectors: a MERGE that replaces a few rows marks them deleted instead of rewriting every
-    # file holding them (the profiles table's files hold every chunk's sketches)
     # "error": when another writer created the table meanwhile this fails (and the caller's retry MERGEs)
     # instead of appending a second copy of rows the other writer may hold too
-    writer = data.write.format("delta").mode("error").option("delta.enableDeletionVectors", "true")
+    writer = data.write.format("delta").mode("error") \
+        .option("delta.enableDeletionVectors", "true" if deletion_vectors else "false")
     if is_path(name):
         writer.save(absolute(name))
     else:

@@ -19,7 +19,7 @@ import pytest
 from monitoring.config import parse_config
 from monitoring.pipeline import fit, run
 
-from .helpers import write_delta
+from .helpers import metric_key, write_delta
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 ROWS = {0: 480, 1: 500, 2: 520, 3: 510, 4: 500, 5: 500, 6: 500, 7: 100, 8: 500}
@@ -167,8 +167,8 @@ def test_schema_changes_since_the_fit(runs):
     assert all(r.alert and r.chunk.index == newest and r.family == "data_quality" for r in changes.values())
     # a schema change recompares every chunk; the other results stay what they were
     assert set(after.compared) == {c.chunk.index for c in after.profiles.whole}
-    key = lambda r: (r.period, r.chunk.index, r.column, r.metric, r.comparison, r.slice_key)  # noqa: E731
-    old = {key(r): r.value for r in before.metrics}
-    new = {key(r): r.value for r in after.metrics if r.metric != "schema_change"}
+    old = {metric_key(r): r.value for r in before.metrics}
+    new = {metric_key(r): r.value for r in after.metrics if r.metric != "schema_change"}
+    assert len(old) == len(before.metrics)
     assert new.keys() == old.keys() and all(new[k] == pytest.approx(v, abs=1e-12) for k, v in old.items()
                                             if v is not None)
