@@ -109,7 +109,8 @@ def _run(spark, config: MonitorConfig, refresh: bool, fail_on_alert: str | None 
                      "driftline.backfill.reason": plan.reason[:5000]}
         try:
             mlflow_run = log_run(config, f"{config.monitor}-{time.strftime('%Y%m%d-%H%M%S')}", result.chunks,
-                                 result.metrics, tags, webhook_payload(config.monitor, result.run_id, alerts, None))
+                                 result.metrics, tags, webhook_payload(config.monitor, result.run_id, alerts, None),
+                                 logged=set(result.compared) | set(result.relogged))
         except DriftlineError as exc:
             reporting_error = exc
     print_summary(config, result, mlflow_run)

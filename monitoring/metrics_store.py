@@ -20,7 +20,7 @@ from pyspark.sql.types import (
 )
 
 from monitoring.chunking import ChunkInfo
-from monitoring.drift.compare import MetricResult
+from monitoring.drift.compare import ANALYSIS, MetricResult
 from monitoring.profile_store import CHUNK_FIELDS
 from monitoring.tables import merge_rows, replace_rows, table_exists, table_ident
 
@@ -91,6 +91,7 @@ class StoredMetrics:
     results: list[MetricResult]
     run_ids: tuple[str, ...]  # the runs that last changed the rows
     source_version: int | None
+    latest: tuple[int, ...] = ()  # the analysis chunks with rows the newest of those runs wrote
 
 
 def read_metrics(spark: SparkSession, table: str, monitor: str, exists: bool | None = None) -> StoredMetrics:
@@ -112,4 +113,7 @@ def read_metrics(spark: SparkSession, table: str, monitor: str, exists: bool | N
                                     r["sampling_error"], r["lower_confidence"], r["upper_confidence"],
                                     r["label_coverage"], r["note"], r["inputs"]))
     versions = [r["source_version"] for r in rows if r["source_version"] is not None]
-    return StoredMetrics(results, tuple(sorted({r["run_id"] for r in rows})), max(versions) if versions else None)
+    newest = max(rows, key=lambda r: r["computed_at"])["run_id"] if rows else None
+    latest = tuple(sorted({r["chunk_index"] for r in rows if r["run_id"] == newest and r["period"] == ANALYSIS}))
+    return StoredMetrics(results, tuple(sorted({r["run_id"] for r in rows})), max(versions) if versions else None,
+                         latest)

@@ -122,6 +122,9 @@ class RunResult:
     metrics: list[MetricResult]
     labels: LabelStats | None = None
     compared: tuple[int, ...] = ()  # analysis chunks whose results this run computed (the others were kept)
+    # a rerun with nothing new: the analysis chunks the run that wrote the results computed (MLflow gets
+    # them again, so a rerun after a failed MLflow logging logs what it missed)
+    relogged: tuple[int, ...] = ()
 
     @property
     def source_version(self) -> int:
@@ -773,9 +776,10 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
 
 def _stored_run(spark: SparkSession, config: MonitorConfig, inputs: RunInputs, started: float) -> RunResult:
     """The results stored by the last run, whose inputs are this run's: one read of the metrics table. Its
-    reference holds the chunks the results name, with their row counts and no states; so do its profiles,
-    unless MLflow logging is on (then they are the stored analysis profiles)."""
-    stored = read_metrics(spark, metrics_table(config), config.monitor, True).results
+    reference and profiles hold the chunks the results name, with their row counts and no states (MLflow
+    gets their row counts, not their column statistics)."""
+    found = read_metrics(spark, metrics_table(config), config.monitor, True)
+    stored = found.results
     shells: dict[tuple[str, str, str, int], ChunkProfile] = {}
     for r in stored:
         shell = shells.setdefault((r.period, r.slice_key, r.slice_value, r.chunk.index),
@@ -789,16 +793,13 @@ def _stored_run(spark: SparkSession, config: MonitorConfig, inputs: RunInputs, s
     ref = chunks(REFERENCE)
     reference = FittedReference(ref, {(c.slice_key, c.slice_value): {} for c in ref},
                                 signature=signature(config, REFERENCE))
-    # MLflow logs the chunks' profile statistics too: then the stored analysis profiles are read as well
-    analysis = read_stored_profiles(spark, profiles_table(config), config.monitor, [ANALYSIS],
-                                    inputs.version("profiles") is not None).chunks[ANALYSIS] \
-        if config.mlflow.enabled else chunks(ANALYSIS)
+    analysis = chunks(ANALYSIS)
     profiles = ProfileResult(ANALYSIS, analysis, 0, inputs.version("source"), time.monotonic() - started,
                              reused=True, labels_version=inputs.version("labels"))
     log.info("nothing changed since the last run (source version %s, labels version %s, same settings and "
              "stored states): its %d stored results stand; read in %.1fs", inputs.version("source"),
              inputs.version("labels"), len(stored), time.monotonic() - started)
-    return RunResult(uuid.uuid4().hex, profiles, reference, stored)
+    return RunResult(uuid.uuid4().hex, profiles, reference, stored, relogged=found.latest)
 
 
 def _null_timestamps(config: MonitorConfig, source: DataFrame) -> int:

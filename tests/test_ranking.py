@@ -112,3 +112,36 @@ def test_importances_from_the_registered_model(ranked, tmp_path, monkeypatch):
     # an unknown version leaves the config as it was (the ranking falls back to correlation)
     missing = replace(plain, mlflow=replace(plain.mlflow, model_version="7"))
     assert with_model_importances(missing) == missing
+
+
+def test_mlflow_gets_the_chunks_a_run_computed(ranked, tmp_path, monkeypatch):
+    """What the ranked run hands MLflow (a real store): the metrics and result rows of the chunks it
+    computed (`logged`), the HTML report of all; `driftline report` (logged=None) logs every chunk."""
+    import mlflow
+
+    from monitoring.reporting.mlflow_log import log_run
+
+    config, result = ranked
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.chdir(tmp_path)
+    logging_config = replace(config, mlflow=replace(config.mlflow, enabled=True, tracking_uri=uri))
+    drift = [r for r in result.metrics if (r.period, r.family, r.metric, r.comparison, r.slice_key, r.column) ==
+             ("analysis", "drift", "kolmogorov_smirnov", "BASELINE", "", "important")]
+    chunks = sorted(r.chunk.index for r in drift)
+    assert len(chunks) >= 2
+    client = mlflow.tracking.MlflowClient(uri)
+    for logged in ({chunks[-1]}, None):
+        run_id = log_run(logging_config, "chunks", result.chunks, result.metrics, {"driftline.run_id": "t"}, {},
+                         logged=logged)
+        want = sorted((r.chunk.index, r.value) for r in drift if logged is None or r.chunk.index in logged)
+        metric = "drift.kolmogorov_smirnov.important"
+        history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, metric))
+        assert [s for s, _ in history] == [s for s, _ in want]
+        assert [v for _, v in history] == pytest.approx([v for _, v in want], rel=1e-12)
+        assert sorted(m.step for m in client.get_metric_history(run_id, "profile.rows")) == \
+            (sorted(logged) if logged else chunks)
+        rows = pd.read_parquet(client.download_artifacts(run_id, "results/metrics.parquet"))
+        analysis = rows[rows["period"] == "analysis"]
+        assert sorted(set(analysis["chunk_index"])) == (sorted(logged) if logged else chunks)
+        assert (rows["period"] == "reference").sum() == sum(r.period == "reference" for r in result.metrics)
+        assert "report.html" in {f.path for f in client.list_artifacts(run_id)}

@@ -8,7 +8,9 @@ of alerting drift metrics), `alerts.total`, `performance.<metric>` (realized, wh
 table-level `quality.<metric>` (row count, failed-prediction rates);
 step = chunk index, timestamp = chunk end. The run is logged after the Delta tables are written (they
 are the source of truth); its tag `driftline.run_id` is the `run_id` of the metrics rows the run
-wrote. Artifacts: the run's results (`results/metrics.parquet` and `.csv`), `alerts.json`,
+wrote. A run logs the chunks it computed (metrics and result rows; an incremental day: that day), so
+logging costs what the new data costs; the full history stays in the Delta tables, and `driftline
+report` logs all of it. Artifacts: the run's results (`results/metrics.parquet` and `.csv`), `alerts.json`,
 `ranking.json` (drift that matters, monitoring/ranking.py), the
 resolved config (`config.json`), the HTML report (`report.html`) and its PNG charts (`charts/`).
 When the tracking server fails, `log_run` raises ReportingError and `driftline report` re-logs the
@@ -132,9 +134,12 @@ def start_run(config: MonitorConfig, run_name: str, tags: dict[str, str]) -> str
 
 
 def log_run(config: MonitorConfig, run_name: str, chunks: list[ChunkProfile], results: list[MetricResult],
-            tags: dict[str, str], alerts: dict) -> str:
+            tags: dict[str, str], alerts: dict, logged: set[int] | None = None) -> str:
     """One MLflow run with params, the per-chunk metrics in batches, tags and artifacts; returns its
-    id. Any failure of the tracking server becomes a ReportingError that says how to re-log."""
+    id. `logged`: the analysis chunks whose metrics and result rows go to MLflow (a run's: those it
+    computed; None: all, as `driftline report` logs them); the HTML report, alerts and ranking cover
+    every result given. Any failure of the tracking server becomes a ReportingError that says how to
+    re-log."""
     from mlflow.entities import RunTag
     from mlflow.tracking import MlflowClient
 
@@ -142,13 +147,16 @@ def log_run(config: MonitorConfig, run_name: str, chunks: list[ChunkProfile], re
     try:
         mlflow_run = start_run(config, run_name, tags)
         client = MlflowClient(config.mlflow.tracking_uri)
-        metrics = profile_metrics(chunks) + drift_metrics(results) + performance_metrics(results)
+        if logged is not None:
+            chunks = [c for c in chunks if c.chunk.index in logged]
+        new = results if logged is None else [r for r in results if r.period != ANALYSIS or r.chunk.index in logged]
+        metrics = profile_metrics(chunks) + drift_metrics(new) + performance_metrics(new)
         for i in range(0, len(metrics), BATCH):
             client.log_batch(mlflow_run, metrics=metrics[i:i + BATCH])
             failpoint(MLFLOW_LOGGING)
         client.log_batch(mlflow_run, tags=[RunTag(k, v) for k, v in tags.items()])
         _link_model(client, config, mlflow_run)
-        _log_artifacts(client, mlflow_run, config, results, alerts, tags.get("driftline.run_id", mlflow_run))
+        _log_artifacts(client, mlflow_run, config, results, new, alerts, tags.get("driftline.run_id", mlflow_run))
         client.set_terminated(mlflow_run, "FINISHED")
         log.info("MLflow: run %s with %d metric values and the report logged to %s in %.1fs", mlflow_run,
                  len(metrics), config.mlflow.tracking_uri, time.monotonic() - started)
@@ -189,8 +197,8 @@ def _link_model(client, config: MonitorConfig, mlflow_run: str) -> None:
         client.set_tag(mlflow_run, "driftline.logged_model_id", model_id)
 
 
-def _log_artifacts(client, mlflow_run: str, config: MonitorConfig, results: list[MetricResult], alerts: dict,
-                   run_label: str) -> None:
+def _log_artifacts(client, mlflow_run: str, config: MonitorConfig, results: list[MetricResult],
+                   new: list[MetricResult], alerts: dict, run_label: str) -> None:
     import pandas as pd
 
     from monitoring.ranking import rank_drift
@@ -201,7 +209,7 @@ def _log_artifacts(client, mlflow_run: str, config: MonitorConfig, results: list
         (root / "results").mkdir()
         frame = pd.DataFrame([{**{k: v for k, v in dataclasses.asdict(r).items() if k != "chunk"},
                                "chunk_index": r.chunk.index, "chunk_key": r.chunk.key,
-                               "chunk_start": r.chunk.start, "chunk_end": r.chunk.end} for r in results])
+                               "chunk_start": r.chunk.start, "chunk_end": r.chunk.end} for r in new])
         frame.to_parquet(root / "results" / "metrics.parquet", index=False)
         frame.to_csv(root / "results" / "metrics.csv", index=False)
         (root / "alerts.json").write_text(json.dumps(alerts, indent=2, default=str) + "\n")
