@@ -777,7 +777,7 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
 def _stored_run(spark: SparkSession, config: MonitorConfig, inputs: RunInputs, started: float) -> RunResult:
     """The results stored by the last run, whose inputs are this run's: one read of the metrics table. Its
     reference and profiles hold the chunks the results name, with their row counts and no states (MLflow
-    gets their row counts, not their column statistics)."""
+    gets every metric of them but the profiles' means)."""
     found = read_metrics(spark, metrics_table(config), config.monitor, True)
     stored = found.results
     shells: dict[tuple[str, str, str, int], ChunkProfile] = {}

@@ -61,19 +61,17 @@ def profile_metrics(chunks: list[ChunkProfile]):
             continue
         step, ts = cp.chunk.index, _ms(cp.chunk)
         out.append(Metric("profile.rows", float(cp.row_count), ts, step))
-        for p in cp.columns.values():
-            name = _safe(p.column)
-            if p.missing_rate is not None:
-                out.append(Metric(f"quality.missing_rate.{name}", p.missing_rate, ts, step))
+        for p in cp.columns.values():  # none in the chunk shells of a rerun with nothing new
             if p.kind == CONTINUOUS and p.mean is not None:
-                out.append(Metric(f"profile.mean.{name}", p.mean, ts, step))
+                out.append(Metric(f"profile.mean.{_safe(p.column)}", p.mean, ts, step))
     return out
 
 
 def performance_metrics(results: list[MetricResult]):
     """`performance.<metric>` (realized), `estimated.<metric>`, `concept.<metric>` (the realized-estimated gap;
-    per feature `concept.relation_change.<column>`), `multivariate.<metric>` and the table-level
-    `quality.<metric>` (row count, failed predictions) per analysis chunk (whole table), defined values only."""
+    per feature `concept.relation_change.<column>`), `multivariate.<metric>` and `quality.<metric>` (the
+    table's row count and failed predictions, a column's missing rate as `quality.missing_rate.<column>`)
+    per analysis chunk (whole table), defined values only."""
     from mlflow.entities import Metric
 
     prefix = {"performance": "performance", "estimated_performance": "estimated", "multivariate": "multivariate",
@@ -83,8 +81,7 @@ def performance_metrics(results: list[MetricResult]):
 
     return [Metric(name(r), float(r.value), _ms(r.chunk), r.chunk.index) for r in results
             if r.family in prefix and (r.period, r.slice_key, r.slice_value) == (ANALYSIS, *WHOLE)
-            and (r.comparison == "NONE" or r.family == "concept_drift") and r.value is not None
-            and (r.family != "data_quality" or r.column == ":table")]
+            and (r.comparison == "NONE" or r.family == "concept_drift") and r.value is not None]
 
 
 def drift_metrics(results: list[MetricResult]):
