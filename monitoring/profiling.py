@@ -34,7 +34,7 @@ from monitoring.sketches import (
     top_counts,
 )
 from monitoring.slices import SLICE_KEY, SLICE_VALUE, WHOLE
-from monitoring.tables import quote_part
+from monitoring.tables import collect_union, quote_part
 
 GROUP = [CHUNK_COL, SLICE_KEY, SLICE_VALUE]
 DUPLICATE_IDS = "duplicate:ids"  # key in ChunkProfile.sums: rows beyond the first per prediction id
@@ -99,7 +99,7 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
         parts["k"] = _kll_sketches(inputs.where(placed), aliases, kll_k, kll_impl, id_range if in_kll else [])
     if categorical or id_col:
         parts["v"] = _value_counts(df.where(placed), categorical, top_n, id_col)
-    found = _collect_parts(parts)
+    found = {name: [] for name in ("m", "k", "v")} | collect_union(parts)
     # rows without a timestamp (kept by `with_chunk_index(keep_null_ts=True)`) form the null chunk: counted
     # here, left out of everything else
     unplaced = sum(int(r["rows"]) for r in found["m"]
@@ -140,23 +140,6 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
         for key, cp in chunks.items():
             cp.sums = (cp.sums or {}) | {DUPLICATE_IDS: float(duplicates.get(key, 0))}
     return ProfiledChunks([chunks[k] for k in sorted(chunks)], unplaced)
-
-
-def _collect_parts(parts: dict[str, DataFrame]) -> dict[str, list[dict]]:
-    """The rows of every aggregation in `parts` (name -> frame grouped by GROUP), from one query: a union
-    in which each part's other columns travel as one struct, so the scan layer's feature states cost one
-    Spark job whatever their number (the parts still scan the rows each, concurrently)."""
-    frames = [frame.select(*GROUP, F.struct(*[c for c in frame.columns if c not in GROUP]).alias(f"_dl_{name}"))
-              for name, frame in parts.items()]
-    union = frames[0]
-    for frame in frames[1:]:
-        union = union.unionByName(frame, allowMissingColumns=True)
-    out: dict[str, list[dict]] = {"m": [], "k": [], "v": []}
-    for r in union.collect():
-        for name in parts:
-            if r[f"_dl_{name}"] is not None:
-                out[name].append({g: r[g] for g in GROUP} | r[f"_dl_{name}"].asDict())
-    return out
 
 
 def _kll_sketches(inputs: DataFrame, aliases: list[str], kll_k: int, kll_impl: str, extra: list[Column]) -> DataFrame:

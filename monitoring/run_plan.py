@@ -3,8 +3,8 @@
 A run's results depend on its settings, the Driftline version and the versions of five tables: the
 source and label tables it reads, and the profiles, reference and estimators tables that hold its
 stored states. `RunInputs` hashes them; the commit that writes a run's metrics records that hash in
-its Delta `userMetadata`. The next run reads the newest commit of each table (DESCRIBE HISTORY reads
-the newest commit file; no Spark job) and, when the metrics table's newest commit carries the same
+its Delta `userMetadata`. The next run reads the newest commit of each table (DESCRIBE HISTORY ... LIMIT
+1: one small Spark job each) and, when the metrics table's newest commit carries the same
 hash, returns the stored results without reading a row (docs/incremental.md).
 
 A table written by anyone else in between changes its version, so the hash differs and the run takes
