@@ -695,8 +695,9 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     if models is not None:
         estimators, reconstruction = models.estimators, models.reconstruction
     else:
-        estimators = load_estimators(config, reference, rows.get("estimators", []))
-        reconstruction = load_reconstruction(config, reference, rows.get("estimators", []))
+        estimator_rows = rows.get("estimators", [])
+        estimators = load_estimators(config, reference, estimator_rows)
+        reconstruction = load_reconstruction(config, reference, estimator_rows)
     relation = relation_bins(reference.columns.get(WHOLE, {}), config)
     log.info("stage 1/3 reference: %d chunks, %d slices, estimation models: %s; loaded in %.1fs",
              len(reference.chunks_of(WHOLE)), len(reference.slices()),

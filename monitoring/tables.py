@@ -70,12 +70,15 @@ def table_exists(spark: SparkSession, name: str, known: bool | None = None) -> b
     """Whether Delta table `name` exists; `known`: the caller already knows (no query). Resolving the
     table's schema reads its newest commit on the driver and runs no Spark job (DESCRIBE HISTORY runs one,
     DESCRIBE DETAIL three)."""
-    if known is not None:
-        return known
+    return known if known is not None else _columns(spark, name) is not None
+
+
+def _columns(spark: SparkSession, name: str) -> list[str] | None:
+    """The columns of Delta table `name`, None when there is no such table (resolved on the driver)."""
     try:
-        return spark.sql(f"SELECT * FROM {table_ident(name)} LIMIT 0").schema is not None
+        return spark.sql(f"SELECT * FROM {table_ident(name)} LIMIT 0").columns
     except AnalysisException:
-        return False
+        return None
 
 
 def read_delta(spark: SparkSession, name: str, key: str, version: int | None = None) -> VersionedTable:
@@ -201,10 +204,7 @@ def ensure_table(spark: SparkSession, name: str, schema: StructType, rows: DataF
     create it holding `rows` (or empty) in one commit and return False. `deletion_vectors`: for a table
     whose MERGEs replace a few rows of large files (the profiles' sketches); they cost every read of the
     table one to two more Spark jobs, so tables that are small or replaced whole go without."""
-    try:
-        existing = set(spark.sql(f"SELECT * FROM {table_ident(name)} LIMIT 0").columns)
-    except AnalysisException:
-        existing = None
+    existing = _columns(spark, name)
     if existing is not None:
         missing = [f for f in schema.fields if f.name not in existing]
         if missing:
