@@ -51,12 +51,13 @@ def cmd_fit(args) -> int:
     return 0
 
 
-def _fit(spark, config: MonitorConfig, refresh: bool):
-    """Fit and print the reference; returns it (a `run --fit` hands it to the run in memory)."""
+def _fit(spark, config: MonitorConfig, refresh: bool, analysis: bool = False):
+    """Fit and print the reference; returns it (a `run --fit` hands it to the run in memory; with `analysis`
+    the fit may profile the analysis rows in the same scan, `monitoring.pipeline.shares_scan`)."""
     from monitoring.pipeline import fit, reference_table
     from monitoring.slices import WHOLE
 
-    ref = fit(spark, config, refresh)
+    ref = fit(spark, config, refresh, analysis)
     chunks = ref.chunks_of(WHOLE)
     print(f"reference of '{config.monitor}': {len(chunks)} chunks, {sum(c.row_count for c in chunks):,} rows, "
           f"{len(ref.slices()) - 1} slice values; stored in {reference_table(config)}")
@@ -68,7 +69,7 @@ def cmd_run(args) -> int:
 
     config = _config(args)
     spark = get_spark(config.spark)
-    fitted = _fit(spark, config, args.refresh) if args.fit else None
+    fitted = _fit(spark, config, args.refresh, analysis=True) if args.fit else None
     return _run(spark, config, args.refresh, args.fail_on_alert, fitted)
 
 
@@ -187,7 +188,7 @@ def cmd_demo(args) -> int:
         tables = write_demo(spark, out_dir, args.rows, config.problem_type)
         log.info("demo data: %d rows, %d labels in %.0fs", tables.rows, tables.labels_written,
                  time.monotonic() - started)
-    return _run(spark, config, args.refresh, fitted=_fit(spark, config, args.refresh))
+    return _run(spark, config, args.refresh, fitted=_fit(spark, config, args.refresh, analysis=True))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -81,7 +81,7 @@ from monitoring.relation import RelationBins, relation_bins, relation_results
 from monitoring.run_plan import STATE_TABLES, RunInputs, plan_run, recording
 from monitoring.sketches import resolve_kll_impl
 from monitoring.slices import WHOLE, slice_values, validate_slices, with_slices
-from monitoring.tables import VersionedTable, chunks_in, collect_union, quote_part, read_delta
+from monitoring.tables import VersionedTable, chunks_in, collect_union, quote_part, read_delta, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -430,11 +430,12 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
 
 def _performance(join: LabelJoin, slices: dict[str, list[str]], config: MonitorConfig, labels_version: int,
                  model: RowModel | None, relation: RelationBins | None, sums: dict[str, Column] | None = None,
-                 ) -> dict[tuple, PerformanceState]:
-    """Performance states per chunk x slice of the label join's rows, with the residual sums of the
-    per-feature concept drift when `relation` is given and the `sums` of row expressions: one query."""
-    return performance_states(_chunked(config, join.rows, slices), config, GROUP, labels_version, model, relation,
-                              sums, twin=_chunked(config, join.twin, slices))
+                 by: str | None = None) -> dict[tuple, PerformanceState]:
+    """Performance states per chunk x slice (x `by`, the dataset of a shared scan) of the label join's rows,
+    with the residual sums of the per-feature concept drift when `relation` is given and the `sums` of row
+    expressions: one query."""
+    return performance_states(_chunked(config, join.rows, slices), config, GROUP + ([by] if by else []),
+                              labels_version, model, relation, sums, twin=_chunked(config, join.twin, slices))
 
 
 def _with_ids(state: PerformanceState | None, lo: str | None = None, hi: str | None = None) -> PerformanceState | None:
@@ -453,13 +454,18 @@ def _stored_slices(chunks: list[ChunkProfile]) -> dict[str, list[str]]:
     return out
 
 
-def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False) -> FittedReference:
+def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False, analysis: bool = False) -> FittedReference:
     """Build and store the reference: chunk profiles of the reference rows (the first pass, no labels),
     merged states and bin edges per slice and the PCA of the reconstruction error; then one label pass
     (performance states with the per-feature residual sums in the reference's bins, reconstruction-error
     sums), the estimation models fitted on its states (CBPE calibrators, DLE loss models), and for a
-    model applied to every row (multiclass calibrators, DLE) a second label pass with its outputs."""
+    model applied to every row (multiclass calibrators, DLE) a second label pass with its outputs.
+
+    `analysis` (`run --fit`): when the analysis rows will be profiled from scratch too, the same passes
+    profile them (`shared_scan`), and the run that follows stores them (`FittedModels.analysis`)."""
     tables = open_tables(spark, config, REFERENCE)
+    if analysis and shares_scan(spark, config, refresh):
+        return _fit_with_analysis(spark, config, tables)
     profiles = profile_dataset(spark, config, REFERENCE, refresh=refresh, write=False, tables=tables,
                                label_states=False)
     # the schema runs compare with: the source's (the reference's own table may hold other columns, e.g. labels)
@@ -521,6 +527,117 @@ def _label_pass(spark: SparkSession, config: MonitorConfig, ref: FittedReference
     write_reconstruction(spark, estimators_table(config), config.monitor, reconstruction, per_chunk,
                          ref.source_version, ref.signature)
     return StoredReconstruction(reconstruction, per_chunk, ref.source_version, ref.signature)
+
+
+DATASET = "_dl_dataset"  # the column naming each row's dataset in a shared scan
+
+
+def shares_scan(spark: SparkSession, config: MonitorConfig, refresh: bool) -> bool:
+    """Whether a `run --fit` profiles the reference and the analysis in the same passes: both are time
+    ranges of the source cut into periods (so their chunks are those of the source), and the analysis
+    is profiled from scratch (`refresh`, or no profiles stored yet)."""
+    ref = config.reference
+    return bool(config.chunking.period) and ref.table is None and ref.end is not None and (
+        refresh or not table_exists(spark, profiles_table(config)))
+
+
+def _fit_with_analysis(spark: SparkSession, config: MonitorConfig, tables: Tables) -> FittedReference:
+    """`fit` and the analysis's profiling in the same passes over the source (`shares_scan`): one profiling
+    pass tags each row with its dataset and profiles the chunks of both; the reference merged from its
+    chunks gives the bins of one label pass over both (plus the reconstruction-error sums of the PCA
+    fitted in between); with a row model (multiclass calibrators, DLE) the first label pass covers the
+    reference only and a second, with the model, both. Stores the reference, its profiles and the
+    estimation models as `fit` does; the analysis chunks travel in `FittedModels.analysis`."""
+    started = time.monotonic()
+    ref_cfg, source = config.reference, tables.source
+    windows = {REFERENCE: _time_range(config, ref_cfg.start, ref_cfg.end),
+               ANALYSIS: _time_range(config, ref_cfg.end, None)}
+    dataset = F.when(windows[REFERENCE], F.lit(REFERENCE)).when(windows[ANALYSIS], F.lit(ANALYSIS))
+    table = source.df.withColumn(DATASET, dataset)
+    ts = F.col(quote_part(config.source.timestamp_column))
+    slices = slice_values(table.where(windows[REFERENCE]), config.slices.expressions, config.slices.top_n)
+    chunks = profile_chunks(
+        _chunked(config, table.where(F.col(DATASET).isNotNull() | ts.isNull()), slices, keep_null_ts=True),
+        config.monitored_columns(), config.chunking, config.source.timestamp_column, config.profile.kll_k,
+        config.profile.top_n, kll_impl=resolve_kll_impl(spark, config.profile.kll), sums=prediction_checks(config),
+        id_col=config.source.id_column, by=DATASET)
+    failpoint(PROFILING)
+    parts = {REFERENCE: [], ANALYSIS: []}
+    for cp in chunks:
+        parts[cp.dataset].append(replace(cp, dataset=""))
+    if not parts[REFERENCE]:
+        raise DataError(f"the reference of monitor '{config.monitor}' holds no rows "
+                        f"(reference: {config.reference}); widen reference.start/end or fill the table")
+    ref = FittedReference(parts[REFERENCE], source_version=source.version, signature=signature(config, REFERENCE),
+                          schema=schema_of(source.df.schema))
+    ref.columns = merge_reference(ref.chunks, config.drift.bins, config.profile.top_n)
+    write_reference(spark, reference_table(config), config.monitor, ref, config.profile.kll_k)
+    relation = relation_bins(ref.columns.get(WHOLE, {}), config)
+    reference_rows = table.where(windows[REFERENCE])
+    reconstruction = _fit_reconstruction(spark, config, ref, reference_rows) if config.reconstruction_columns() \
+        else None
+    labels = tables.labels
+    row_model = estimation_enabled(config) and (config.problem_type != "binary")
+    # the first label pass: both datasets, or the reference only when a row model is fitted on it first
+    keep = F.col(DATASET) == REFERENCE if labels is not None and row_model else F.col(DATASET).isNotNull()
+    sums, stats = _shared_label_pass(config, table, keep, labels, slices, None, relation, reconstruction, parts)
+    stored_pca = None
+    if reconstruction is not None:
+        per_chunk = {key[:3]: value for key, value in sums.items() if key[3] == REFERENCE}
+        write_reconstruction(spark, estimators_table(config), config.monitor, reconstruction, per_chunk,
+                             ref.source_version, ref.signature)
+        stored_pca = StoredReconstruction(reconstruction, per_chunk, ref.source_version, ref.signature)
+    estimators = _fit_estimators(spark, config, ref, _joined(config, reference_rows, labels).twin if labels else None) \
+        if estimation_enabled(config) else Estimators()
+    if estimators.row_model is not None:
+        sums, stats = _shared_label_pass(config, table, F.col(DATASET).isNotNull(), labels, slices,
+                                         estimators.row_model, relation, reconstruction, parts)
+    for cp in parts[ANALYSIS]:  # the analysis's reconstruction-error sums, as its profiling pass would hold them
+        key = (cp.chunk.index, cp.slice_key, cp.slice_value, ANALYSIS)
+        if key in sums:
+            cp.sums = (cp.sums or {}) | sums[key]
+    write_profiles(spark, profiles_table(config), config.monitor, REFERENCE, ref.chunks, config.profile.kll_k,
+                   ref.source_version, ref.signature)
+    analysis = ProfiledChunks(parts[ANALYSIS], chunks.null_timestamps)
+    result = ProfileResult(ANALYSIS, analysis, 0, source.version, time.monotonic() - started,
+                           labels_version=labels.version if labels else None, schema=schema_of(source.df.schema),
+                           label_stats=stats, null_timestamps=chunks.null_timestamps)
+    ref.models = FittedModels(estimators, stored_pca, result)
+    log.info("reference and analysis: profiled %d + %d chunks (%d + %d with slices), %d + %d rows, %d columns in one "
+             "shared scan, in %.1fs (source version %d)", len(ref.chunks_of(WHOLE)), len(result.whole),
+             len(ref.chunks), len(analysis), sum(c.row_count for c in ref.chunks_of(WHOLE)), result.row_count,
+             len(config.monitored_columns()), result.seconds, source.version)
+    return ref
+
+
+def _shared_label_pass(config: MonitorConfig, table: DataFrame, keep: Column, labels: VersionedTable | None,
+                       slices: dict[str, list[str]], model: RowModel | None, relation: RelationBins | None,
+                       reconstruction: Reconstruction | None, parts: dict[str, list[ChunkProfile]],
+                       ) -> tuple[dict[tuple, dict[str, float]], LabelStats | None]:
+    """One aggregation over the rows of `table` that `keep` selects, per chunk x slice x dataset: with labels,
+    the performance states (set on the chunks of `parts` it covers) with `model`'s outputs and `relation`'s
+    residual sums; returns the reconstruction-error sums by (chunk index, slice key, slice value, dataset)
+    and the label counts."""
+    sums = reconstruction.sums() if reconstruction else {}
+    found: dict[tuple, dict[str, float]] = {}
+    stats = None
+    if labels is not None:
+        join = _joined(config, table, labels, keep=keep)
+        states = _performance(join, slices, config, labels.version, model, relation, sums, by=DATASET)
+        for key, state in states.items():
+            found[key] = {k: state.values.pop(k, 0.0) for k in sums}
+        for name, chunks in parts.items():
+            for cp in chunks:
+                key = (cp.chunk.index, cp.slice_key, cp.slice_value, name)
+                if key in states:
+                    cp.performance = _with_ids(states[key], *(cp.id_range or ()))
+        stats = join.counts.stats()
+    elif sums:
+        rows = _chunked(config, table.where(keep), slices).groupBy(*GROUP, DATASET).agg(
+            *[F.sum(e).alias(f"s{i}") for i, e in enumerate(sums.values())]).collect()
+        found = {(int(r[GROUP[0]]), r[GROUP[1]], r[GROUP[2]], r[DATASET]): {k: float(r[f"s{i}"] or 0.0)
+                                                                             for i, k in enumerate(sums)} for r in rows}
+    return found, stats
 
 
 def _reconstruction_settings(config: MonitorConfig) -> str:
@@ -610,6 +727,7 @@ class FittedModels:
 
     estimators: Estimators
     reconstruction: StoredReconstruction | None
+    analysis: ProfileResult | None = None  # the analysis chunks profiled by a shared scan, not yet stored
 
 
 def _current(stored: StoredReconstruction, reference: FittedReference, settings: str) -> bool:
@@ -680,8 +798,9 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     # one query reads the stored states: the profiles (the analysis's only when they may be reused), the
     # reference and the estimators, each unless `fit` handed it over
     exists = {t: inputs.version(t) is not None for t in STATE_TABLES}
-    datasets = ([] if fitted else [REFERENCE]) + ([] if refresh else [ANALYSIS])
     models = fitted.models if fitted is not None else None
+    scanned = models.analysis if models is not None else None  # profiled by fit's shared scan
+    datasets = ([] if fitted else [REFERENCE]) + ([] if refresh or scanned else [ANALYSIS])
     queries = {}
     if datasets and exists["profiles"]:
         queries["profiles"] = profiles_query(spark, profiles_table(config), config.monitor, datasets)
@@ -702,13 +821,20 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     log.info("stage 1/3 reference: %d chunks, %d slices, estimation models: %s; loaded in %.1fs",
              len(reference.chunks_of(WHOLE)), len(reference.slices()),
              "yes" if estimators.calibrator or estimators.row_model else "none", time.monotonic() - started)
-    log.info("stage 2/3 profiling the analysis rows of %s", config.source.table)
+    log.info("stage 2/3 %s the analysis rows of %s",
+             "storing the shared scan's profiles of" if scanned else "profiling", config.source.table)
     # the domain classifier samples the reference rows too, which may live in a table of their own
     tables = open_tables(spark, config, REFERENCE if config.classifier_columns() else ANALYSIS, inputs)
+    pca = reconstruction.model if reconstruction else None
     with recording(spark, inputs.marker(config.monitor)):  # its profiles commit: see monitoring/run_plan.py
-        profiles = profile_dataset(spark, config, ANALYSIS, reference.slice_values(), refresh, estimators.row_model,
-                                   reconstruction.model if reconstruction else None, relation, stored_profiles,
-                                   tables=tables)
+        if scanned is not None:
+            sig = signature(config, ANALYSIS, reference.slice_values(), estimators.row_model, pca, relation)
+            profiles = replace(scanned, rows_written=write_profiles(
+                spark, profiles_table(config), config.monitor, ANALYSIS, scanned.chunks, config.profile.kll_k,
+                scanned.source_version, sig))
+        else:
+            profiles = profile_dataset(spark, config, ANALYSIS, reference.slice_values(), refresh, estimators.row_model,
+                                       pca, relation, stored_profiles, tables=tables)
     started = time.monotonic()
     changes = schema_changes(reference.schema, profiles.schema) if reference.schema is not None else []
     null_timestamps = profiles.null_timestamps if profiles.null_timestamps is not None else \

@@ -53,6 +53,7 @@ class ChunkProfile:
     # per-chunk sums of row expressions (failed-prediction checks, reconstruction errors), None when none
     sums: dict[str, float] | None = None
     id_range: tuple[str, str] | None = None  # smallest and largest prediction id, as text (with `id_col`)
+    dataset: str = ""  # the dataset of a shared scan (`profile_chunks(by=...)`) the chunk belongs to
 
 
 class ProfiledChunks(list):
@@ -66,22 +67,25 @@ class ProfiledChunks(list):
 
 def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chunking, ts_col: str,
                    kll_k: int, top_n: int, kll_impl: str = "native",
-                   sums: dict[str, Column] | None = None, id_col: str | None = None) -> ProfiledChunks:
+                   sums: dict[str, Column] | None = None, id_col: str | None = None,
+                   by: str | None = None) -> ProfiledChunks:
     """Profile every column of `df` per chunk and slice (`df` holds CHUNK_COL, SLICE_KEY and SLICE_VALUE,
     see `monitoring.slices.with_slices`); returns chunks in (index, slice) order. `kll_impl`: `native`
     (Spark >= 4.1) or `python` (`monitoring.sketches.resolve_kll_impl` picks one from `profile.kll`).
     `sums`: name -> numeric row expression; each chunk holds their sums (nulls skipped) in `sums`, with
-    DUPLICATE_IDS when `id_col` is given."""
+    DUPLICATE_IDS when `id_col` is given. `by`: a column of `df` naming the dataset of each row (a scan
+    shared by the reference and the analysis); chunks are then profiled per dataset, in `dataset`."""
     if kll_impl not in KLL_IMPLS:
         raise ValueError(f"kll_impl '{kll_impl}' is not one of {', '.join(KLL_IMPLS)} (resolve_kll_impl resolves auto)")
     continuous = [c for c, k in columns if k == CONTINUOUS]
     categorical = [c for c, k in columns if k == CATEGORICAL]
+    group = GROUP + ([by] if by else [])
     micros = F.unix_micros(F.col(quote_part(ts_col)).cast("timestamp"))
     aliases = [f"c{i}" for i in range(len(continuous))]
     sums = sums or {}
     summed = [e.cast("double").alias(f"_dl_sum{i}") for i, e in enumerate(sums.values())]
     ids = [F.col(quote_part(id_col)).alias("_dl_id")] if id_col else []
-    inputs = df.select(*GROUP, micros.alias("_dl_ts"), *summed, *ids,
+    inputs = df.select(*group, micros.alias("_dl_ts"), *summed, *ids,
                        *[c for name, a in zip(continuous, aliases, strict=True)
                          for c in continuous_inputs(quote_part(name), a)])
     # the id range: a min and max of text is no hash-aggregate buffer (it would sort the rows), so a text id
@@ -89,32 +93,32 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     text_id = bool(id_col) and isinstance(df.schema[id_col].dataType, (StringType, BinaryType))
     in_kll = text_id and bool(continuous) and kll_impl == "native"
     id_range = [F.min("_dl_id").alias("_dl_id_lo"), F.max("_dl_id").alias("_dl_id_hi")] if id_col else []
-    moments = inputs.groupBy(*GROUP).agg(
+    moments = inputs.groupBy(*group).agg(
         F.count(F.lit(1)).alias("rows"), F.min("_dl_ts").alias("ts_min"), F.max("_dl_ts").alias("ts_max"),
         *[F.sum(f"_dl_sum{i}").alias(f"_dl_sum{i}") for i in range(len(sums))],
         *([] if in_kll else id_range), *[m for a in aliases for m in moment_aggs(a)])
     placed = F.col(CHUNK_COL).isNotNull()
     parts = {"m": moments}
     if continuous:
-        parts["k"] = _kll_sketches(inputs.where(placed), aliases, kll_k, kll_impl, id_range if in_kll else [])
+        parts["k"] = _kll_sketches(inputs.where(placed), group, aliases, kll_k, kll_impl, id_range if in_kll else [])
     if categorical or id_col:
-        parts["v"] = _value_counts(df.where(placed), categorical, top_n, id_col)
+        parts["v"] = _value_counts(df.where(placed), group, categorical, top_n, id_col)
     found = {name: [] for name in ("m", "k", "v")} | collect_union(parts)
     # rows without a timestamp (kept by `with_chunk_index(keep_null_ts=True)`) form the null chunk: counted
     # here, left out of everything else
     unplaced = sum(int(r["rows"]) for r in found["m"]
                    if r[CHUNK_COL] is None and (r[SLICE_KEY], r[SLICE_VALUE]) == WHOLE)
     moments = [r for r in found["m"] if r[CHUNK_COL] is not None]
-    sketches = {_key(r): r for r in found["k"]}
+    sketches = {_key(r, by): r for r in found["k"]}
 
     # a chunk's bounds come from the whole table, so every slice of a chunk shares them
     infos = {int(r[CHUNK_COL]): period_chunk(chunking.period, int(r[CHUNK_COL])) if chunking.period else ChunkInfo(
         int(r[CHUNK_COL]), f"chunk-{r[CHUNK_COL]}", utc_from_micros(r["ts_min"]), utc_from_micros(r["ts_max"]))
         for r in moments if (r[SLICE_KEY], r[SLICE_VALUE]) == WHOLE}
-    chunks: dict[tuple[int, str, str], ChunkProfile] = {}
+    chunks: dict[tuple[int, str, str, str], ChunkProfile] = {}
     for r in moments:
-        key = _key(r)
-        cp = ChunkProfile(infos[key[0]], int(r["rows"]), slice_key=key[1], slice_value=key[2])
+        key = _key(r, by)
+        cp = ChunkProfile(infos[key[0]], int(r["rows"]), slice_key=key[1], slice_value=key[2], dataset=key[3])
         if sums:
             cp.sums = {name: float(r[f"_dl_sum{i}"] or 0.0) for i, name in enumerate(sums)}
         if id_col:
@@ -124,13 +128,13 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
             cp.columns[name] = _continuous_profile(name, r, sketches[key], f"c{i}", cp.row_count)
         chunks[key] = cp
 
-    duplicates: dict[tuple[int, str, str], int] = {}
+    duplicates: dict[tuple[int, str, str, str], int] = {}
     for r in found["v"]:
         if r["i"] == ID_ENTRY:
-            duplicates[_key(r)] = int(r["other"] or 0)
+            duplicates[_key(r, by)] = int(r["other"] or 0)
             continue
         name = categorical[r["i"]]
-        chunk = chunks[_key(r)]
+        chunk = chunks[_key(r, by)]
         chunk.columns[name] = ColumnProfile(
             column=name, kind=CATEGORICAL, row_count=chunk.row_count, null_count=int(r["nulls"]),
             valid_count=chunk.row_count - int(r["nulls"]),
@@ -142,14 +146,15 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     return ProfiledChunks([chunks[k] for k in sorted(chunks)], unplaced)
 
 
-def _kll_sketches(inputs: DataFrame, aliases: list[str], kll_k: int, kll_impl: str, extra: list[Column]) -> DataFrame:
+def _kll_sketches(inputs: DataFrame, group: list[str], aliases: list[str], kll_k: int, kll_impl: str,
+                  extra: list[Column]) -> DataFrame:
     if kll_impl == "python":
-        return python_kll_sketches(inputs, GROUP, aliases, kll_k)
-    return inputs.groupBy(*GROUP).agg(*[kll_agg(a, kll_k) for a in aliases], *extra)
+        return python_kll_sketches(inputs, group, aliases, kll_k)
+    return inputs.groupBy(*group).agg(*[kll_agg(a, kll_k) for a in aliases], *extra)
 
 
-def _key(r) -> tuple[int, str, str]:
-    return int(r[CHUNK_COL]), r[SLICE_KEY], r[SLICE_VALUE]
+def _key(r, by: str | None) -> tuple[int, str, str, str]:
+    return int(r[CHUNK_COL]), r[SLICE_KEY], r[SLICE_VALUE], r[by] if by else ""
 
 
 def _continuous_profile(name: str, r, sketch_row, alias: str, row_count: int) -> ColumnProfile:
@@ -171,7 +176,8 @@ def _continuous_profile(name: str, r, sketch_row, alias: str, row_count: int) ->
 ID_ENTRY = -1  # the value-count entry of the prediction id, for the duplicate-id count
 
 
-def _value_counts(df: DataFrame, categorical: list[str], top_n: int, id_col: str | None) -> DataFrame:
+def _value_counts(df: DataFrame, group: list[str], categorical: list[str], top_n: int,
+                  id_col: str | None) -> DataFrame:
     """One aggregation of value counts by chunk x slice x column x value, then per chunk x slice x column
     (`i`, the column's position): top-N value counts as a map, the rest's total, nulls, the exact number of
     distinct values and an HLL sketch of them (for merges); with `id_col` also, as column ID_ENTRY, the
@@ -182,19 +188,19 @@ def _value_counts(df: DataFrame, categorical: list[str], top_n: int, id_col: str
         for i, name in enumerate(categorical)
     ] + ([F.struct(F.lit(ID_ENTRY).alias("i"), F.col(quote_part(id_col)).cast("string").alias("v"))]
          if id_col else []))).alias("kv")
-    counts = (df.select(*GROUP, pairs).select(*GROUP, "kv.i", "kv.v")
-              .groupBy(*GROUP, "i", "v").agg(F.count(F.lit(1)).alias("n"),
+    counts = (df.select(*group, pairs).select(*group, "kv.i", "kv.v")
+              .groupBy(*group, "i", "v").agg(F.count(F.lit(1)).alias("n"),
                                              # an aggregate, not the grouping key: a filter on it is not
                                              # pushed below the aggregation, so both branches share it
                                              # (1: a non-null id, 2: the null id, 0: a column's value)
                                              F.max(F.when(F.col("i") != ID_ENTRY, 0).when(F.col("v").isNull(), 2)
                                                    .otherwise(1)).alias("entry")))
     values = counts.where(F.col("entry") == 0)
-    order = Window.partitionBy(*GROUP, "i").orderBy(F.col("v").isNull(), F.desc("n"), F.asc("v"))
+    order = Window.partitionBy(*group, "i").orderBy(F.col("v").isNull(), F.desc("n"), F.asc("v"))
     ranked = values.withColumn("rank", F.row_number().over(order))
     is_value = F.col("v").isNotNull()
     kept = is_value & (F.col("rank") <= top_n)
-    out = ranked.groupBy(*GROUP, "i").agg(
+    out = ranked.groupBy(*group, "i").agg(
         F.map_from_entries(F.collect_list(F.when(kept, F.struct("v", "n")))).alias("top"),
         F.sum(F.when(is_value & ~kept, F.col("n"))).alias("other"),
         F.coalesce(F.sum(F.when(~is_value, F.col("n"))), F.lit(0)).alias("nulls"),
@@ -204,5 +210,5 @@ def _value_counts(df: DataFrame, categorical: list[str], top_n: int, id_col: str
     if id_col is None:
         return out
     dupes = counts.where((F.col("entry") == 1) & (F.col("n") > 1)) \
-        .groupBy(*GROUP, "i").agg(F.sum(F.col("n") - 1).alias("other"))
+        .groupBy(*group, "i").agg(F.sum(F.col("n") - 1).alias("other"))
     return out.unionByName(dupes, allowMissingColumns=True)

@@ -74,9 +74,14 @@ def table_exists(spark: SparkSession, name: str, known: bool | None = None) -> b
 
 
 def _columns(spark: SparkSession, name: str) -> list[str] | None:
-    """The columns of Delta table `name`, None when there is no such table (resolved on the driver)."""
+    """The columns of Delta table `name`, None when there is no such table (resolved on the driver). The
+    catalog is asked first: a query that fails to resolve reaches Spark's ObservationManager listener once
+    a run has observed metrics, and it logs the failure as an ERROR with a stack trace (Spark 4.1)."""
+    ident = table_ident(name)
     try:
-        return spark.sql(f"SELECT * FROM {table_ident(name)} LIMIT 0").columns
+        if not spark.catalog.tableExists(ident):
+            return None
+        return spark.sql(f"SELECT * FROM {ident} LIMIT 0").columns
     except AnalysisException:
         return None
 
