@@ -16,8 +16,10 @@ from typing import Any
 
 import yaml
 
-from monitoring.drift.methods import CATEGORICAL_METHODS, CONTINUOUS_METHODS, METRIC_RANGE
+from monitoring.drift.methods import CATEGORICAL_METHODS, CONTINUOUS_METHODS
 from monitoring.errors import ConfigError
+from monitoring.registry import metric as registered
+from monitoring.registry import rule_names
 from monitoring.thresholds import THRESHOLD_TYPES, ThresholdRule
 
 PROBLEM_TYPES = ("binary", "multiclass", "regression")
@@ -489,10 +491,11 @@ def _drift(data: Any, columns: list[str]) -> Drift:
         t = _Section(item, f"drift.thresholds[{i}]", ("metric", "type", "columns", "comparison", "std_lower",
                                                        "std_upper", "lower", "upper", "alpha"))
         metric = t.text("metric")
-        if metric != "*" and metric not in METRIC_RANGE:
-            near = difflib.get_close_matches(metric, list(METRIC_RANGE), n=1)
+        if metric not in rule_names() and registered(metric) is None:
+            near = difflib.get_close_matches(metric, rule_names(), n=1)
             hint = f" Did you mean '{near[0]}'?" if near else ""
-            raise ConfigError(t.key("metric"), f"unknown metric '{metric}'.{hint} Valid: {', '.join(METRIC_RANGE)}")
+            raise ConfigError(t.key("metric"), f"unknown metric '{metric}'.{hint} Valid (docs/metrics.md): "
+                                               f"{', '.join(rule_names())}")
         kind = t.choice("type", THRESHOLD_TYPES, "std")
         cols = t.get("columns", (list, str), [])
         cols = [cols] if isinstance(cols, str) else cols

@@ -77,6 +77,7 @@ from monitoring.reference import (
     reference_query,
     write_reference,
 )
+from monitoring.registry import UNBOUNDED
 from monitoring.relation import RelationBins, relation_bins, relation_results
 from monitoring.run_plan import STATE_TABLES, RunInputs, plan_run, recording
 from monitoring.sketches import resolve_kll_impl
@@ -870,7 +871,7 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
                 estimated = estimated_results(ref, analysis, config, estimators.calibrator, realized)
                 concept += concept_results(realized + estimated)
                 results += estimated
-            apply_thresholds(concept, config.drift)
+            apply_thresholds(concept, config.drift, lambda _: UNBOUNDED)  # gaps and z-scores: any sign
             results += realized + concept
     if config.classifier_columns():
         results += _domain_classifier(config, tables, reference, profiles, stale)

@@ -1,7 +1,8 @@
 """Thresholds learnt from the reference (standard deviation), constant, or p-value; alerts.
 
-A rule names a metric and optionally columns and a comparison; the last rule that matches a result
-decides its thresholds. Defaults are in DEFAULT_RULES and docs/statistics.md.
+A rule names a metric (or `prefix*`, `*`) and optionally columns and a comparison; the last rule that
+matches a result decides its thresholds. The defaults come from the metric registry
+(monitoring/registry.py, docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -31,46 +32,9 @@ class ThresholdRule:
     alpha: float = 0.05
 
     def matches(self, metric: str, column: str, comparison: str) -> bool:
-        return (self.metric in (metric, "*") and (not self.columns or column in self.columns)
-                and (self.comparison is None or self.comparison == comparison))
-
-
-DISTANCES = ("kolmogorov_smirnov", "wasserstein", "wasserstein_normalized", "jensen_shannon", "hellinger", "psi",
-             "chi2", "l_infinity", "total_variation")
-
-
-COUNTS = ("true_positive", "false_positive", "false_negative", "true_negative", "label_coverage")
-
-
-def default_rules(std_multiplier: float = 3.0) -> tuple[ThresholdRule, ...]:
-    """Any metric (realized performance): two-sided std; counts and label coverage: none; distances:
-    upper std; p-values: none; out-of-range and unseen shares: constant 1%; missing rate: two-sided std;
-    schema changes: always; per-feature concept drift: upper std of `relation_change`, none for the
-    `relation_shift` it is read with; domain classifier AUC: constant 0.45 / 0.65 (NannyML's)."""
-    return (
-        ThresholdRule("*", std_lower=std_multiplier, std_upper=std_multiplier),
-        *(ThresholdRule(m, "none") for m in COUNTS),
-        *(ThresholdRule(m, std_upper=std_multiplier) for m in DISTANCES),
-        ThresholdRule("kolmogorov_smirnov_pvalue", "none"),
-        ThresholdRule("chi2_pvalue", "none"),
-        ThresholdRule("out_of_range", "constant", upper=0.01),
-        ThresholdRule("unseen", "constant", upper=0.01),
-        ThresholdRule("missing_rate", "std", std_lower=std_multiplier, std_upper=std_multiplier),
-        ThresholdRule("schema_change", "constant", upper=0.0),
-        ThresholdRule("relation_change", std_upper=std_multiplier),
-        ThresholdRule("relation_shift", "none"),
-        ThresholdRule("classifier_auc", "constant", lower=0.45, upper=0.65),
-    )
-
-
-def resolve(rules: tuple[ThresholdRule, ...], metric: str, column: str, comparison: str,
-            std_multiplier: float = 3.0) -> ThresholdRule | None:
-    """The last matching rule of the defaults followed by the configured rules."""
-    found = None
-    for rule in (*default_rules(std_multiplier), *rules):
-        if rule.matches(metric, column, comparison):
-            found = rule
-    return found
+        named = self.metric == metric or (self.metric.endswith("*") and metric.startswith(self.metric[:-1]))
+        return named and (not self.columns or column in self.columns) and (
+            self.comparison is None or self.comparison == comparison)
 
 
 @dataclass(frozen=True)

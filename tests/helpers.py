@@ -140,3 +140,16 @@ def assert_same_metrics(ours: list, theirs: list, kll_k: int, exact_sketches: bo
             sketched += from_sketch(a)
             assert b.value == pytest.approx(a.value, rel=1e-9, abs=1e-12), key
     assert sketched > 0 and any(k[5] == "estimated_performance" for k in a_rows)
+
+
+def assert_registered(results: list) -> None:
+    """Every metric of a run's results is in the metric registry, under its family (performance names also
+    serve estimated performance and the concept-drift gaps) and for its column kind."""
+    from monitoring.registry import PERFORMANCE, metric
+
+    shared = {"estimated_performance", "concept_drift"}  # families reporting the performance metrics' names
+    for r in results:
+        entry = metric(r.metric)
+        assert entry is not None, f"{r.family}/{r.metric} is not in monitoring/registry.py"
+        families = {entry.family} | (shared if entry.family == PERFORMANCE else set())
+        assert r.family in families and r.kind in entry.kinds, (r.family, r.metric, r.kind)

@@ -14,7 +14,7 @@ import pytest
 
 from monitoring.pipeline import fit, run
 
-from .helpers import estimates_by_chunk, make_config, write_delta
+from .helpers import assert_registered, estimates_by_chunk, make_config, write_delta
 
 REF_DAYS, DAYS, PER_DAY = 3, 9, 3000
 
@@ -68,6 +68,7 @@ def _independent(pdf: pd.DataFrame) -> dict[int, dict[str, float]]:
 
 def test_dle_estimates_equal_the_same_models_applied_with_numpy(dle):
     pdf, result = dle
+    assert_registered(result.metrics)  # a regression run's metric names are all in the registry
     est, want = estimates_by_chunk(result), _independent(pdf)
     first = min(est)
     assert len(est) == DAYS

@@ -13,8 +13,9 @@ from monitoring.config import parse_config
 from monitoring.drift.compare import ANALYSIS, BASELINE, DRIFT, REFERENCE
 from monitoring.errors import ConfigError
 from monitoring.pipeline import fit, metrics_table, open_source, run
+from monitoring.registry import resolve
 from monitoring.slices import WHOLE
-from monitoring.thresholds import Bounds, ThresholdRule, bounds, resolve
+from monitoring.thresholds import Bounds, ThresholdRule, bounds
 
 from .helpers import make_config
 

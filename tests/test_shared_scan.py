@@ -15,7 +15,7 @@ from monitoring.config import parse_config
 from monitoring.metrics_store import read_metrics
 from monitoring.pipeline import fit, metrics_table, profiles_table, run
 from monitoring.relation import PREFIX
-from tests.helpers import assert_same_metrics, drift_config, write_drift_tables
+from tests.helpers import assert_registered, assert_same_metrics, drift_config, write_drift_tables
 from tests.spark_budget import spark_budget
 
 KLL_K = 200
@@ -76,6 +76,7 @@ def test_run_fit_shares_its_scan(spark, tmp_path, problem_type):
     assert got.compared == expected.compared and len(got.compared) == 3
     stored = [read_metrics(spark, metrics_table(c), c.monitor, True).results for c in (apart, shared)]
     assert_same_metrics(stored[0], stored[1], KLL_K)
+    assert_registered(got.metrics)
     _assert_same_profiles(_profiles(spark, apart), _profiles(spark, shared))
     # each table read fewer times: one profiling pass and one label join serve both datasets
     assert together.scans_of(labels) < separate.scans_of(labels), (together.scans_of(labels),

@@ -5,8 +5,8 @@ values show what an unchanged analysis chunk would score (see docs/statistics.md
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,10 +14,11 @@ import numpy as np
 from monitoring.chunking import ChunkInfo
 from monitoring.config import Drift
 from monitoring.drift.distributions import CategoryCounts, WeightedSample, quantile_edges
-from monitoring.drift.methods import METRIC_RANGE, QUALITY_METHODS, categorical_metrics, continuous_metrics
+from monitoring.drift.methods import QUALITY_METHODS, categorical_metrics, continuous_metrics
 from monitoring.profiling import ChunkProfile
+from monitoring.registry import resolve, value_range
 from monitoring.sketches import CONTINUOUS, ColumnProfile, pooled_std
-from monitoring.thresholds import bounds, resolve
+from monitoring.thresholds import bounds
 
 BASELINE, CONSECUTIVE, NO_COMPARISON = "BASELINE", "CONSECUTIVE", "NONE"
 DRIFT, DATA_QUALITY = "drift", "data_quality"
@@ -120,7 +121,7 @@ def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], c
 
 
 def apply_thresholds(results: list[MetricResult], config: Drift,
-                     ranges: dict[str, tuple[float, float]] = METRIC_RANGE) -> None:
+                     range_of: Callable[[str], tuple[float, float]] = value_range) -> None:
     """Thresholds per column x metric x comparison from the reference chunks' values; alert flags."""
     groups: dict[tuple[str, str, str], list[MetricResult]] = defaultdict(list)
     for r in results:
@@ -128,6 +129,6 @@ def apply_thresholds(results: list[MetricResult], config: Drift,
     for (column, metric, comparison), rows in groups.items():
         rule = resolve(config.thresholds, metric, column, comparison, config.std_multiplier)
         reference_values = [r.value for r in rows if r.period == REFERENCE]
-        b = bounds(rule, reference_values, ranges.get(metric, (-math.inf, math.inf)))
+        b = bounds(rule, reference_values, range_of(metric))
         for r in rows:
             r.lower_threshold, r.upper_threshold, r.alert = b.lower, b.upper, b.alert(r.value)

@@ -13,19 +13,6 @@ from monitoring.drift.distributions import OTHER, CategoryCounts, WeightedSample
 CONTINUOUS_METHODS = ("kolmogorov_smirnov", "wasserstein", "jensen_shannon", "hellinger", "psi", "out_of_range")
 CATEGORICAL_METHODS = ("chi2", "jensen_shannon", "hellinger", "l_infinity", "total_variation", "psi", "unseen")
 
-# metric -> (lowest, highest) value: thresholds are clamped to this range
-METRIC_RANGE: dict[str, tuple[float, float]] = {
-    "kolmogorov_smirnov": (0.0, 1.0), "kolmogorov_smirnov_pvalue": (0.0, 1.0),
-    "wasserstein": (0.0, math.inf), "wasserstein_normalized": (0.0, math.inf),
-    "jensen_shannon": (0.0, 1.0), "hellinger": (0.0, 1.0), "psi": (0.0, math.inf),
-    "out_of_range": (0.0, 1.0), "chi2": (0.0, math.inf), "chi2_pvalue": (0.0, 1.0),
-    "l_infinity": (0.0, 1.0), "total_variation": (0.0, 1.0), "unseen": (0.0, 1.0), "missing_rate": (0.0, 1.0),
-    # data quality (monitoring/quality.py) and multivariate drift (monitoring/drift/reconstruction.py)
-    "row_count": (0.0, math.inf), "schema_change": (0.0, 1.0), "reconstruction_error": (0.0, math.inf),
-    **{f"{check}_rate": (0.0, 1.0) for check in ("prediction_missing", "score_out_of_range",
-                                                 "scores_not_summing_to_one", "unknown_prediction",
-                                                 "failed_prediction")},
-}
 QUALITY_METHODS = ("out_of_range", "unseen")  # reported as data quality (against the reference only)
 
 

@@ -16,15 +16,6 @@ from monitoring.performance.state import SCORE_BINS, PerformanceState, classes
 
 CALIBRATION_BINS = 10
 COUNT_METRICS = ("true_positive", "false_positive", "false_negative", "true_negative")
-PERFORMANCE_RANGE: dict[str, tuple[float, float]] = {
-    **{m: (0.0, 1.0) for m in ("roc_auc", "average_precision", "f1", "precision", "recall", "specificity",
-                               "accuracy", "brier_score", "calibration_error", "label_coverage")},
-    **{f"{m}_{a}": (0.0, 1.0) for m in ("roc_auc", "average_precision", "f1", "precision", "recall", "specificity")
-       for a in ("macro", "weighted")},
-    **{m: (0.0, math.inf) for m in ("log_loss", "mae", "mse", "rmse", "mape", "msle", "rmsle", *COUNT_METRICS)},
-    "r2": (-math.inf, 1.0),
-    "business_value": (-math.inf, math.inf),
-}
 
 
 @dataclass(frozen=True)
@@ -135,12 +126,6 @@ def business_value(matrix: tuple[tuple[float, ...], ...], counts: np.ndarray) ->
 def confusion_counts(state: PerformanceState, labels: list[str]) -> np.ndarray:
     """Realized confusion matrix over `labels` (rows = true class, columns = prediction)."""
     return np.array([[state.get(f"cm|{t}|{p}") for p in labels] for t in labels])
-
-
-def performance_range(metric: str) -> tuple[float, float]:
-    if metric.startswith("confusion_"):
-        return 0.0, math.inf
-    return PERFORMANCE_RANGE.get(metric, (-math.inf, math.inf))
 
 
 def classification_metrics(state: PerformanceState, config: MonitorConfig) -> list[PerfValue]:

@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, NO_COMPARISON, REFERENCE, MetricResult, apply_thresholds
-from monitoring.performance.realized import PERFORMANCE_RANGE, PerfValue, performance_range, realized_metrics
+from monitoring.performance.realized import PerfValue, realized_metrics
 from monitoring.performance.state import PerformanceState
 from monitoring.profiling import ChunkProfile
+from monitoring.registry import value_range
 
 PERFORMANCE = "performance"
 TABLE = ":table"  # column_name of table-level results
@@ -33,7 +34,7 @@ def chunk_results(reference: list[ChunkProfile], analysis: list[ChunkProfile], f
                                  v.metric, NO_COMPARISON, v.value, int(rows), sampling_error=v.sampling_error,
                                  label_coverage=coverage, note=v.note)
                 if v.value is not None and v.sampling_error is not None:
-                    lo, hi = performance_range(v.metric)
+                    lo, hi = value_range(v.metric)
                     r.lower_confidence = max(lo, v.value - BAND * v.sampling_error)
                     r.upper_confidence = min(hi, v.value + BAND * v.sampling_error)
                 results.append(r)
@@ -43,6 +44,5 @@ def chunk_results(reference: list[ChunkProfile], analysis: list[ChunkProfile], f
 def performance_results(reference: list[ChunkProfile], analysis: list[ChunkProfile],
                         config: MonitorConfig) -> list[MetricResult]:
     results = chunk_results(reference, analysis, PERFORMANCE, lambda state: realized_metrics(state, config))
-    apply_thresholds(results, config.drift, PERFORMANCE_RANGE | {r.metric: performance_range(r.metric)
-                                                                 for r in results})
+    apply_thresholds(results, config.drift)
     return results

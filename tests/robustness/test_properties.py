@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from monitoring.drift import methods as M
 from monitoring.drift.distributions import CategoryCounts, WeightedSample, quantile_edges
+from monitoring.registry import value_range
 from monitoring.sketches import (
     CATEGORICAL,
     CONTINUOUS,
@@ -125,7 +126,7 @@ def categorical_dist(p: ColumnProfile) -> CategoryCounts:
 
 
 def in_range(metric: str, value: float) -> bool:
-    lo, hi = M.METRIC_RANGE[metric]
+    lo, hi = value_range(metric)
     return lo <= value <= hi
 
 
@@ -167,7 +168,7 @@ def test_zero_on_identical_categorical(counts, other, factor):
     assert out["chi2_pvalue"] == pytest.approx(1.0, abs=1e-12)
 
 
-# ------------------------------------------------------------------------------ 2. bounded (METRIC_RANGE)
+# ------------------------------------------------------------------------------ 2. bounded (the registry's ranges)
 
 @SETTINGS
 @given(a=weighted(), b=weighted(), bins=st.integers(1, 20), with_means=st.booleans())
