@@ -463,7 +463,7 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False, analy
     model applied to every row (multiclass calibrators, DLE) a second label pass with its outputs.
 
     `analysis` (`run --fit`): when the analysis rows will be profiled from scratch too, the same passes
-    profile them (`shared_scan`), and the run that follows stores them (`FittedModels.analysis`)."""
+    profile them (`shares_scan`), and the run that follows stores them (`FittedModels.analysis`)."""
     tables = open_tables(spark, config, REFERENCE)
     if analysis and shares_scan(spark, config, refresh):
         return _fit_with_analysis(spark, config, tables)

@@ -130,10 +130,17 @@ def rule_names() -> list[str]:
     return [*METRICS, CONFUSION.name, "*"]
 
 
+GAPS = "ESTIMATED"  # the comparison of the concept-drift gaps (realized - estimated), monitoring/concept.py
+
+
 def default_rules(std_multiplier: float = 3.0) -> tuple[ThresholdRule, ...]:
-    """Every metric's default rule, after a two-sided std rule for anything unregistered."""
-    return (ThresholdRule("*", std_lower=std_multiplier, std_upper=std_multiplier),
-            *(m.rule(std_multiplier) for m in (*METRICS.values(), CONFUSION)))
+    """Every metric's default rule, after a two-sided std rule for anything unregistered. The concept-drift
+    gaps of the performance metrics are two-sided: a gap either way means the relation changed."""
+    m = std_multiplier
+    return (ThresholdRule("*", std_lower=m, std_upper=m),
+            *(x.rule(m) for x in (*METRICS.values(), CONFUSION)),
+            *(ThresholdRule(x.name, comparison=GAPS, std_lower=m, std_upper=m) for x in METRICS.values()
+              if x.family == PERFORMANCE and x.default in (LOWER_STD, UPPER_STD)))
 
 
 def resolve(rules: tuple[ThresholdRule, ...], name: str, column: str, comparison: str,
@@ -163,7 +170,8 @@ def markdown() -> str:
              "names (docs/config.md). Performance metrics serve realized performance, estimated performance",
              "(CBPE, DLE; thresholds: those of the realized metric) and the realized-estimated gaps of concept drift.",
              "`std` thresholds are mean -/+ `drift.std_multiplier` x std of the reference chunks' values, on the",
-             "side named.", "",
+             "side named. The concept-drift gaps (comparison `ESTIMATED`) of performance metrics are two-sided:",
+             "a gap either way means the inputs-target relation changed.", "",
              "| metric | family | columns | range | bad when | default threshold | shown as |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for m in (*METRICS.values(), CONFUSION):

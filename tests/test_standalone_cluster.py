@@ -229,7 +229,14 @@ def test_spark_submit_on_a_standalone_cluster_equals_the_local_session(spark, cl
     plans = [e.get("physicalPlanDescription", "") for app in apps for e in _event_log(events, app["id"])
              if e["Event"].endswith("SparkListenerSQLExecutionStart")]
     assert any("ArrowEvalPython" in p for p in plans), "the run used no pandas UDF: nothing needed the shipped code"
-    worker_apps = [{e["appid"] for e in _get_json(f"{ui}/json/")["finishedexecutors"]} for ui in cluster.worker_uis]
+    # each worker lists the application's executor as finished once it has reaped it (a few seconds after
+    # the application ends, so the worker pages are polled)
+    deadline = time.monotonic() + 30
+    while True:
+        worker_apps = [{e["appid"] for e in _get_json(f"{ui}/json/")["finishedexecutors"]} for ui in cluster.worker_uis]
+        if all({a["id"] for a in apps} <= ids for ids in worker_apps) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert all({a["id"] for a in apps} <= ids for ids in worker_apps), worker_apps
 
     config = parse_config(drift_config("standalone", preds, labels, {"path": str(tmp_path / "out_local")}, K,
