@@ -16,9 +16,9 @@ import math
 from monitoring.drift.compare import NO_COMPARISON, MetricResult
 from monitoring.performance.estimated import ESTIMATED
 from monitoring.performance.results import PERFORMANCE, TABLE
+from monitoring.registry import CONCEPT as CONCEPT_DRIFT
+from monitoring.registry import GAPS as VS_ESTIMATED  # the comparison of the gap rows: realized vs estimated
 
-CONCEPT_DRIFT = "concept_drift"
-VS_ESTIMATED = "ESTIMATED"  # the comparison of the gap rows: realized vs estimated
 BAND = 3
 
 

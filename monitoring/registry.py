@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 
 from monitoring.thresholds import ThresholdRule
 
@@ -133,8 +134,10 @@ def rule_names() -> list[str]:
 GAPS = "ESTIMATED"  # the comparison of the concept-drift gaps (realized - estimated), monitoring/concept.py
 
 
+@cache
 def default_rules(std_multiplier: float = 3.0) -> tuple[ThresholdRule, ...]:
-    """Every metric's default rule, after a two-sided std rule for anything unregistered. The concept-drift
+    """Every metric's default rule, after a two-sided std rule for anything unregistered (built once per
+    multiplier: `resolve` runs per column x metric x comparison). The concept-drift
     gaps of the performance metrics are two-sided: a gap either way means the relation changed."""
     m = std_multiplier
     return (ThresholdRule("*", std_lower=m, std_upper=m),

@@ -16,12 +16,12 @@ from monitoring.config import Drift
 from monitoring.drift.distributions import CategoryCounts, WeightedSample, quantile_edges
 from monitoring.drift.methods import QUALITY_METHODS, categorical_metrics, continuous_metrics
 from monitoring.profiling import ChunkProfile
-from monitoring.registry import resolve, value_range
+from monitoring.registry import DRIFT, resolve, value_range
+from monitoring.registry import QUALITY as DATA_QUALITY
 from monitoring.sketches import CONTINUOUS, ColumnProfile, pooled_std
 from monitoring.thresholds import bounds
 
 BASELINE, CONSECUTIVE, NO_COMPARISON = "BASELINE", "CONSECUTIVE", "NONE"
-DRIFT, DATA_QUALITY = "drift", "data_quality"
 REFERENCE, ANALYSIS = "reference", "analysis"
 
 

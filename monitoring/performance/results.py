@@ -10,9 +10,8 @@ from monitoring.drift.compare import ANALYSIS, NO_COMPARISON, REFERENCE, MetricR
 from monitoring.performance.realized import PerfValue, realized_metrics
 from monitoring.performance.state import PerformanceState
 from monitoring.profiling import ChunkProfile
-from monitoring.registry import value_range
+from monitoring.registry import PERFORMANCE, value_range
 
-PERFORMANCE = "performance"
 TABLE = ":table"  # column_name of table-level results
 BAND = 3.0  # confidence band: value -+ 3 sampling errors (NannyML's)
 
