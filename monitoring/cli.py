@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from monitoring import redact
+from monitoring import __version__, redact
 from monitoring.config import MonitorConfig, load_config
 from monitoring.errors import DriftlineError
 
@@ -17,6 +17,39 @@ log = logging.getLogger("driftline")
 
 def _config(args) -> MonitorConfig:
     return load_config(args.config)
+
+
+def cmd_validate(args) -> int:
+    """Check a config and the schemas of its tables without starting Spark (reads Delta logs, not rows)."""
+    from monitoring.config import validate_against_schema
+    from monitoring.delta_log import read_schema
+
+    config = _config(args)
+    skipped = []
+
+    def schema(table: str, key: str):
+        try:
+            found = read_schema(table)
+        except FileNotFoundError as exc:
+            raise DriftlineError(f"config key '{key}': {exc}; check the path or write the table first") from None
+        if found is None:
+            skipped.append(table)
+        return found
+
+    source = schema(config.source.table, "source.table")
+    labels = schema(config.labels.table, "labels.table") if config.labels else None
+    if source is not None:
+        validate_against_schema(config, source, labels)
+    if config.reference.table:
+        reference = schema(config.reference.table, "reference.table")
+        if reference is not None:
+            validate_against_schema(config, reference)
+    checked = "config and table schemas" if not skipped else \
+        f"config; schemas of {', '.join(redact.redact(t) for t in skipped)} not checked (catalog or remote " \
+        "tables: `driftline fit` checks them)"
+    print(f"{args.config}: OK ({checked}); monitor '{config.monitor}', {config.problem_type}, "
+          f"{len(config.features)} features, chunking {config.chunking.describe()}")
+    return 0
 
 
 def cmd_jars(args) -> int:
@@ -77,83 +110,36 @@ EXIT_REPORTING = 4  # results stored, MLflow logging failed (`driftline report` 
 
 
 def _run(spark, config: MonitorConfig, refresh: bool, fail_on_alert: str | None = None, fitted=None) -> int:
-    """Run the monitor (Delta tables first), log it to MLflow (when enabled), print the summary, deliver
-    the alerts; the exit code says whether MLflow logging failed or alerts fired."""
-    from monitoring.alerts import EXIT_ALERTS, parse_families, post_webhook, run_alerts, webhook_payload, webhook_url
-    from monitoring.importance import with_model_importances
-    from monitoring.pipeline import run
-    from monitoring.reporting.summary import column_drift, print_summary
+    """Run the monitor through the API (Delta tables, MLflow, webhook), print the summary; the exit code
+    says whether MLflow logging failed or incidents fired (`--fail-on-alert`)."""
+    from monitoring.alerts import EXIT_ALERTS, parse_gate
+    from monitoring.api import Monitor
+    from monitoring.reporting.summary import print_summary
 
     try:
-        families = parse_families(fail_on_alert) if fail_on_alert is not None else None
+        gate = parse_gate(fail_on_alert) if fail_on_alert is not None else None
     except ValueError as exc:
         raise DriftlineError(str(exc)) from exc
-    config = with_model_importances(config)
-    result = run(spark, config, None, refresh, fitted)
-    plan = result.profiles.backfill
-    alerts = run_alerts(result.metrics, list(plan.chunks) if plan else [])
-    mlflow_run, reporting_error = None, None
-    if config.mlflow.enabled:
-        from monitoring.reporting.mlflow_log import log_run
-
-        drifted = ",".join(d.column for d in column_drift(result.metrics) if d.first_alert)
-        tags = {"driftline.run_id": result.run_id, "driftline.source_version": str(result.source_version),
-                "driftline.drifted_columns": drifted[:5000] or "-",
-                "driftline.recomputed": _recomputed(result)}
-        if result.profiles.labels_version is not None:
-            tags["driftline.labels_version"] = str(result.profiles.labels_version)
-        if result.labels:
-            tags |= {f"driftline.labels.{k}": str(v) for k, v in vars(result.labels).items()}
-        if plan:
-            tags |= {"driftline.backfill.chunks": ",".join(map(str, plan.chunks))[:5000] or "-",
-                     "driftline.backfill.labels_versions": f"{plan.since}->{plan.until}",
-                     "driftline.backfill.reason": plan.reason[:5000]}
-        try:
-            mlflow_run = log_run(config, f"{config.monitor}-{time.strftime('%Y%m%d-%H%M%S')}", result.chunks,
-                                 result.metrics, tags, webhook_payload(config.monitor, result.run_id, alerts, None),
-                                 logged=set(result.compared) | set(result.relogged))
-        except DriftlineError as exc:
-            reporting_error = exc
-    print_summary(config, result, mlflow_run)
-    url = webhook_url()
-    if url and alerts.alerts:
-        post_webhook(url, webhook_payload(config.monitor, result.run_id, alerts, mlflow_run))
-    if reporting_error:
-        print(f"driftline: error: {redact.redact(str(reporting_error))}", file=sys.stderr)
+    results = Monitor(config, spark).run(refresh=refresh, fitted=fitted)
+    print_summary(results.config, results.run, results.mlflow_run, results.alerts)
+    if results.reporting_error:
+        print(f"driftline: error: {redact.redact(str(results.reporting_error))}", file=sys.stderr)
         return EXIT_REPORTING
-    fired = [r for r in alerts.alerts if families is not None and r.family in families]
+    fired = gate.fired(results.alerts) if gate else []
     if fired:
-        families_fired = ", ".join(sorted({r.family for r in fired}))
-        print(f"driftline: {len(fired)} alerts in {', '.join(alerts.chunks)} ({families_fired}); "
+        families = ", ".join(sorted({f for i in fired for f in i.families}))
+        print(f"driftline: {len(fired)} incidents with alerts in {', '.join(results.alerts.chunks)} ({families}); "
               f"exit code {EXIT_ALERTS} (--fail-on-alert)", file=sys.stderr)
         return EXIT_ALERTS
     return 0
 
 
-def _recomputed(result) -> str:
-    """Which analysis chunks this run (re)computed, for the MLflow run's `driftline.recomputed` tag."""
-    whole = result.profiles.whole
-    parts = []
-    step = result.profiles.increment
-    if step and step.chunks is not None:
-        keys = [c.chunk.key for c in whole if c.chunk.index in set(step.chunks)]
-        parts.append(f"profiled {len(keys)} chunks changed since source version {step.since}: {', '.join(keys)}")
-    elif not result.profiles.reused and whole:
-        parts.append(f"profiled {len(whole)} chunks {whole[0].chunk.key} .. {whole[-1].chunk.key}")
-    plan = result.profiles.backfill
-    if plan and plan.chunks:
-        keys = [c.chunk.key for c in whole if c.chunk.index in set(plan.chunks)]
-        parts.append(f"performance of {len(keys)} chunks after new labels: {', '.join(keys)}")
-    return "; ".join(parts)[:5000] or "none: stored profiles reused, no new labels"
-
-
 def cmd_report(args) -> int:
-    """Re-log the stored results of a monitor (metrics table + analysis profiles) as a new MLflow run."""
+    """Re-log the stored results of a monitor (the metrics table) as a new MLflow run."""
     from monitoring.alerts import run_alerts, webhook_payload
     from monitoring.importance import with_model_importances
     from monitoring.metrics_store import read_metrics
-    from monitoring.pipeline import ANALYSIS, metrics_table, profiles_table
-    from monitoring.profile_store import read_profiles
+    from monitoring.pipeline import metrics_table
     from monitoring.reporting.mlflow_log import log_run
     from monitoring.session import get_spark
 
@@ -163,12 +149,11 @@ def cmd_report(args) -> int:
     if not stored.results:
         raise DriftlineError(f"monitor '{config.monitor}' has no results in {metrics_table(config)}; "
                              "run `driftline run --config ...` first")
-    chunks = read_profiles(spark, profiles_table(config), config.monitor, ANALYSIS)
-    alerts = run_alerts(stored.results)
+    alerts = run_alerts(stored.results, config)
     tags = {"driftline.run_id": ",".join(stored.run_ids)[:5000], "driftline.relogged": "true",
             "driftline.source_version": str(stored.source_version)}
-    mlflow_run = log_run(config, f"{config.monitor}-report-{time.strftime('%Y%m%d-%H%M%S')}", chunks,
-                         stored.results, tags, webhook_payload(config.monitor, tags["driftline.run_id"], alerts, None))
+    mlflow_run = log_run(config, f"{config.monitor}-report-{time.strftime('%Y%m%d-%H%M%S')}", stored.results,
+                         tags, webhook_payload(config.monitor, tags["driftline.run_id"], alerts, None))
     print(f"re-logged {len(stored.results):,} result rows of '{config.monitor}' (runs {', '.join(stored.run_ids)}) "
           f"as MLflow run {mlflow_run} in experiment '{config.mlflow.experiment}' at "
           f"{redact.redact(config.mlflow.tracking_uri)}")
@@ -194,7 +179,12 @@ def cmd_demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="driftline", description="Spark-native model monitoring.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"driftline {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check a config and its tables' schemas (no Spark, no rows read)")
+    p.add_argument("--config", required=True)
+    p.set_defaults(fn=cmd_validate)
 
     sub.add_parser("jars", help="cache the Delta jars for the embedded Spark").set_defaults(fn=cmd_jars)
 
@@ -217,9 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="fit the reference first, in the same session (a no-op when the stored reference "
                                 "is current): one job for both steps")
             p.add_argument("--fail-on-alert", nargs="?", const="all", default=None, metavar="FAMILIES",
-                           help="exit with code 3 when the latest chunk alerts (optionally only these families, comma-"
-                                "separated: drift, multivariate, data_quality, performance, estimated_performance, "
-                                "concept_drift)")
+                           help="exit with code 3 when an incident has an alert in this run's chunks; optionally "
+                                "only in these families and from this severity up, comma-separated: drift, "
+                                "multivariate, data_quality, performance, estimated_performance, concept_drift; "
+                                "high, medium, low (e.g. high or drift,medium)")
         p.set_defaults(fn=fn)
 
     p = sub.add_parser("report", help="re-log the stored results of a monitor to MLflow")

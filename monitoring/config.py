@@ -16,10 +16,9 @@ from typing import Any
 
 import yaml
 
-from monitoring.drift.methods import CATEGORICAL_METHODS, CONTINUOUS_METHODS
 from monitoring.errors import ConfigError
+from monitoring.registry import CATEGORICAL_METHODS, CONTINUOUS_METHODS, rule_names
 from monitoring.registry import metric as registered
-from monitoring.registry import rule_names
 from monitoring.thresholds import THRESHOLD_TYPES, ThresholdRule
 
 PROBLEM_TYPES = ("binary", "multiclass", "regression")

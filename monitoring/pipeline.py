@@ -39,6 +39,7 @@ from monitoring.estimator_store import (
 )
 from monitoring.faults import BEFORE_METRICS, PROFILING, failpoint
 from monitoring.fingerprints import compare_settings, fingerprints, part_of, with_predecessors
+from monitoring.guards import check_labels, check_reference
 from monitoring.incremental import Increment, plan_increment
 from monitoring.labels import LABEL, LABELLED, LabelJoin, LabelStats, join_labels
 from monitoring.metrics_store import read_metrics, write_metrics
@@ -64,6 +65,7 @@ from monitoring.quality import (
     null_timestamp_results,
     prediction_checks,
     quality_results,
+    reference_size_results,
     schema_changes,
     schema_of,
     schema_results,
@@ -436,7 +438,7 @@ def _performance(join: LabelJoin, slices: dict[str, list[str]], config: MonitorC
     with the residual sums of the per-feature concept drift when `relation` is given and the `sums` of row
     expressions: one query."""
     return performance_states(_chunked(config, join.rows, slices), config, GROUP + ([by] if by else []),
-                              labels_version, model, relation, sums, twin=_chunked(config, join.twin, slices))
+                              labels_version, model, relation, sums)
 
 
 def _with_ids(state: PerformanceState | None, lo: str | None = None, hi: str | None = None) -> PerformanceState | None:
@@ -479,6 +481,7 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False, analy
         ref.columns = stored.columns
     else:
         ref.columns = merge_reference(profiles.chunks, config.drift.bins, config.profile.top_n)
+        check_reference(config, ref)
         write_reference(spark, reference_table(config), config.monitor, ref, config.profile.kll_k)
     relation = relation_bins(ref.columns.get(WHOLE, {}), config)
     df, labels = dataset_source(config, tables, REFERENCE).rows, tables.labels
@@ -490,6 +493,7 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False, analy
         for cp in ref.chunks)
     stored_pca = _label_pass(spark, config, ref, df, labels, None, relation, reconstruction) \
         if unlabelled or stale_relation or reconstruction is not None else None
+    check_labels(config, ref)
     estimators = _fit_estimators(spark, config, ref, _joined(config, df, labels).twin if labels else None) \
         if estimation_enabled(config) else Estimators()
     model = estimators.row_model
@@ -572,6 +576,7 @@ def _fit_with_analysis(spark: SparkSession, config: MonitorConfig, tables: Table
     ref = FittedReference(parts[REFERENCE], source_version=source.version, signature=signature(config, REFERENCE),
                           schema=schema_of(source.df.schema))
     ref.columns = merge_reference(ref.chunks, config.drift.bins, config.profile.top_n)
+    check_reference(config, ref)
     write_reference(spark, reference_table(config), config.monitor, ref, config.profile.kll_k)
     relation = relation_bins(ref.columns.get(WHOLE, {}), config)
     reference_rows = table.where(windows[REFERENCE])
@@ -588,6 +593,7 @@ def _fit_with_analysis(spark: SparkSession, config: MonitorConfig, tables: Table
         write_reconstruction(spark, estimators_table(config), config.monitor, reconstruction, per_chunk,
                              ref.source_version, ref.signature)
         stored_pca = StoredReconstruction(reconstruction, per_chunk, ref.source_version, ref.signature)
+    check_labels(config, ref)
     estimators = _fit_estimators(spark, config, ref, _joined(config, reference_rows, labels).twin if labels else None) \
         if estimation_enabled(config) else Estimators()
     if estimators.row_model is not None:
@@ -882,6 +888,7 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
         results += schema_results(changes, newest)
     if newest is not None and newest.chunk.index in stale:
         results += null_timestamp_results(null_timestamps, config, newest)
+        results += reference_size_results(len(reference.chunks_of(WHOLE)), config, newest)
     for r in results:  # gap rows have no profile: they depend on the settings only
         r.inputs = settings if r.period == REFERENCE else \
             prints.get((r.slice_key, r.slice_value, r.chunk.index, part_of(r.family)), settings)

@@ -41,6 +41,8 @@ INVALID_LABEL_RATE = "invalid_label_rate"
 DUPLICATE_ID_RATE = "duplicate_id_rate"
 ROW_COUNT, NULL_TIMESTAMPS = "row_count", "null_timestamp_rows"
 SCHEMA_CHANGE = "schema_change"
+REFERENCE_CHUNKS = "reference_chunks"
+MIN_REFERENCE_CHUNKS = 3  # std thresholds learnt from fewer reference chunks mean nothing (two: none at all)
 
 
 def _missing(x: Column) -> Column:
@@ -110,6 +112,20 @@ def null_timestamp_results(count: int, config: MonitorConfig, newest: ChunkProfi
                          NULL_TIMESTAMPS, NO_COMPARISON, float(count), newest.row_count, upper_threshold=0.0,
                          alert=True, note=f"{count} rows of {config.source.table} have a null {ts}: they are in "
                                           "no chunk and left out of every other result")]
+
+
+def reference_size_results(chunks: int, config: MonitorConfig, newest: ChunkProfile) -> list[MetricResult]:
+    """An alerting `reference_chunks` row on the newest analysis chunk when the reference holds fewer than
+    MIN_REFERENCE_CHUNKS chunks: std thresholds come from the spread of the reference chunks' values, so
+    most metrics then have no threshold (one chunk) or a meaningless one, and never alert."""
+    if chunks >= MIN_REFERENCE_CHUNKS:
+        return []
+    return [MetricResult(ANALYSIS, newest.chunk, newest.slice_key, newest.slice_value, TABLE, "table", DATA_QUALITY,
+                         REFERENCE_CHUNKS, NO_COMPARISON, float(chunks), newest.row_count,
+                         lower_threshold=float(MIN_REFERENCE_CHUNKS), alert=True,
+                         note=f"the reference holds {chunks} chunk(s) of {config.chunking.describe()}; thresholds "
+                              f"learnt from it need at least {MIN_REFERENCE_CHUNKS}: widen reference.start/end or "
+                              "cut smaller chunks (chunking), or set constant drift.thresholds")]
 
 
 def quality_results(reference: list[ChunkProfile], analysis: list[ChunkProfile],

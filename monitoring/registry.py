@@ -53,6 +53,9 @@ def _m(name, family, kinds, value_range, direction, default, display) -> Metric:
 
 
 BOTH_KINDS = (CONTINUOUS, CATEGORICAL)
+# the drift methods a config may name (`drift.continuous_methods` / `categorical_methods`; all by default)
+CONTINUOUS_METHODS = ("kolmogorov_smirnov", "wasserstein", "jensen_shannon", "hellinger", "psi", "out_of_range")
+CATEGORICAL_METHODS = ("chi2", "jensen_shannon", "hellinger", "l_infinity", "total_variation", "psi", "unseen")
 _SCORES = {"roc_auc": "ROC AUC", "average_precision": "average precision", "f1": "F1", "precision": "precision",
            "recall": "recall", "specificity": "specificity"}
 _LOSSES = {"mae": "MAE", "mse": "MSE", "rmse": "RMSE", "mape": "MAPE", "msle": "MSLE", "rmsle": "RMSLE"}
@@ -81,6 +84,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     _m("unseen", QUALITY, (CATEGORICAL,), UNIT, HIGHER_IS_WORSE, (None, 0.01), "categories unseen in the reference"),
     _m("row_count", QUALITY, (TABLE,), POSITIVE, EITHER, BOTH_STD, "rows"),
     _m("schema_change", QUALITY, (TABLE,), UNIT, HIGHER_IS_WORSE, (None, 0.0), "schema changed since the fit"),
+    _m("reference_chunks", QUALITY, (TABLE,), POSITIVE, LOWER_IS_WORSE, (3.0, None),
+       "reference chunks (thresholds need 3)"),
     _m("null_timestamp_rows", QUALITY, (TABLE,), POSITIVE, HIGHER_IS_WORSE, BOTH_STD, "rows without a timestamp"),
     _m("invalid_label_rate", QUALITY, (TABLE,), UNIT, EITHER, BOTH_STD, "invalid labels"),
     _m("duplicate_id_rate", QUALITY, (TABLE,), UNIT, EITHER, BOTH_STD, "duplicate prediction ids"),

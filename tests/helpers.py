@@ -3,8 +3,13 @@ metrics of one monitor run in two places (another process or cluster vs this ses
 
 from __future__ import annotations
 
+import contextlib
+import json
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +158,28 @@ def assert_registered(results: list) -> None:
         assert entry is not None, f"{r.family}/{r.metric} is not in monitoring/registry.py"
         families = {entry.family} | (shared if entry.family == PERFORMANCE else set())
         assert r.family in families and r.kind in entry.kinds, (r.family, r.metric, r.kind)
+
+
+@contextlib.contextmanager
+def webhook_receiver(monkeypatch) -> Iterator[list[dict]]:
+    """An HTTP server on 127.0.0.1 as $DRIFTLINE_WEBHOOK_URL; yields the list of the POSTs it received
+    (`type`: Content-Type, `json`: the body)."""
+    received: list[dict] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"type": self.headers["Content-Type"], "json": json.loads(body)})
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("DRIFTLINE_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
+    try:
+        yield received
+    finally:
+        server.shutdown()

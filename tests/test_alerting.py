@@ -7,9 +7,6 @@ demo monitor against a real server and the browser check of its UI are in tests/
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +17,7 @@ import yaml
 from monitoring.cli import EXIT_REPORTING, main
 from monitoring.metrics_store import read_metrics
 
-from .helpers import write_delta
+from .helpers import webhook_receiver, write_delta
 from .mlflow_server import free_port, metric_history, mlflow_server, rest_get, rest_runs
 
 DAYS, PER_DAY = 6, 3000
@@ -63,41 +60,39 @@ def _config(root: Path, table: str, tracking_uri: str, enabled: bool = True) -> 
     return str(path)
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self):  # noqa: N802 - http.server's naming
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Receiver.received.append({"type": self.headers["Content-Type"], "json": json.loads(body)})
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 def test_fail_on_alert_exit_codes_and_webhook(spark, tables, monkeypatch, capsys):
     root, table = tables
     config = _config(root, table, "", enabled=False)
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("DRIFTLINE_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
-    try:
+    with webhook_receiver(monkeypatch) as received:
         assert main(["run", "--config", config, "--fail-on-alert"]) == 3
         assert "exit code 3 (--fail-on-alert)" in capsys.readouterr().err
         # no labels: no performance alerts, so failing on performance only passes
         assert main(["run", "--config", config, "--fail-on-alert", "performance"]) == 0
+        # the drift of one column on all rows is a medium incident: `high` passes, `medium` fails
+        assert main(["run", "--config", config, "--fail-on-alert", "high"]) == 0
+        assert main(["run", "--config", config, "--fail-on-alert", "drift,medium"]) == 3
         assert main(["run", "--config", config, "--fail-on-alert", "drift,nonsense"]) == 2
-    finally:
-        server.shutdown()
-    assert len(_Receiver.received) == 2  # one POST per run with alerts (not the refused one)
-    hook = _Receiver.received[0]
+        assert main(["run", "--config", config, "--fail-on-alert", "high,low"]) == 2
+    assert len(received) == 4  # one POST per run with incidents (not the refused ones)
+    hook = received[0]
     assert hook["type"] == "application/json"
     alerts = hook["json"]["alerts"]
     assert alerts and {a["column"] for a in alerts} == {"x"} and {a["chunk"] for a in alerts} == {"2025-01-06"}, \
         [(a["column"], a["metric"], a["comparison"], a["value"], a["upper_threshold"]) for a in alerts]
     assert {a["metric"] for a in alerts} == {"kolmogorov_smirnov", "jensen_shannon", "kolmogorov_smirnov_pvalue"}
-    assert hook["json"]["text"].startswith("Driftline monitor 'alerting'")
+    # one incident, x, from the shifted day, headed by the drift metric furthest past its threshold
+    (incident,) = hook["json"]["incidents"]
+    ks = next(a for a in alerts if a["metric"] == "kolmogorov_smirnov")
+    js = next(a for a in alerts if a["metric"] == "jensen_shannon")
+    head = max((ks, js), key=lambda a: a["value"] / a["upper_threshold"])
+    assert (incident["subject"], incident["start"], incident["severity"]) == ("x", "2025-01-06", "medium")
+    assert (incident["metric"], incident["value"], incident["threshold"]) == \
+        (head["metric"], head["value"], head["upper_threshold"])
+    assert incident["beyond"] == pytest.approx(head["value"] / head["upper_threshold"] - 1, rel=1e-12)
+    text = hook["json"]["text"].splitlines()
+    assert text[0].startswith("Driftline monitor 'alerting': 1 open incidents (1 medium)") and len(text) == 2
+    assert text[1].startswith("• [medium] x: ") and incident["headline_text"] in text[1] and \
+        "since 2025-01-06 (1/1 chunks)" in text[1]
 
 
 def test_mlflow_down_then_report_relogs_to_a_real_server(spark, tables, monkeypatch, capsys, tmp_path):
@@ -128,10 +123,11 @@ def test_mlflow_down_then_report_relogs_to_a_real_server(spark, tables, monkeypa
         run_id = run["info"]["run_id"]
         assert tags["driftline.model_name"] == "credit_model" and tags["driftline.model_version"] == "1"
         assert registry.get_model_version("credit_model", "1").tags["driftline.monitor.alerting"] == run_id
-        want = sorted((r.chunk.index, int(r.chunk.end.timestamp() * 1000), r.value) for r in stored.results
+        first = min(r.chunk.index for r in stored.results if r.period == "analysis")
+        want = sorted((r.chunk.index - first, int(r.chunk.end.timestamp() * 1000), r.value) for r in stored.results
                       if (r.period, r.family, r.metric, r.column, r.comparison, r.slice_key) ==
                       ("analysis", "drift", "kolmogorov_smirnov", "x", "BASELINE", ""))
-        assert metric_history(base, run_id, "drift.kolmogorov_smirnov.x") == want
+        assert metric_history(base, run_id, "drift/x.kolmogorov_smirnov") == want
         assert len(want) == DAYS - 3
         files = {f["path"] for f in rest_get(base, "artifacts/list", run_id=run_id)["files"]}
         assert {"alerts.json", "config.json", "results", "report.html", "charts"} <= files

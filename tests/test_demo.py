@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 from datetime import timedelta, timezone
@@ -13,10 +14,12 @@ import pytest
 from monitoring import demo_data
 from monitoring.cli import main
 
+from .helpers import webhook_receiver
 from .mlflow_server import check_ui, free_port, metric_history, mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = 150_000
+CONTINUOUS_DEMO = {"car_value", "debt_to_income_ratio", "driver_tenure", "customer_age", "y_score"}
 SHIFT_WEEK = demo_data.SHIFT_START.date().isoformat()  # a Monday: the shift starts its own weekly chunk
 
 
@@ -82,12 +85,13 @@ def test_demo_command_end_to_end(spark, workdir, demo_tables, capsys, monkeypatc
         # 1000 sampled rows a side instead of 5000: the domain classifier's fits take a fifth of the time
         config["multivariate"]["classifier"]["sample_rows"] = 1000
         (workdir / "demo.yaml").write_text(yaml.safe_dump(config))
-        assert main(["demo", "--config", "demo.yaml"]) == 0
-        _check_demo_results(spark, workdir, config, capsys, base)
+        with webhook_receiver(monkeypatch) as received:
+            assert main(["demo", "--config", "demo.yaml"]) == 0
+        _check_demo_results(spark, workdir, config, capsys, base, received)
         _execute_notebook(workdir, monkeypatch)
 
 
-def _check_demo_results(spark, workdir: Path, config: dict, capsys, base: str) -> None:
+def _check_demo_results(spark, workdir: Path, config: dict, capsys, base: str, received: list[dict]) -> None:
     import mlflow
 
     profiles = spark.read.format("delta").load(str(workdir / "output/car_loans/profiles")).where("slice_key = ''")
@@ -112,6 +116,7 @@ def _check_demo_results(spark, workdir: Path, config: dict, capsys, base: str) -
     assert false_alarms <= 6, weeks
     out = capsys.readouterr().out
     assert "customer_age" in out and "0 ids without a prediction" in out
+    incident_lines = _check_incidents(received)
     # three label regimes: old chunks fully labelled, recent ones partly, the newest none
     auc = metrics.where("family = 'performance' AND metric = 'roc_auc' AND period = 'analysis' AND slice_key = ''")
     auc = sorted(auc.select("chunk_start", "value", "label_coverage", "note").collect())
@@ -131,38 +136,97 @@ def _check_demo_results(spark, workdir: Path, config: dict, capsys, base: str) -
     exp = client.get_experiment_by_name("driftline/car_loans")
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1
-    # through the REST API: a drift metric's history is the metrics table's analysis rows, step = chunk
-    # index, timestamp = chunk end
+    # through the REST API: a column's headline drift metric's history is the metrics table's analysis
+    # rows, step = chunk ordinal 0..25, timestamp = chunk end, with its threshold next to it
     rows = metrics.where("period = 'analysis' AND family = 'drift' AND comparison = 'BASELINE' AND slice_key = '' "
-                         "AND metric = 'jensen_shannon' AND column_name = 'customer_age'").collect()
-    want = sorted((r["chunk_index"], int(r["chunk_end"].astimezone(timezone.utc).timestamp() * 1000), r["value"])
-                  for r in rows)
-    assert len(want) == 26 and metric_history(base, runs[0].info.run_id, "drift.jensen_shannon.customer_age") == want
-    check_ui(base, exp.experiment_id, runs[0].info.run_id, runs[0].info.run_name,
-             "drift.jensen_shannon.customer_age", "demo")
-    history = client.get_metric_history(runs[0].info.run_id, "profile.rows")
-    assert [m.step for m in history] == sorted(m.step for m in history) and len(history) == 26
+                         "AND metric = 'kolmogorov_smirnov' AND column_name = 'customer_age'").collect()
+    first = min(r["chunk_index"] for r in rows)
+    want = sorted((r["chunk_index"] - first, int(r["chunk_end"].astimezone(timezone.utc).timestamp() * 1000),
+                   r["value"]) for r in rows)
+    run_id = runs[0].info.run_id
+    key = "drift/customer_age.kolmogorov_smirnov"
+    assert len(want) == 26 and metric_history(base, run_id, key) == want and [w[0] for w in want] == list(range(26))
+    thresholds = metric_history(base, run_id, f"{key}.upper_threshold")
+    assert [(s, t) for s, t, _ in thresholds] == [(s, t) for s, t, _ in want]
+    assert {v for *_, v in thresholds} == {r["upper_threshold"] for r in rows}
+    check_ui(base, exp.experiment_id, run_id, runs[0].info.run_name, key, "demo")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the classic runs view
     # CBPE needs no labels: every analysis chunk has an estimate in MLflow, realized ones only where labelled
-    assert len(client.get_metric_history(runs[0].info.run_id, "estimated.roc_auc")) == 26
-    assert len(client.get_metric_history(runs[0].info.run_id, "performance.roc_auc")) < 26
+    assert len(client.get_metric_history(run_id, "estimated/roc_auc")) == 26
+    assert 0 < len(client.get_metric_history(run_id, "performance/roc_auc")) < 26
+    assert len(client.get_metric_history(run_id, "performance/roc_auc.lower_threshold")) == \
+        len(client.get_metric_history(run_id, "performance/roc_auc"))
+    rows_logged = client.get_metric_history(run_id, "quality/row_count")
     expected_rows = profiles.where("dataset = 'analysis' AND column_name = 'y_score'").groupBy().sum("row_count")
-    assert sum(m.value for m in history) == expected_rows.collect()[0][0]
+    assert sum(m.value for m in rows_logged) == expected_rows.collect()[0][0]
+    # fewer, named keys: per column its headline drift metric, per thresholded performance metric its value
+    keys = set(runs[0].data.metrics)
+    assert {k for k in keys if k.startswith("drift/") and not k.endswith("_threshold")} == {
+        f"drift/{c}.{'kolmogorov_smirnov' if c in CONTINUOUS_DEMO else 'jensen_shannon'}"
+        for c in [f["name"] for f in config["features"]] + ["y_score", "y_pred"]}
+    assert len(keys) < 120, sorted(keys)
+    inputs = {d.dataset.name: d for d in client.get_run(run_id).inputs.dataset_inputs}
+    tags = runs[0].data.tags
+    assert set(inputs) == {f"predictions@v{tags['driftline.source_version']}",
+                           f"labels@v{tags['driftline.labels_version']}"}, set(inputs)
     artifacts = {f.path for f in client.list_artifacts(runs[0].info.run_id)}
     assert {"report.html", "charts", "alerts.json", "config.json", "results"} <= artifacts
+    # every surface lists the same incidents with the same numbers: the summary, the webhook (above),
+    # alerts.json, the MLflow run's description and the report
+    description = runs[0].data.tags["mlflow.note.content"]
+    local = Path(client.download_artifacts(runs[0].info.run_id, "", str(workdir / "artifacts")))
+    stored = json.loads((local / "alerts.json").read_text())
+    report = html.unescape((local / "report.html").read_text())
+    sent = received[0]["json"]["incidents"]
+    assert [i["headline_text"] for i in stored["incidents"]] == [i["headline_text"] for i in sent]
+    for line in incident_lines:
+        assert line in out and line in description, line
+    for incident in stored["incidents"]:
+        assert incident["headline_text"] in report and incident["title"] in report
+    assert report.index("Incidents") < report.index("Drift that matters")
+
+
+def _check_incidents(received: list[dict]) -> list[str]:
+    """The webhook got one message of at most 12 lines: at most 10 open incidents, among them the injected
+    covariate shift (customer_age, driver_tenure from SHIFT_WEEK) and concept drift (the model's
+    realized-estimated gap and debt_to_income_ratio's relation to the target, from the week holding
+    CONCEPT_START); ROC AUC going up raises nothing. Returns the incident lines of its text."""
+    assert len(received) == 1
+    payload = received[0]["json"]
+    found = {(i["kind"], i["subject"]): i for i in payload["incidents"]}
+    assert 1 <= len(found) <= 10, list(found)
+    concept_week = (demo_data.CONCEPT_START - timedelta(days=demo_data.CONCEPT_START.weekday())).date().isoformat()
+    for feature in demo_data.SHIFTED:
+        assert found[("column", feature)]["start"] == SHIFT_WEEK and found[("column", feature)]["severity"] == "medium"
+    assert found[("concept drift", "model")]["start"] == concept_week
+    assert found[("concept drift", "model")]["severity"] == "high"
+    dti = found[("column", demo_data.GROUND_TRUTH.concept_drift_feature)]
+    assert dti["start"] == concept_week and "concept_drift" in dti["families"] and dti["severity"] == "high"
+    assert not any(i["kind"] == "performance" and i["direction"] == "above" and i["metric"] == "roc_auc"
+                   for i in payload["incidents"])
+    text = payload["text"].splitlines()
+    assert len(text) <= 12 and text[-1].startswith("MLflow run: http://127.0.0.1:") and "/runs/" in text[-1]
+    return [line[2:] for line in text if line.startswith("• ")]
 
 
 def _execute_notebook(workdir: Path, monkeypatch) -> None:
-    """The results notebook runs top to bottom on the demo output (its own kernel and Spark session)."""
+    """The results notebook runs top to bottom on the demo output through the public API (its own kernel
+    and Spark session), started from notebooks/ (Jupyter's default) and from the repo root: the incidents
+    come first, then the alerting columns' charts."""
     import nbformat
     from nbclient import NotebookClient
 
-    nb = nbformat.read(ROOT / "notebooks" / "explore_results.ipynb", as_version=4)
     monkeypatch.setenv("DRIFTLINE_CONFIG", str(workdir / "demo.yaml"))
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
-    assert "customer_age" in text and "drift metrics logged" in text, text[:2000]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
+    monkeypatch.setenv("DRIFTLINE_WORKDIR", str(workdir))
+    for start in (ROOT / "notebooks", ROOT):
+        nb = nbformat.read(ROOT / "notebooks" / "explore_results.ipynb", as_version=4)
+        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(start)}}).execute()
+        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
+        assert "customer_age" in text and "drift metrics logged" in text, text[:2000]
+        first_rich = next(o for o in outputs if "text/html" in o.get("data", {}))
+        assert "incidents" in first_rich["data"]["text/html"] and "customer_age" in first_rich["data"]["text/html"]
+        assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
 
 
 def _check_estimates(metrics) -> None:

@@ -131,14 +131,14 @@ def test_mlflow_gets_the_chunks_a_run_computed(ranked, tmp_path, monkeypatch):
     assert len(chunks) >= 2
     client = mlflow.tracking.MlflowClient(uri)
     for logged in ({chunks[-1]}, None):
-        run_id = log_run(logging_config, "chunks", result.chunks, result.metrics, {"driftline.run_id": "t"}, {},
-                         logged=logged)
-        want = sorted((r.chunk.index, r.value) for r in drift if logged is None or r.chunk.index in logged)
-        metric = "drift.kolmogorov_smirnov.important"
+        run_id = log_run(logging_config, "chunks", result.metrics, {"driftline.run_id": "t"}, {}, logged=logged)
+        first = min(r.chunk.index for r in result.metrics if r.period == "analysis")
+        want = sorted((r.chunk.index - first, r.value) for r in drift if logged is None or r.chunk.index in logged)
+        metric = "drift/important.kolmogorov_smirnov"
         history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, metric))
         assert [s for s, _ in history] == [s for s, _ in want]
         assert [v for _, v in history] == pytest.approx([v for _, v in want], rel=1e-12)
-        assert sorted(m.step for m in client.get_metric_history(run_id, "profile.rows")) == \
+        assert sorted(m.step + first for m in client.get_metric_history(run_id, "quality/row_count")) == \
             (sorted(logged) if logged else chunks)
         rows = pd.read_parquet(client.download_artifacts(run_id, "results/metrics.parquet"))
         analysis = rows[rows["period"] == "analysis"]

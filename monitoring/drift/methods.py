@@ -9,9 +9,7 @@ import numpy as np
 from scipy import stats
 
 from monitoring.drift.distributions import OTHER, CategoryCounts, WeightedSample, aligned
-
-CONTINUOUS_METHODS = ("kolmogorov_smirnov", "wasserstein", "jensen_shannon", "hellinger", "psi", "out_of_range")
-CATEGORICAL_METHODS = ("chi2", "jensen_shannon", "hellinger", "l_infinity", "total_variation", "psi", "unseen")
+from monitoring.registry import CATEGORICAL_METHODS, CONTINUOUS_METHODS  # noqa: F401 - the defaults, named here too
 
 QUALITY_METHODS = ("out_of_range", "unseen")  # reported as data quality (against the reference only)
 

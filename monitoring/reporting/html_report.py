@@ -1,6 +1,7 @@
 """The self-contained HTML report of a run and its PNG charts (MLflow artifacts `report.html`, `charts/`).
 
-Overview first (alerts per family and column), then one chart per monitored column (its headline drift
+Incidents first (monitoring/incidents.py, the lines every surface shows), then the overview (alerts
+per family and column), then one chart per monitored column (its headline drift
 metric against the reference, BASELINE, whole table) and per headline performance metric (realized and
 estimated overlaid, the estimate's confidence band). Every chart shows the reference and analysis
 chunks, the thresholds and the alerting chunks in red. Charts are PNGs, embedded as base64 so the HTML
@@ -18,11 +19,10 @@ from pathlib import Path
 
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, BASELINE, DRIFT, REFERENCE, MetricResult
-from monitoring.ranking import rank_drift
+from monitoring.incidents import incidents
+from monitoring.ranking import HEADLINE, rank_drift
 from monitoring.slices import WHOLE
 
-HEADLINE_DRIFT = ("jensen_shannon", "kolmogorov_smirnov", "wasserstein_normalized", "hellinger", "l_infinity",
-                  "total_variation", "psi", "chi2")
 HEADLINE_PERFORMANCE = {"binary": ("roc_auc", "f1", "accuracy"), "multiclass": ("roc_auc_macro", "f1_macro",
                                                                                  "accuracy"),
                         "regression": ("rmse", "mae")}
@@ -41,12 +41,27 @@ def _series(results: list[MetricResult]) -> list[MetricResult]:
 
 
 def _plot(title: str, lines: dict[str, list[MetricResult]], band_of: str | None = None) -> bytes:
-    import matplotlib
+    buffer = io.BytesIO()
+    _figure(title, lines, band_of).savefig(buffer, format="png", bbox_inches="tight")
+    return buffer.getvalue()
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 3.2), dpi=90)
+def column_figure(results: list[MetricResult], column: str):
+    """A matplotlib figure of `column`'s headline drift metric (BASELINE, whole table) over the reference
+    and analysis chunks, with thresholds and alerts; None when the column has no drift results."""
+    rows = [r for r in results if (r.family, r.comparison, r.column, r.slice_key, r.slice_value) ==
+            (DRIFT, BASELINE, column, *WHOLE)]
+    metric = next((m for m in HEADLINE if any(r.metric == m for r in rows)), None)
+    if metric is None:
+        return None
+    return _figure(f"{column}: {metric} vs reference", {metric: [r for r in rows if r.metric == metric]})
+
+
+def _figure(title: str, lines: dict[str, list[MetricResult]], band_of: str | None = None):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.2), dpi=90)
+    ax = fig.subplots()
     first = None
     for label, rows in lines.items():
         rows = [r for r in _series(rows) if r.value is not None]
@@ -76,10 +91,7 @@ def _plot(title: str, lines: dict[str, list[MetricResult]], band_of: str | None 
     ax.legend(fontsize=7, loc="best")
     ax.tick_params(labelsize=7)
     fig.autofmt_xdate()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
+    return fig
 
 
 def charts(config: MonitorConfig, results: list[MetricResult]) -> list[Chart]:
@@ -90,7 +102,7 @@ def charts(config: MonitorConfig, results: list[MetricResult]) -> list[Chart]:
             by_column[r.column][r.metric].append(r)
     out = []
     for column, metrics in by_column.items():
-        metric = next((m for m in HEADLINE_DRIFT if m in metrics), None)
+        metric = next((m for m in HEADLINE if m in metrics), None)
         if metric:
             title = f"{column}: {metric} vs reference"
             out.append(Chart(f"drift_{_stem(column)}", title, _plot(title, {metric: metrics[metric]})))
@@ -123,6 +135,14 @@ def render(config: MonitorConfig, results: list[MetricResult], chart_list: list[
                     f"<td>{html.escape(chunks[0][1])}</td><td>{html.escape(metrics)}</td></tr>")
     table = ("<table><tr><th>family</th><th>column</th><th>alerting chunks</th><th>first</th><th>metrics</th></tr>"
              + "".join(rows) + "</table>") if rows else "<p>No alerts in the analysis chunks.</p>"
+    found = incidents(results, config)
+    incident_rows = "".join(
+        f"<tr class='{i.severity}'><td>{i.severity}</td><td>{html.escape(i.title())}</td>"
+        f"<td>{html.escape(i.headline())}</td><td>{html.escape(i.start)}</td><td>{i.alerted_chunks}/{i.chunks}</td>"
+        f"<td>{html.escape(', '.join(i.slices) or '-')}</td></tr>" for i in found)
+    incident_table = ("<table id='incidents'><tr><th>severity</th><th>incident</th><th>headline</th><th>since</th>"
+                      f"<th>alerting chunks</th><th>slices</th></tr>{incident_rows}</table>") if found \
+        else "<p>No open incidents.</p>"
     ranked = [c for c in rank_drift(results, config) if c.alerted]
     ranking = ("<table><tr><th>column</th><th>score</th><th>drift / threshold</th><th>importance</th>"
                "<th>correlation with performance</th></tr>" + "".join(
@@ -140,6 +160,7 @@ def render(config: MonitorConfig, results: list[MetricResult], chart_list: list[
             f"<h1>Driftline monitor '{html.escape(config.monitor)}'</h1>"
             f"<p>run {html.escape(run_id)}; problem type {config.problem_type}; chunking "
             f"{html.escape(config.chunking.describe())}; source {html.escape(config.source.table)}</p>"
+            f"<h2>Incidents</h2>{incident_table}"
             f"<h2>Drift that matters (newest chunk)</h2>{ranking}"
             f"<h2>Alerts (analysis chunks, whole table)</h2>{table}<h2>Charts</h2>{figures}</body></html>")
 

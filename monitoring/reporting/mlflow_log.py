@@ -1,20 +1,26 @@
 """Log a run to MLflow: one MLflow run per job execution, metrics as time series over chunks.
 
-Metric names read well in the UI: `profile.rows`, `quality.missing_rate.<column>`,
-`profile.mean.<column>`, `drift.<metric>.<column>` (BASELINE, whole table), `alerts.<column>` (number
-of alerting drift metrics), `alerts.total`, `performance.<metric>` (realized, when labels exist) and
-`estimated.<metric>` (CBPE / DLE, with or without labels), `concept.<metric>` (realized - estimated),
-`multivariate.reconstruction_error` and the
-table-level `quality.<metric>` (row count, failed-prediction rates);
-step = chunk index, timestamp = chunk end. The run is logged after the Delta tables are written (they
-are the source of truth); its tag `driftline.run_id` is the `run_id` of the metrics rows the run
-wrote. A run logs the chunks it computed (metrics and result rows; an incremental day: that day), so
-logging costs what the new data costs; the full history stays in the Delta tables, and `driftline
-report` logs all of it. Artifacts: the run's results (`results/metrics.parquet` and `.csv`), `alerts.json`,
-`ranking.json` (drift that matters, monitoring/ranking.py), the
-resolved config (`config.json`), the HTML report (`report.html`) and its PNG charts (`charts/`).
-When the tracking server fails, `log_run` raises ReportingError and `driftline report` re-logs the
-stored results later.
+The experiment opens in MLflow's classic runs view (tag `mlflow.experimentKind`). Per analysis chunk
+(whole table) the run logs, with step = the chunk's ordinal among the analysis chunks (0 = the first
+after the reference) and timestamp = the chunk's end, so the x-axis reads as time:
+- `drift/<column>.<metric>`: the column's headline drift metric against the reference (the first of
+  ranking.HEADLINE it has: Kolmogorov-Smirnov for continuous, Jensen-Shannon for categorical columns);
+- `performance/<metric>` (realized) and `estimated/<metric>` (CBPE, DLE): the performance metrics
+  with a threshold rule (counts and confusion cells stay in the Delta tables);
+- `concept/<metric>` (the realized-estimated gap of the headline performance metric) and
+  `concept/<column>.relation_change`; `multivariate/<metric>`; `quality/<metric>` (table level);
+- `<key>.lower_threshold` / `<key>.upper_threshold` next to each value, so a chart can show them;
+- `alerts/total`: the alerting values of the chunk (every family, slices included).
+Everything else (every metric, slice and comparison) is in the Delta tables and the artifacts. The
+run's description is the incident summary (monitoring/incidents.py); the source and label tables are
+logged as dataset inputs with their Delta versions. The run is logged after the Delta tables are
+written (they are the source of truth); its tag `driftline.run_id` is the `run_id` of the metrics rows
+the run wrote. A run logs the chunks it computed (metrics and result rows; an incremental day: that
+day), so logging costs what the new data costs; `driftline report` logs all of it. Artifacts: the
+run's results (`results/metrics.parquet` and `.csv`), `alerts.json` (the incidents and alerts),
+`ranking.json` (drift that matters, monitoring/ranking.py), the resolved config (`config.json`), the
+HTML report (`report.html`) and its PNG charts (`charts/`). When the tracking server fails, `log_run`
+raises ReportingError and `driftline report` re-logs the stored results later.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import tempfile
 import time
 from collections import Counter
@@ -32,12 +39,17 @@ from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, BASELINE, DRIFT, MetricResult
 from monitoring.errors import ReportingError
 from monitoring.faults import MLFLOW_LOGGING, failpoint
-from monitoring.profiling import ChunkProfile
-from monitoring.redact import redact_tree
-from monitoring.sketches import CONTINUOUS
+from monitoring.incidents import ESTIMATED_PERFORMANCE
+from monitoring.ranking import HEADLINE, PERFORMANCE_HEADLINE
+from monitoring.redact import redact, redact_tree
+from monitoring.registry import CONCEPT, MULTIVARIATE, PERFORMANCE, QUALITY, metric
+from monitoring.registry import NONE as NO_RULE
 from monitoring.slices import WHOLE
 
 BATCH = 1000  # MLflow's log_batch limit on metrics per call
+DESCRIPTION = "mlflow.note.content"  # the tag MLflow's UI shows as a run's description
+# the experiment tag that makes MLflow 3's UI open the classic runs and metrics view, not the GenAI one
+EXPERIMENT_KIND, CLASSIC = "mlflow.experimentKind", "custom_model_development"
 log = logging.getLogger(__name__)
 
 
@@ -52,53 +64,65 @@ def _ms(chunk) -> int:
     return int(chunk.end.timestamp() * 1000)
 
 
-def profile_metrics(chunks: list[ChunkProfile]):
+def run_metrics(results: list[MetricResult], logged: set[int] | None = None):
+    """The MLflow metrics of the analysis results (whole table, defined values; module docstring) of the
+    `logged` chunks (None: all): per chunk, step = its ordinal among all the analysis chunks of `results`
+    (0 = the first after the reference), timestamp = its end."""
     from mlflow.entities import Metric
 
-    out = []
-    for cp in chunks:
-        if (cp.slice_key, cp.slice_value) != WHOLE:
-            continue
-        step, ts = cp.chunk.index, _ms(cp.chunk)
-        out.append(Metric("profile.rows", float(cp.row_count), ts, step))
-        for p in cp.columns.values():  # none in the chunk shells of a rerun with nothing new
-            if p.kind == CONTINUOUS and p.mean is not None:
-                out.append(Metric(f"profile.mean.{_safe(p.column)}", p.mean, ts, step))
-    return out
-
-
-def performance_metrics(results: list[MetricResult]):
-    """`performance.<metric>` (realized), `estimated.<metric>`, `concept.<metric>` (the realized-estimated gap;
-    per feature `concept.relation_change.<column>`), `multivariate.<metric>` and `quality.<metric>` (the
-    table's row count and failed predictions, a column's missing rate as `quality.missing_rate.<column>`)
-    per analysis chunk (whole table), defined values only."""
-    from mlflow.entities import Metric
-
-    prefix = {"performance": "performance", "estimated_performance": "estimated", "multivariate": "multivariate",
-              "data_quality": "quality", "concept_drift": "concept"}
-    def name(r: MetricResult) -> str:
-        return f"{prefix[r.family]}.{r.metric}" + ("" if r.column == ":table" else f".{_safe(r.column)}")
-
-    return [Metric(name(r), float(r.value), _ms(r.chunk), r.chunk.index) for r in results
-            if r.family in prefix and (r.period, r.slice_key, r.slice_value) == (ANALYSIS, *WHOLE)
-            and (r.comparison == "NONE" or r.family == "concept_drift") and r.value is not None]
-
-
-def drift_metrics(results: list[MetricResult]):
-    from mlflow.entities import Metric
-
-    out, alerts, totals, chunks = [], Counter(), Counter(), {}
-    for r in results:
-        if (r.period, r.family, r.comparison, r.slice_key, r.slice_value) != (ANALYSIS, DRIFT, BASELINE, *WHOLE):
-            continue
+    every = [r for r in results if r.period == ANALYSIS]
+    if not every:
+        return []
+    first = min(r.chunk.index for r in every)
+    headline = _column_headlines(every)
+    chosen = [r for r in every if logged is None or r.chunk.index in logged]
+    out, alerts, chunks = [], Counter(), {}
+    for r in chosen:
         chunks[r.chunk.index] = r.chunk
-        if r.value is not None:
-            out.append(Metric(f"drift.{r.metric}.{_safe(r.column)}", float(r.value), _ms(r.chunk), r.chunk.index))
-        alerts[(r.column, r.chunk.index)] += int(r.alert)
-        totals[r.chunk.index] += int(r.alert)
-    out += [Metric(f"alerts.{_safe(c)}", float(n), _ms(chunks[i]), i) for (c, i), n in alerts.items()]
-    out += [Metric("alerts.total", float(n), _ms(chunks[i]), i) for i, n in totals.items()]
+        alerts[r.chunk.index] += int(r.alert)
+    for r in (r for r in chosen if (r.slice_key, r.slice_value) == WHOLE):
+        name = _name(r, headline)
+        if name is None or r.value is None:
+            continue
+        step, ts = r.chunk.index - first, _ms(r.chunk)
+        out.append(Metric(name, float(r.value), ts, step))
+        for side in ("lower", "upper"):
+            threshold = getattr(r, f"{side}_threshold")
+            if threshold is not None and math.isfinite(threshold):
+                out.append(Metric(f"{name}.{side}_threshold", float(threshold), ts, step))
+    out += [Metric("alerts/total", float(n), _ms(chunks[i]), i - first) for i, n in alerts.items()]
     return out
+
+
+def _column_headlines(results: list[MetricResult]) -> dict[str, str]:
+    """column -> its headline drift metric: the first of ranking.HEADLINE it has (one series per column)."""
+    have: dict[str, set[str]] = {}
+    for r in results:
+        if r.family == DRIFT and r.comparison == BASELINE and (r.slice_key, r.slice_value) == WHOLE:
+            have.setdefault(r.column, set()).add(r.metric)
+    return {c: next(m for m in (*HEADLINE, *sorted(ms)) if m in ms) for c, ms in have.items()}
+
+
+def _name(r: MetricResult, headline: dict[str, str]) -> str | None:
+    """The MLflow key of a whole-table analysis value, None when it is not logged (module docstring)."""
+    column = _safe(r.column)
+    if r.family == DRIFT:
+        return f"drift/{column}.{r.metric}" if r.comparison == BASELINE and headline.get(r.column) == r.metric \
+            else None
+    if r.family in (PERFORMANCE, ESTIMATED_PERFORMANCE) and r.comparison == "NONE":
+        entry = metric(r.metric)
+        if entry is None or entry.default == NO_RULE:  # counts and confusion cells: the Delta tables have them
+            return None
+        return f"{'performance' if r.family == PERFORMANCE else 'estimated'}/{r.metric}"
+    if r.family == CONCEPT:
+        if r.column != ":table":
+            return f"concept/{column}.{r.metric}" if r.metric == "relation_change" else None
+        return f"concept/{r.metric}" if r.metric in PERFORMANCE_HEADLINE.values() else None
+    if r.family == MULTIVARIATE:
+        return f"multivariate/{r.metric}"
+    if r.family == QUALITY and r.column == ":table":
+        return f"quality/{r.metric}"
+    return None
 
 
 def start_run(config: MonitorConfig, run_name: str, tags: dict[str, str]) -> str:
@@ -110,7 +134,10 @@ def start_run(config: MonitorConfig, run_name: str, tags: dict[str, str]) -> str
     mlflow.set_tracking_uri(config.mlflow.tracking_uri)
     client = MlflowClient(config.mlflow.tracking_uri)
     experiment = client.get_experiment_by_name(config.mlflow.experiment)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(config.mlflow.experiment)
+    experiment_id = experiment.experiment_id if experiment else \
+        client.create_experiment(config.mlflow.experiment, tags={EXPERIMENT_KIND: CLASSIC})
+    if experiment and EXPERIMENT_KIND not in experiment.tags:  # older experiments: set it once
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND, CLASSIC)
     run = client.create_run(experiment_id, run_name=run_name,
                             tags={"driftline.monitor": config.monitor, "driftline.version": __version__, **tags})
     params = {
@@ -130,7 +157,7 @@ def start_run(config: MonitorConfig, run_name: str, tags: dict[str, str]) -> str
     return run.info.run_id
 
 
-def log_run(config: MonitorConfig, run_name: str, chunks: list[ChunkProfile], results: list[MetricResult],
+def log_run(config: MonitorConfig, run_name: str, results: list[MetricResult],
             tags: dict[str, str], alerts: dict, logged: set[int] | None = None) -> str:
     """One MLflow run with params, the per-chunk metrics in batches, tags and artifacts; returns its
     id. `logged`: the analysis chunks whose metrics and result rows go to MLflow (a run's: those it
@@ -144,15 +171,17 @@ def log_run(config: MonitorConfig, run_name: str, chunks: list[ChunkProfile], re
     try:
         mlflow_run = start_run(config, run_name, tags)
         client = MlflowClient(config.mlflow.tracking_uri)
-        if logged is not None:
-            chunks = [c for c in chunks if c.chunk.index in logged]
         new = results if logged is None else [r for r in results if r.period != ANALYSIS or r.chunk.index in logged]
-        metrics = profile_metrics(chunks) + drift_metrics(new) + performance_metrics(new)
+        metrics = run_metrics(results, logged)
         for i in range(0, len(metrics), BATCH):
             client.log_batch(mlflow_run, metrics=metrics[i:i + BATCH])
             failpoint(MLFLOW_LOGGING)
-        client.log_batch(mlflow_run, tags=[RunTag(k, v) for k, v in tags.items()])
+        # the run's description in the MLflow UI: the incident summary (the same lines as the webhook)
+        note = alerts.get("text", "") if alerts else ""
+        client.log_batch(mlflow_run, tags=[RunTag(k, v) for k, v in tags.items()] +
+                         ([RunTag(DESCRIPTION, note.replace("\n", "\n\n"))] if note else []))
         _link_model(client, config, mlflow_run)
+        client.log_inputs(mlflow_run, datasets=_inputs(config, tags))
         _log_artifacts(client, mlflow_run, config, results, new, alerts, tags.get("driftline.run_id", mlflow_run))
         client.set_terminated(mlflow_run, "FINISHED")
         log.info("MLflow: run %s with %d metric values and the report logged to %s in %.1fs", mlflow_run,
@@ -168,6 +197,46 @@ def log_run(config: MonitorConfig, run_name: str, chunks: list[ChunkProfile], re
             f"the results are stored in the Delta tables, but logging them to MLflow at "
             f"{config.mlflow.tracking_uri} failed ({type(exc).__name__}: {str(exc)[:300]}); once the tracking "
             f"server is back, re-log them with: driftline report --config <this config>") from exc
+
+
+def _inputs(config: MonitorConfig, tags: dict[str, str]):
+    """The source and label tables as MLflow dataset inputs, at the Delta versions the run read (no read
+    of their rows: the digest is the table and its version)."""
+    import hashlib
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    tables = [("predictions", config.source.table, tags.get("driftline.source_version"))]
+    if config.labels:
+        tables.append(("labels", config.labels.table, tags.get("driftline.labels_version")))
+    out = []
+    for context, raw, version in tables:
+        table = redact(raw)  # a path may carry credentials
+        source = json.dumps({"table": table, "version": version})
+        digest = hashlib.sha256(source.encode()).hexdigest()[:8]
+        name = f"{Path(table).name if '/' in table else table}@v{version or '?'}"
+        out.append(DatasetInput(Dataset(name, digest, "delta", source),
+                                [InputTag("mlflow.data.context", context)]))
+    return out
+
+
+def run_link(config: MonitorConfig, run_id: str) -> str | None:
+    """The run's page on an http(s) tracking server, without the URI's credentials; None elsewhere."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from mlflow.tracking import MlflowClient
+
+    uri = config.mlflow.tracking_uri
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    try:
+        experiment = MlflowClient(uri).get_run(run_id).info.experiment_id
+    except Exception:  # noqa: BLE001 - a link is a courtesy: the run id is printed anyway
+        return None
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    base = urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+    return f"{base}/#/experiments/{experiment}/runs/{run_id}"
 
 
 def _link_model(client, config: MonitorConfig, mlflow_run: str) -> None:

@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from monitoring.alerts import RunAlerts, incident_lines, run_alerts
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, BASELINE, DATA_QUALITY, DRIFT, MetricResult
 from monitoring.pipeline import RunResult, metrics_table, profiles_table, reference_table
@@ -169,10 +170,19 @@ def _print_quality(result: RunResult) -> None:
             print(f"  {metric}: {shown}")
 
 
-def print_summary(config: MonitorConfig, result: RunResult, mlflow_run: str | None) -> None:
+def print_summary(config: MonitorConfig, result: RunResult, mlflow_run: str | None,
+                  alerts: RunAlerts | None = None) -> None:
+    """The run's summary: the incidents first (the lines the webhook, alerts.json, the report and the MLflow
+    run description show), then the details behind them."""
     whole = result.profiles.whole
     print()
     print(f"== Driftline: monitor '{config.monitor}' ==")
+    if whole:
+        alerts = alerts or run_alerts(result.metrics, config)
+        lines = incident_lines(config.monitor, alerts)
+        print(lines[0].split(": ", 1)[1])
+        for line in lines[1:]:
+            print(f"  {line}")
     if not whole:
         print("analysis: no rows after the reference window")
     else:
@@ -189,10 +199,10 @@ def print_summary(config: MonitorConfig, result: RunResult, mlflow_run: str | No
         drifts = column_drift(result.metrics)
         drifted = [d for d in drifts if d.first_alert]
         print(f"\ndrift vs reference: {len(drifted)} of {len(drifts)} columns alerted")
-        print(f"  {'column':<26}{'since':<12}{'chunks':>8}  {'latest':<34}alerting metrics")
+        print(f"  {'column':<26}{'since':<12}{'chunks':>8}  {'latest':<40}  alerting metrics")
         for d in sorted(drifts, key=lambda d: (d.first_alert is None, d.first_alert or "", d.column)):
             latest = f"{d.headline} {_fmt(d.latest)} (thr {_fmt(d.upper_threshold)})" if d.headline else "-"
-            print(f"  {d.column:<26}{d.first_alert or '-':<12}{f'{d.alerted_chunks}/{d.chunks}':>8}  {latest:<34}"
+            print(f"  {d.column:<26}{d.first_alert or '-':<12}{f'{d.alerted_chunks}/{d.chunks}':>8}  {latest:<40}  "
                   f"{', '.join(d.alerted_metrics) or '-'}")
         _print_quality(result)
         _print_performance(config, result)

@@ -1,0 +1,58 @@
+"""A Delta table's schema read from its transaction log, without Spark (`driftline validate`).
+
+The newest `metaData` action holds the schema: the commits (`_delta_log/<version>.json`, newest first)
+are read back to the last checkpoint, then the checkpoint itself (Parquet, through pyarrow). Only
+tables on the local file system are read this way; for catalog tables and remote paths `read_schema`
+returns None and the schema is checked when a Spark job opens the table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pyspark.sql.types import StructType  # pure Python: no JVM
+
+
+def local_path(table: str) -> Path | None:
+    """The directory of a path table on this machine; None for a catalog name or a remote URI."""
+    parts = urlsplit(table)
+    if parts.scheme in ("", "file") and ("/" in table or table.startswith(".")):
+        return Path(parts.path if parts.scheme else table)
+    return None
+
+
+def read_schema(table: str) -> StructType | None:
+    """The table's current schema; None when it is not a local path; FileNotFoundError when the path holds
+    no Delta table."""
+    root = local_path(table)
+    if root is None:
+        return None
+    log = root / "_delta_log"
+    if not log.is_dir():
+        raise FileNotFoundError(f"no Delta table at '{table}' (no _delta_log directory)")
+    checkpoint = _last_checkpoint(log)
+    commits = sorted((p for p in log.glob("*.json") if p.stem.isdigit() and int(p.stem) > checkpoint),
+                     key=lambda p: int(p.stem), reverse=True)
+    for commit in commits:
+        for line in commit.read_text().splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if "metaData" in action:
+                return StructType.fromJson(json.loads(action["metaData"]["schemaString"]))
+    if checkpoint >= 0:
+        import pyarrow.parquet as pq
+
+        for part in sorted(log.glob(f"{checkpoint:020d}.checkpoint*.parquet")):
+            meta = pq.read_table(part, columns=["metaData"]).column("metaData").to_pylist()
+            for m in meta:
+                if m and m.get("schemaString"):
+                    return StructType.fromJson(json.loads(m["schemaString"]))
+    raise FileNotFoundError(f"the Delta log of '{table}' has no metaData action")
+
+
+def _last_checkpoint(log: Path) -> int:
+    marker = log / "_last_checkpoint"
+    if marker.is_file():
+        return int(json.loads(marker.read_text())["version"])
+    return -1

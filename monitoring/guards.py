@@ -1,0 +1,88 @@
+"""Guard rails at fit: configs that run but would measure nothing stop with an error naming the key and
+the fix (docs/config.md, "Guard rails"). Pure checks of the fitted reference's states:
+
+- a `categorical` column whose values are nearly unique (distinct values above NEAR_UNIQUE of its
+  rows): every chunk would look new; and a `continuous` column with at most FEW_VALUES distinct values
+  (a flag): quantile bins and KS ties make its drift meaningless;
+- binary: labels that never equal `outputs.positive_class` while at least two label values occur,
+  and predictions (`outputs.prediction`) that never do while at least two prediction values occur;
+- multiclass: most labels none of the classes of `outputs.class_scores`.
+Two checks end in a data-quality result instead: prediction values outside the known classes of a
+multiclass model (`unknown_prediction_rate`, every chunk) and a reference of fewer than 3 chunks
+(`reference_chunks`, an alert on the newest chunk: monitoring/quality.py).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from monitoring.config import MonitorConfig
+from monitoring.errors import ConfigError
+from monitoring.performance.state import INVALID_LABELS, PerformanceState
+from monitoring.reference import FittedReference
+from monitoring.sketches import CATEGORICAL, CONTINUOUS
+from monitoring.slices import WHOLE
+
+log = logging.getLogger(__name__)
+
+NEAR_UNIQUE = 0.5  # distinct values / valid values of a categorical column
+FEW_VALUES = 2  # distinct values of a continuous column
+MIN_ROWS = 100  # the column checks need this many valid values in the reference
+
+
+def check_reference(config: MonitorConfig, ref: FittedReference) -> None:
+    """The declared column kinds, from the merged reference states."""
+    columns = ref.columns.get(WHOLE, {})
+    for i, feature in enumerate(config.features):
+        rc = columns.get(feature.name)
+        if rc is None or rc.state.valid_count < MIN_ROWS:
+            continue
+        state, key = rc.state, f"features[{i}].kind"
+        if feature.kind == CATEGORICAL and state.distinct_count > NEAR_UNIQUE * state.valid_count:
+            raise ConfigError(key, f"column '{feature.name}' is declared categorical but about "
+                                   f"{state.distinct_count:,} of its {state.valid_count:,} reference values are "
+                                   "distinct (nearly unique: every chunk would look new); declare it continuous "
+                                   "if it is a number, or leave it out of features if it is an id or free text")
+        if feature.kind == CONTINUOUS:
+            values = np.unique(state.quantiles(np.linspace(0.0, 1.0, 101)))
+            if len(values) <= FEW_VALUES:
+                raise ConfigError(key, f"column '{feature.name}' is declared continuous but its "
+                                       f"{state.valid_count:,} reference values take only "
+                                       f"{', '.join(f'{v:g}' for v in values)}; declare it categorical")
+
+
+def check_labels(config: MonitorConfig, ref: FittedReference) -> None:
+    """Labels and predictions against the configured classes, from the reference's performance states."""
+    states = [cp.performance for cp in ref.chunks_of(WHOLE) if cp.performance is not None]
+    if not states or config.problem_type == "regression" or config.labels is None:
+        return
+    merged = PerformanceState()
+    for s in states:
+        merged = merged.merge(s)
+    values = merged.values
+    where = f"column '{config.labels.label_column}' of {config.labels.table}"
+    if config.problem_type == "multiclass":
+        invalid, labelled = values.get(INVALID_LABELS, 0.0), values.get("labelled", 0.0)
+        if invalid and invalid > labelled:
+            raise ConfigError("outputs.class_scores", f"{invalid:,.0f} of the reference's {invalid + labelled:,.0f} "
+                                                      f"labels in {where} are none of the classes "
+                                                      f"{', '.join(config.outputs.class_scores)}; name the classes "
+                                                      "as the labels spell them")
+        return
+    cells = [key.split("|")[1:] for key in values if key.startswith("cm|") and values[key]]
+    labels, predictions = {c[0] for c in cells}, {c[1] for c in cells}
+    positive = config.outputs.positive_class
+    if len(labels) >= 2 and positive not in labels:
+        raise ConfigError("outputs.positive_class", f"no label in {where} equals '{positive}'; the reference's "
+                                                    f"labels are {', '.join(sorted(labels))}: set "
+                                                    "outputs.positive_class to the label of the positive class")
+    if labels and positive not in labels:
+        log.warning("no label of the reference equals outputs.positive_class '%s' (only '%s'): realized "
+                    "performance needs both classes", positive, next(iter(labels)))
+    if config.outputs.prediction and len(predictions) >= 2 and positive not in predictions:
+        raise ConfigError("outputs.prediction", f"no value of column '{config.outputs.prediction}' equals "
+                                                f"outputs.positive_class '{positive}'; its values are "
+                                                f"{', '.join(sorted(predictions))}: predictions and labels must "
+                                                "spell the positive class the same way")

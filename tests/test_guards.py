@@ -1,0 +1,96 @@
+"""Guard rails (issue 20): configs that would run and measure nothing end in an error that names the key
+and the fix (`driftline fit`, exit 2, nothing of the reference's profiles written), or in an alerting
+data-quality result (a reference too small for thresholds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from monitoring.cli import main
+from monitoring.metrics_store import read_metrics
+
+from .helpers import write_delta
+
+DAYS, PER_DAY = 5, 400
+
+
+@pytest.fixture(scope="module")
+def tables(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("guards")
+    rng = np.random.default_rng(11)
+    n = DAYS * PER_DAY
+    day = np.repeat(np.arange(DAYS), PER_DAY)
+    score = rng.random(n)
+    frame = pd.DataFrame({
+        "id": np.arange(n),
+        "ts": pd.to_datetime(((1735689600 + day * 86400 + rng.random(n) * 86000) * 1e6).astype("int64"), unit="us",
+                             utc=True),
+        "x": rng.normal(0, 1, n), "flag": rng.integers(0, 2, n).astype(float),
+        "code": [f"c{i}" for i in range(n)],  # unique per row
+        "score": score, "pred": (score >= 0.5).astype(int)})
+    labels = pd.DataFrame({"id": np.arange(n), "label": (rng.random(n) < score).astype(int),
+                           "label_ts": frame["ts"] + pd.Timedelta(hours=1)})
+    return root, write_delta(spark, frame, str(root / "preds")), write_delta(spark, labels, str(root / "labels"))
+
+
+def _config(root: Path, preds: str, labels: str, name: str, **changes) -> str:
+    data = {"monitor": name, "problem_type": "binary",
+            "source": {"table": preds, "id_column": "id", "timestamp_column": "ts"},
+            "features": [{"name": "x", "kind": "continuous"}],
+            "outputs": {"score": "score", "prediction": "pred", "positive_class": 1},
+            "labels": {"table": labels, "id_column": "id", "label_column": "label", "timestamp_column": "label_ts"},
+            "chunking": {"period": "1d"}, "reference": {"start": "2025-01-01", "end": "2025-01-04"},
+            "output": {"path": str(root / f"out_{name}")}, "mlflow": {"enabled": False}, **changes}
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+@pytest.mark.parametrize(("name", "changes", "key", "says"), [
+    ("positive", {"outputs": {"score": "score", "prediction": "pred", "positive_class": "yes"}},
+     "outputs.positive_class", "the reference's labels are 0, 1"),
+    ("unique", {"features": [{"name": "code", "kind": "categorical"}]}, "features[0].kind",
+     "declare it continuous if it is a number, or leave it out"),
+    ("flag", {"features": [{"name": "x", "kind": "continuous"}, {"name": "flag", "kind": "continuous"}]},
+     "features[1].kind", "take only 0, 1; declare it categorical"),
+])
+def test_a_config_that_would_measure_nothing_stops_at_fit(spark, tables, capsys, name, changes, key, says):
+    root, preds, labels = tables
+    assert main(["fit", "--config", _config(root, preds, labels, name, **changes)]) == 2
+    err = capsys.readouterr().err
+    assert f"config key '{key}'" in err and says in err, err
+    assert not (root / f"out_{name}" / "profiles").exists()  # the reference's profiles were not written
+
+
+def test_predictions_that_never_name_the_positive_class(spark, tables, capsys):
+    """Labels spell the positive class 1, the predictions 'Y'/'N': the prediction key is named."""
+    root, preds, labels = tables
+    frame = spark.read.format("delta").load(preds).toPandas()
+    frame["pred"] = np.where(frame["pred"] == 1, "Y", "N")
+    other = write_delta(spark, frame, str(root / "preds_yn"))
+    assert main(["fit", "--config", _config(root, other, labels, "yn")]) == 2
+    err = capsys.readouterr().err
+    assert "config key 'outputs.prediction'" in err and "its values are N, Y" in err, err
+
+
+def test_a_reference_of_two_chunks_is_an_alerting_quality_result(spark, tables, capsys):
+    root, preds, labels = tables
+    path = _config(root, preds, labels, "small", reference={"start": "2025-01-01", "end": "2025-01-03"})
+    assert main(["run", "--fit", "--config", path]) == 0
+    stored = read_metrics(spark, str(root / "out_small" / "metrics"), "small")
+    (row,) = [r for r in stored.results if r.metric == "reference_chunks"]
+    assert (row.value, row.lower_threshold, row.alert, row.chunk.key) == (2.0, 3.0, True, "2025-01-05")
+    assert "widen reference.start/end" in row.note
+    out = capsys.readouterr().out
+    assert "[medium] data quality: reference_chunks: reference chunks (thresholds need 3) 2 (threshold 3, 33% below)" \
+        in out, out
+    # the same monitor with three reference chunks has no such row
+    path = _config(root, preds, labels, "enough")
+    assert main(["run", "--fit", "--config", path]) == 0
+    assert not [r for r in read_metrics(spark, str(root / "out_enough" / "metrics"), "enough").results
+                if r.metric == "reference_chunks"]
