@@ -438,7 +438,7 @@ def _performance(join: LabelJoin, slices: dict[str, list[str]], config: MonitorC
     with the residual sums of the per-feature concept drift when `relation` is given and the `sums` of row
     expressions: one query."""
     return performance_states(_chunked(config, join.rows, slices), config, GROUP + ([by] if by else []),
-                              labels_version, model, relation, sums)
+                              labels_version, model, relation, sums, twin=_chunked(config, join.twin, slices))
 
 
 def _with_ids(state: PerformanceState | None, lo: str | None = None, hi: str | None = None) -> PerformanceState | None:

@@ -21,6 +21,7 @@ Keys of `PerformanceState.values` (all sums, so two states merge by adding):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import reduce
 from typing import Protocol
 
 import numpy as np
@@ -112,54 +113,61 @@ def _losses(config: MonitorConfig) -> tuple[Column, Column]:
 
 
 _REGRESSION = ("e", "ae", "se", "se2", "ape", "ape2", "sle", "sle2", "msle_invalid", "y", "y2")
-CELL, HIST, REL = 0, 1, 2  # the kinds of entry of `aggregate` (key `t`); binary CELL entries carry the histogram
+CELL, HIST, REL = 0, 1, 2  # the branches of `aggregate` (column `t`); binary CELL rows carry the histogram
 
 
 def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_version: int | None = None,
-              model: RowModel | None = None, relation=None,
-              sums: dict[str, Column] | None = None) -> dict[tuple, PerformanceState]:
-    """Performance states per group (chunk x slice) of label-joined rows, from ONE hash aggregation: each
-    row yields a few entries and the entries are summed by their keys:
-    - CELL (one per row): label x prediction x invalid flag (binary: x positive-class score bin, the
-      histogram) with the loss sums, `model`'s per-row outputs and the `sums` of row expressions
+              model: RowModel | None = None, relation=None, sums: dict[str, Column] | None = None,
+              twin: DataFrame | None = None) -> dict[tuple, PerformanceState]:
+    """Performance states per group (chunk x slice) of labelled-joined rows, from ONE query of up to
+    three hash aggregations over the same per-row frame:
+    - CELL: rows by label x prediction x invalid flag (binary: x positive-class score bin, the
+      histogram) with their loss sums, `model`'s per-row outputs and the `sums` of row expressions
       (name -> row expression, kept in `values` under their names); regression: the error sums;
-    - HIST (multiclass, one per class `f` with a score): label flag x prediction flag x score bin, with
-      the score and calibrated-probability sums;
-    - REL (with `relation`, monitoring/relation.py RelationBins; one per feature `f` of a labelled row):
-      the bin `b`, with the residual's count, sum and sum of squares.
-    One aggregation reads the label join once: a union of one aggregation per kind would run the join
-    once per branch (docs/performance.md). The chunk's id range is not here: a min and max of a text id
-    would turn the aggregation into a sort (monitoring/profiling.py finds it)."""
+    - HIST (multiclass): per class `f`, rows by label flag x prediction flag x score bin, with score
+      and calibrated-probability sums;
+    - REL (with `relation`, monitoring/relation.py RelationBins): per feature `f` and bin `b`, the
+      labelled rows' residual count, sum and sum of squares.
+    Keys are ints and short text, each bin is computed from a prepared column (RelationBins.binned),
+    and every branch reads the same columns, so Spark shares one shuffle of each joined table between
+    them (one scan; docs/performance.md). The chunk's id range is not here: a min and max of a text id
+    would turn the aggregation into a sort (monitoring/profiling.py finds it). `twin`: the same rows
+    observed under other names, read by every branch but the first (labels.LabelJoin)."""
     from monitoring.relation import PREFIX, residual  # relation imports this module
 
     sums, pairs = sums or {}, classes(config) if config.problem_type != "regression" else []
     cell, values = _cell(config, model)
+    # every column a branch reads, touched by all of them (null test, one aggregate): same columns, one exchange
+    touched = [*(c for c, _ in config.monitored_columns()), *[c for _, c in pairs],
+               *([config.outputs.prediction] if config.outputs.prediction else [])]
     row = [*map(F.col, group), F.col(LABEL).alias("_dl_l"), F.col(LABELLED).alias("_dl_ok"),
            F.col(INVALID).cast("int").alias("_dl_bad"),
            (predicted(config) if pairs else F.lit(None).cast("string")).alias("_dl_p"),
+           reduce(lambda a, b: a | b, [F.col(quote_part(c)).isNull() for c in dict.fromkeys(touched)],
+                  F.lit(False)).alias("_dl_touch"),
            *[x.cast("double").alias(f"_dl_v{j}") for j, x in enumerate(values)],
            *[e.cast("double").alias(f"_dl_s{j}") for j, e in enumerate(sums.values())],
            *[F.col(quote_part(c)).cast("double").alias(f"_dl_score{j}") for j, (_, c) in enumerate(pairs)]]
-    if model is not None:
-        df = df.withColumn("_dl_model", model.column())
-        if config.problem_type == "multiclass":
-            row += [F.col(f"_dl_model.c{j}").cast("double").alias(f"_dl_q{j}") for j in range(len(pairs))]
-    bins: list[Column] = []
-    if relation is not None and relation.features:
-        r = residual(config)
-        df, bins = relation.binned(df, [*row, F.when(~F.isnan(r), r).alias("_dl_r")])
-    else:
-        df = df.select(*row)
+    if model is not None and config.problem_type == "multiclass":
+        row += [F.col(f"_dl_model.c{j}").cast("double").alias(f"_dl_q{j}") for j in range(len(pairs))]
 
-    fields = _Entry(len(values), len(sums))
-    entries = [fields.cell(config, pairs)]
+    def per_row(frame: DataFrame) -> tuple[DataFrame, list[Column]]:
+        if model is not None:
+            frame = frame.withColumn("_dl_model", model.column())
+        if relation is not None and relation.features:
+            r = residual(config)
+            return relation.binned(frame, [*row, F.when(~F.isnan(r), r).alias("_dl_r")])
+        return frame.select(*row), []
+
+    df, bins = per_row(df)
+    other = per_row(twin)[0] if twin is not None else df
+    touch = F.max("_dl_touch").alias("_dl_touch")
+    branches = [_cells(df, config, group, len(values), len(sums), touch)]
     if config.problem_type == "multiclass":
-        entries += [fields.hist(j, cls, model is not None) for j, (cls, _) in enumerate(pairs)]
-    entries += [fields.rel(i, b) for i, b in enumerate(bins)]
-    e = F.col("_dl_e")
-    rows = df.select(*group, F.explode(F.array(*entries)).alias("_dl_e")).where(e.isNotNull()) \
-        .groupBy(*group, *[e[k].alias(k) for k in _Entry.KEYS]) \
-        .agg(F.count(F.lit(1)).alias("n"), *[F.sum(e[k]).alias(k) for k in fields.sums()]).collect()
+        branches.append(_histograms(other, pairs, group, model is not None, touch))
+    if bins:
+        branches.append(_residuals(other, group, bins, touch))
+    rows = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), branches).collect()
 
     states: dict[tuple, PerformanceState] = {}
     for rw in rows:
@@ -187,51 +195,41 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
     return states
 
 
-@dataclass(frozen=True)
-class _Entry:
-    """The struct every row's entries share (one type, so they explode into one aggregation): the keys
-    KEYS, then the summed fields (`values` CELL values v<j>, `sums` row sums s<j>, and x, x2, ny, y)."""
-
-    values: int
-    row_sums: int
-    KEYS = ("t", "f", "label", "pred", "invalid", "b", "pos", "yhat")
-
-    def sums(self) -> list[str]:
-        return [*(f"v{j}" for j in range(self.values)), *(f"s{j}" for j in range(self.row_sums)), "x", "x2", "ny", "y"]
-
-    def _make(self, **given: Column) -> Column:
-        ints = {"t", "f", "invalid", "b", "pos", "yhat"}
-        out = []
-        for k in (*self.KEYS, *self.sums()):
-            typ = "int" if k in ints else "string" if k in ("label", "pred") else "double"
-            out.append(given.get(k, F.lit(None)).cast(typ).alias(k))
-        return F.struct(*out)
-
-    def cell(self, config: MonitorConfig, pairs: list[tuple[str, str]]) -> Column:
-        given = {"t": F.lit(CELL), "label": F.col("_dl_l"), "pred": F.col("_dl_p"), "invalid": F.col("_dl_bad"),
-                 **{f"v{j}": F.col(f"_dl_v{j}") for j in range(self.values)},
-                 **{f"s{j}": F.col(f"_dl_s{j}") for j in range(self.row_sums)}}
-        if config.problem_type == "binary":
-            score, cls = F.col("_dl_score0"), F.lit(pairs[0][0])
-            given |= {"b": F.when(score.isNotNull(), _score_bin(score)), "x": score,
-                      **_flags(cls)}
-        return self._make(**given)
-
-    def hist(self, j: int, cls: str, calibrated: bool) -> Column:
-        score, q = F.col(f"_dl_score{j}"), F.col(f"_dl_q{j}") if calibrated else None
-        entry = self._make(t=F.lit(HIST), f=F.lit(j), b=_score_bin(score), x=score, **_flags(F.lit(cls)),
-                           **({"ny": F.when(q.isNotNull(), 1), "y": q} if calibrated else {}))
-        return F.when(score.isNotNull(), entry)
-
-    def rel(self, i: int, b: Column) -> Column:
-        r = F.col("_dl_r")
-        return F.when(r.isNotNull(), self._make(t=F.lit(REL), f=F.lit(i), b=b, x=r, x2=r * r))
+def _cells(df: DataFrame, config: MonitorConfig, group: list[str], values: int, sums: int, touch: Column) -> DataFrame:
+    keys = [F.col("_dl_l").alias("label"), F.col("_dl_p").alias("pred"), F.col("_dl_bad").alias("invalid")]
+    aggs = [F.sum(f"_dl_v{j}").alias(f"v{j}") for j in range(values)]
+    if config.problem_type == "binary":
+        score, cls = F.col("_dl_score0"), F.lit(classes(config)[0][0])
+        keys += [F.when(score.isNotNull(), _score_bin(score)).cast("int").alias("b"),
+                 F.when(F.col("_dl_ok"), (F.col("_dl_l") == cls).cast("int")).alias("pos"),
+                 F.coalesce((F.col("_dl_p") == cls).cast("int"), F.lit(0)).alias("yhat")]
+        aggs.append(F.sum(score).alias("x"))
+    return df.groupBy(*group, *keys).agg(F.count(F.lit(1)).alias("n"), *aggs,
+                                         *[F.sum(f"_dl_s{j}").alias(f"s{j}") for j in range(sums)], touch) \
+        .withColumn("t", F.lit(CELL))
 
 
-def _flags(cls: Column) -> dict[str, Column]:
-    """An entry's label flag (null when unlabelled) and prediction flag for class `cls`."""
-    return {"pos": F.when(F.col("_dl_ok"), (F.col("_dl_l") == cls).cast("int")),
-            "yhat": F.coalesce((F.col("_dl_p") == cls).cast("int"), F.lit(0))}
+def _histograms(df: DataFrame, pairs: list[tuple[str, str]], group: list[str], calibrated: bool,
+                touch: Column) -> DataFrame:
+    entries = [F.struct(F.col(f"_dl_score{j}").alias("s"),
+                        (F.col(f"_dl_q{j}") if calibrated else F.lit(None).cast("double")).alias("q"))
+               for j in range(len(pairs))]
+    exploded = df.select(*group, "_dl_l", "_dl_ok", "_dl_p", "_dl_touch",
+                         F.posexplode(F.array(*entries)).alias("f", "e")).where(F.col("e.s").isNotNull())
+    cls = F.element_at(F.array(*[F.lit(c) for c, _ in pairs]), F.col("f") + 1)
+    return exploded.groupBy(*group, "f", F.when(F.col("_dl_ok"), (F.col("_dl_l") == cls).cast("int")).alias("pos"),
+                            F.coalesce((F.col("_dl_p") == cls).cast("int"), F.lit(0)).alias("yhat"),
+                            _score_bin(F.col("e.s")).cast("int").alias("b")) \
+        .agg(F.count(F.lit(1)).alias("n"), F.sum("e.s").alias("x"), F.count("e.q").alias("ny"),
+             F.sum("e.q").alias("y"), touch).withColumn("t", F.lit(HIST))
+
+
+def _residuals(df: DataFrame, group: list[str], bins: list[Column], touch: Column) -> DataFrame:
+    exploded = df.where(F.col("_dl_r").isNotNull()).select(*group, "_dl_r", "_dl_touch",
+                                                           F.posexplode(F.array(*bins)).alias("f", "b"))
+    r = F.col("_dl_r")
+    return exploded.groupBy(*group, "f", "b").agg(F.count(F.lit(1)).alias("n"), F.sum(r).alias("x"),
+                                                  F.sum(r * r).alias("x2"), touch).withColumn("t", F.lit(REL))
 
 
 def _score_bin(score: Column) -> Column:
