@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 from monitoring import __version__, redact
 from monitoring.config import MonitorConfig, load_config
-from monitoring.errors import DriftlineError
+from monitoring.errors import ConfigError, DriftlineError
 
 log = logging.getLogger("driftline")
 
@@ -19,19 +20,20 @@ def _config(args) -> MonitorConfig:
     return load_config(args.config)
 
 
-def cmd_validate(args) -> int:
-    """Check a config and the schemas of its tables without starting Spark (reads Delta logs, not rows)."""
+def preflight(config: MonitorConfig) -> list[str]:
+    """The config's columns against the schemas of its local Delta tables, read from their logs (no Spark);
+    returns the tables it could not check (catalog or remote: the Spark job checks them)."""
     from monitoring.config import validate_against_schema
     from monitoring.delta_log import read_schema
 
-    config = _config(args)
     skipped = []
 
     def schema(table: str, key: str):
         try:
             found = read_schema(table)
         except FileNotFoundError as exc:
-            raise DriftlineError(f"config key '{key}': {exc}; check the path or write the table first") from None
+            raise ConfigError(key, f"table '{table}' cannot be read as a Delta table ({exc}). Check the path or "
+                                   "catalog name, and that the table was written.") from None
         if found is None:
             skipped.append(table)
         return found
@@ -44,11 +46,39 @@ def cmd_validate(args) -> int:
         reference = schema(config.reference.table, "reference.table")
         if reference is not None:
             validate_against_schema(config, reference)
+    return skipped
+
+
+def cmd_validate(args) -> int:
+    """Check a config and the schemas of its tables without starting Spark (reads Delta logs, not rows)."""
+    config = _config(args)
+    skipped = preflight(config)
     checked = "config and table schemas" if not skipped else \
         f"config; schemas of {', '.join(redact.redact(t) for t in skipped)} not checked (catalog or remote " \
         "tables: `driftline fit` checks them)"
     print(f"{args.config}: OK ({checked}); monitor '{config.monitor}', {config.problem_type}, "
           f"{len(config.features)} features, chunking {config.chunking.describe()}")
+    return 0
+
+
+def cmd_init(args) -> int:
+    """Draft a config for a predictions table (monitoring/init_config.py)."""
+    from monitoring.init_config import draft, to_yaml
+    from monitoring.session import get_spark
+
+    try:
+        config, notes = draft(get_spark(), args.table, args.monitor)
+    except ValueError as exc:
+        raise DriftlineError(str(exc)) from exc
+    text = to_yaml(config, notes)
+    if args.out:
+        if Path(args.out).exists():
+            raise DriftlineError(f"--out {args.out} exists; choose another path (init never overwrites a config)")
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}: {config['problem_type']} monitor '{config['monitor']}', "
+              f"{len(config['features'])} features; check it, then: driftline validate --config {args.out}")
+    else:
+        print(text, end="")
     return 0
 
 
@@ -62,7 +92,8 @@ def cmd_jars(args) -> int:
     if not jars:
         raise DriftlineError("the Delta jars could not be resolved from Maven Central; check the network or set "
                              "DRIFTLINE_CACHE to a directory holding them")
-    print("Delta jars cached:\n  " + "\n  ".join(jars))
+    print(f"Delta jars cached: {len(jars)} jars in {Path(jars[0]).parent}" +
+          ("".join(f"\n  {j}" for j in jars) if args.verbose else ""))
     return 0
 
 
@@ -80,6 +111,7 @@ def cmd_fit(args) -> int:
     from monitoring.session import get_spark
 
     config = _config(args)
+    preflight(config)  # a column typo costs a second, not a Spark start
     _fit(get_spark(config.spark), config, args.refresh)
     return 0
 
@@ -87,6 +119,7 @@ def cmd_fit(args) -> int:
 def _fit(spark, config: MonitorConfig, refresh: bool, analysis: bool = False):
     """Fit and print the reference; returns it (a `run --fit` hands it to the run in memory; with `analysis`
     the fit may profile the analysis rows in the same scan, `monitoring.pipeline.shares_scan`)."""
+    from monitoring.guards import kind_problems
     from monitoring.pipeline import fit, reference_table
     from monitoring.slices import WHOLE
 
@@ -94,6 +127,8 @@ def _fit(spark, config: MonitorConfig, refresh: bool, analysis: bool = False):
     chunks = ref.chunks_of(WHOLE)
     print(f"reference of '{config.monitor}': {len(chunks)} chunks, {sum(c.row_count for c in chunks):,} rows, "
           f"{len(ref.slices()) - 1} slice values; stored in {reference_table(config)}")
+    for _, what in kind_problems(config, ref):  # the runs report it as a `declared_kind` alert too
+        print(f"check {what}")
     return ref
 
 
@@ -101,6 +136,7 @@ def cmd_run(args) -> int:
     from monitoring.session import get_spark
 
     config = _config(args)
+    preflight(config)
     spark = get_spark(config.spark)
     fitted = _fit(spark, config, args.refresh, analysis=True) if args.fit else None
     return _run(spark, config, args.refresh, args.fail_on_alert, fitted)
@@ -178,9 +214,15 @@ def cmd_demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="driftline", description="Spark-native model monitoring.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, Spark's warnings and the jar list")
     parser.add_argument("--version", action="version", version=f"driftline {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="draft a config for a predictions table (schema + a sample of its rows)")
+    p.add_argument("--table", required=True, help="the predictions table: a path or a catalog name")
+    p.add_argument("--monitor", help="the monitor's name (default: from the table's name)")
+    p.add_argument("--out", help="write the draft here (default: print it)")
+    p.set_defaults(fn=cmd_init)
 
     p = sub.add_parser("validate", help="check a config and its tables' schemas (no Spark, no rows read)")
     p.add_argument("--config", required=True)
@@ -230,8 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("alembic", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for noisy in ("alembic", "urllib3", "py4j"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose and noisy == "py4j" else logging.WARNING)
+    if args.verbose:  # the embedded Spark keeps its own log4j defaults (warnings included)
+        from monitoring.session import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"
     redact.install()
     try:
         return args.fn(args)

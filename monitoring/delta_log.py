@@ -31,7 +31,7 @@ def read_schema(table: str) -> StructType | None:
         return None
     log = root / "_delta_log"
     if not log.is_dir():
-        raise FileNotFoundError(f"no Delta table at '{table}' (no _delta_log directory)")
+        raise FileNotFoundError(f"no _delta_log directory under {root}")
     checkpoint = _last_checkpoint(log)
     commits = sorted((p for p in log.glob("*.json") if p.stem.isdigit() and int(p.stem) > checkpoint),
                      key=lambda p: int(p.stem), reverse=True)

@@ -1,15 +1,17 @@
-"""Guard rails at fit: configs that run but would measure nothing stop with an error naming the key and
-the fix (docs/config.md, "Guard rails"). Pure checks of the fitted reference's states:
+"""Guard rails: configs that run but measure nothing stop at fit with an error naming the key and the
+fix; declared column kinds that do not fit the data become a data-quality alert (docs/config.md,
+"Guard rails"). Pure checks of the fitted reference's states.
 
-- a `categorical` column whose values are nearly unique (distinct values above NEAR_UNIQUE of its
-  rows): every chunk would look new; and a `continuous` column with at most FEW_VALUES distinct values
-  (a flag): quantile bins and KS ties make its drift meaningless;
+Errors (`check_labels`, at fit):
 - binary: labels that never equal `outputs.positive_class` while at least two label values occur,
   and predictions (`outputs.prediction`) that never do while at least two prediction values occur;
 - multiclass: most labels none of the classes of `outputs.class_scores`.
-Two checks end in a data-quality result instead: prediction values outside the known classes of a
-multiclass model (`unknown_prediction_rate`, every chunk) and a reference of fewer than 3 chunks
-(`reference_chunks`, an alert on the newest chunk: monitoring/quality.py).
+Data-quality results (`kind_problems`, a `declared_kind` alert per column on the newest chunk,
+monitoring/quality.py): a `categorical` column whose distinct values exceed NEAR_UNIQUE of its values,
+a `continuous` column of exactly two values (a flag). They are legitimate data too (a user id kept on
+purpose, a constant column whose change must alert), so they inform rather than stop. Prediction values
+outside a multiclass model's classes (`unknown_prediction_rate`) and a reference of fewer than 3
+chunks (`reference_chunks`) are data-quality results as well.
 """
 
 from __future__ import annotations
@@ -28,29 +30,31 @@ from monitoring.slices import WHOLE
 log = logging.getLogger(__name__)
 
 NEAR_UNIQUE = 0.5  # distinct values / valid values of a categorical column
-FEW_VALUES = 2  # distinct values of a continuous column
+FEW_VALUES = 2  # distinct values of a continuous column that make it a flag (one: a constant, left alone)
 MIN_ROWS = 100  # the column checks need this many valid values in the reference
 
 
-def check_reference(config: MonitorConfig, ref: FittedReference) -> None:
-    """The declared column kinds, from the merged reference states."""
+def kind_problems(config: MonitorConfig, ref: FittedReference) -> list[tuple[str, str]]:
+    """(column, what to do) for each feature whose declared kind does not fit its reference values."""
     columns = ref.columns.get(WHOLE, {})
+    out = []
     for i, feature in enumerate(config.features):
         rc = columns.get(feature.name)
         if rc is None or rc.state.valid_count < MIN_ROWS:
             continue
         state, key = rc.state, f"features[{i}].kind"
         if feature.kind == CATEGORICAL and state.distinct_count > NEAR_UNIQUE * state.valid_count:
-            raise ConfigError(key, f"column '{feature.name}' is declared categorical but about "
-                                   f"{state.distinct_count:,} of its {state.valid_count:,} reference values are "
-                                   "distinct (nearly unique: every chunk would look new); declare it continuous "
-                                   "if it is a number, or leave it out of features if it is an id or free text")
+            out.append((feature.name, f"{key}: '{feature.name}' is declared categorical but about "
+                                      f"{state.distinct_count:,} of its {state.valid_count:,} reference values are "
+                                      "distinct (nearly unique: every chunk looks new); declare it continuous if it is "
+                                      "a number, or leave it out of features if it is an id or free text"))
         if feature.kind == CONTINUOUS:
             values = np.unique(state.quantiles(np.linspace(0.0, 1.0, 101)))
-            if len(values) <= FEW_VALUES:
-                raise ConfigError(key, f"column '{feature.name}' is declared continuous but its "
-                                       f"{state.valid_count:,} reference values take only "
-                                       f"{', '.join(f'{v:g}' for v in values)}; declare it categorical")
+            if len(values) == FEW_VALUES:
+                out.append((feature.name, f"{key}: '{feature.name}' is declared continuous but its reference values "
+                                          f"take only {values[0]:g} and {values[1]:g} (a flag); declare it "
+                                          "categorical"))
+    return out
 
 
 def check_labels(config: MonitorConfig, ref: FittedReference) -> None:

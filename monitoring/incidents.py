@@ -14,8 +14,10 @@ from labels on fewer than THIN of a chunk's rows is no evidence either way). It 
 the earliest alert reached going back from there without crossing `QUIET` consecutive non-alerting
 chunks (one quiet chunk inside a drift does not split it). Its headline is one alerting value of the
 newest chunk: for a column the BASELINE drift metric furthest past its threshold (the measure "drift
-that matters" ranks by, monitoring/ranking.py), else its furthest alert. `beyond` = (value -
-threshold) / |threshold| on the side crossed: the one unit of "how far" every surface shows.
+that matters" ranks by, monitoring/ranking.py), else its furthest alert; a `declared_kind` alert (the
+column's declared kind does not fit its values) heads its column's incident, as the cause and the fix.
+`beyond` = (value - threshold) / |threshold| on the side crossed: the one unit of "how far" every
+surface shows.
 
 Severity: `high` for the model's performance (realized or estimated, on its bad side), concept drift
 (the model's, or a feature's relation to the target) and a schema change; `medium` for whole-table
@@ -44,6 +46,7 @@ QUIET = 2  # consecutive quiet chunks that end an incident (going back in time)
 THIN = 0.05  # a quiet value from labels on fewer than this share of its chunk's rows is no evidence
 ESTIMATED_PERFORMANCE = "estimated_performance"
 TABLE_COLUMN = ":table"
+DECLARED_KIND = "declared_kind"  # monitoring/quality.py
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ def _num(x: float | None) -> str:
 
 def _percent(x: float) -> str:
     """How far past the threshold: `34%` below twice the threshold, `9x` (times the threshold) beyond."""
-    return f"{x:.0%}" if x < 1 else f"{x + 1:.3g}x"
+    return f"{x:.1%}" if x < 0.1 else f"{x:.0%}" if x < 1 else f"{x + 1:.3g}x"
 
 
 def _subject(r: MetricResult) -> tuple[str, str] | None:
@@ -134,6 +137,9 @@ def _headline(rows: list[MetricResult], prefer: str) -> MetricResult:
     furthest past its threshold, else the model's headline performance metric `prefer` (realized before
     estimated), else realized before estimated performance, else the furthest alert."""
     whole = [r for r in rows if (r.slice_key, r.slice_value) == WHOLE] or rows
+    declared = [r for r in whole if r.metric == DECLARED_KIND]
+    if declared:  # the column's kind does not fit its values: the cause of its other alerts, and the fix
+        return declared[0]
     whole = [r for r in whole if r.metric == prefer] or whole
 
     def far(r: MetricResult) -> float:

@@ -39,7 +39,7 @@ from monitoring.estimator_store import (
 )
 from monitoring.faults import BEFORE_METRICS, PROFILING, failpoint
 from monitoring.fingerprints import compare_settings, fingerprints, part_of, with_predecessors
-from monitoring.guards import check_labels, check_reference
+from monitoring.guards import check_labels, kind_problems
 from monitoring.incremental import Increment, plan_increment
 from monitoring.labels import LABEL, LABELLED, LabelJoin, LabelStats, join_labels
 from monitoring.metrics_store import read_metrics, write_metrics
@@ -61,6 +61,7 @@ from monitoring.profile_store import (
 )
 from monitoring.profiling import GROUP, ChunkProfile, ProfiledChunks, profile_chunks
 from monitoring.quality import (
+    declared_kind_results,
     gap_results,
     null_timestamp_results,
     prediction_checks,
@@ -468,7 +469,11 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False, analy
     profile them (`shares_scan`), and the run that follows stores them (`FittedModels.analysis`)."""
     tables = open_tables(spark, config, REFERENCE)
     if analysis and shares_scan(spark, config, refresh):
+        log.info("fit: profiling the reference and the analysis rows of %s in one scan (%d columns)",
+                 config.source.table, len(config.monitored_columns()))
         return _fit_with_analysis(spark, config, tables)
+    log.info("fit: profiling the reference rows of %s (%d columns)", config.reference.table or config.source.table,
+             len(config.monitored_columns()))
     profiles = profile_dataset(spark, config, REFERENCE, refresh=refresh, write=False, tables=tables,
                                label_states=False)
     # the schema runs compare with: the source's (the reference's own table may hold other columns, e.g. labels)
@@ -481,7 +486,6 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False, analy
         ref.columns = stored.columns
     else:
         ref.columns = merge_reference(profiles.chunks, config.drift.bins, config.profile.top_n)
-        check_reference(config, ref)
         write_reference(spark, reference_table(config), config.monitor, ref, config.profile.kll_k)
     relation = relation_bins(ref.columns.get(WHOLE, {}), config)
     df, labels = dataset_source(config, tables, REFERENCE).rows, tables.labels
@@ -515,6 +519,8 @@ def _label_pass(spark: SparkSession, config: MonitorConfig, ref: FittedReference
     error sums of a new PCA fit; updates `ref.chunks`, stores the PCA and returns it as stored."""
     slices = _stored_slices(ref.chunks)
     sums = reconstruction.sums() if reconstruction else {}
+    log.info("fit: %s over the reference rows%s", "joining the labels" if labels is not None else "summing",
+             " with the row model's outputs" if model is not None else "")
     if labels is not None:
         states = _performance(_joined(config, df, labels), slices, config, labels.version, model, relation, sums)
         per_chunk = {key: {k: state.values.pop(k, 0.0) for k in sums} for key, state in states.items()}
@@ -576,7 +582,6 @@ def _fit_with_analysis(spark: SparkSession, config: MonitorConfig, tables: Table
     ref = FittedReference(parts[REFERENCE], source_version=source.version, signature=signature(config, REFERENCE),
                           schema=schema_of(source.df.schema))
     ref.columns = merge_reference(ref.chunks, config.drift.bins, config.profile.top_n)
-    check_reference(config, ref)
     write_reference(spark, reference_table(config), config.monitor, ref, config.profile.kll_k)
     relation = relation_bins(ref.columns.get(WHOLE, {}), config)
     reference_rows = table.where(windows[REFERENCE])
@@ -628,6 +633,8 @@ def _shared_label_pass(config: MonitorConfig, table: DataFrame, keep: Column, la
     sums = reconstruction.sums() if reconstruction else {}
     found: dict[tuple, dict[str, float]] = {}
     stats = None
+    log.info("fit: %s%s", "joining the labels" if labels is not None else "summing the reconstruction errors",
+             " with the row model's outputs" if model is not None else "")
     if labels is not None:
         join = _joined(config, table, labels, keep=keep)
         states = _performance(join, slices, config, labels.version, model, relation, sums, by=DATASET)
@@ -889,6 +896,7 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     if newest is not None and newest.chunk.index in stale:
         results += null_timestamp_results(null_timestamps, config, newest)
         results += reference_size_results(len(reference.chunks_of(WHOLE)), config, newest)
+        results += declared_kind_results(kind_problems(config, reference), newest)
     for r in results:  # gap rows have no profile: they depend on the settings only
         r.inputs = settings if r.period == REFERENCE else \
             prints.get((r.slice_key, r.slice_value, r.chunk.index, part_of(r.family)), settings)
@@ -950,6 +958,8 @@ def _domain_classifier(config: MonitorConfig, tables: Tables, reference: FittedR
     chunks = {c.chunk.index: (c.chunk, c.row_count) for c in profiles.whole if c.chunk.index in stale}
     if not chunks:
         return []
+    log.info("domain classifier: sampling the reference and %d chunks, then %d cross-validated fits", len(chunks),
+             len(chunks))
     started, src, settings = time.monotonic(), config.source, config.multivariate.classifier
     columns = config.classifier_columns()
     reference_rows = dataset_source(config, tables, REFERENCE).rows

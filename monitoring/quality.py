@@ -42,6 +42,7 @@ DUPLICATE_ID_RATE = "duplicate_id_rate"
 ROW_COUNT, NULL_TIMESTAMPS = "row_count", "null_timestamp_rows"
 SCHEMA_CHANGE = "schema_change"
 REFERENCE_CHUNKS = "reference_chunks"
+DECLARED_KIND = "declared_kind"
 MIN_REFERENCE_CHUNKS = 3  # std thresholds learnt from fewer reference chunks mean nothing (two: none at all)
 
 
@@ -126,6 +127,14 @@ def reference_size_results(chunks: int, config: MonitorConfig, newest: ChunkProf
                          note=f"the reference holds {chunks} chunk(s) of {config.chunking.describe()}; thresholds "
                               f"learnt from it need at least {MIN_REFERENCE_CHUNKS}: widen reference.start/end or "
                               "cut smaller chunks (chunking), or set constant drift.thresholds")]
+
+
+def declared_kind_results(problems: list[tuple[str, str]], newest: ChunkProfile) -> list[MetricResult]:
+    """An alerting `declared_kind` row per column whose declared kind does not fit its reference values
+    (monitoring/guards.py `kind_problems`), on the newest analysis chunk; the note says what to do."""
+    return [MetricResult(ANALYSIS, newest.chunk, newest.slice_key, newest.slice_value, column, "kind", DATA_QUALITY,
+                         DECLARED_KIND, NO_COMPARISON, 1.0, newest.row_count, upper_threshold=0.0, alert=True,
+                         note=what) for column, what in problems]
 
 
 def quality_results(reference: list[ChunkProfile], analysis: list[ChunkProfile],

@@ -84,6 +84,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     _m("unseen", QUALITY, (CATEGORICAL,), UNIT, HIGHER_IS_WORSE, (None, 0.01), "categories unseen in the reference"),
     _m("row_count", QUALITY, (TABLE,), POSITIVE, EITHER, BOTH_STD, "rows"),
     _m("schema_change", QUALITY, (TABLE,), UNIT, HIGHER_IS_WORSE, (None, 0.0), "schema changed since the fit"),
+    _m("declared_kind", QUALITY, BOTH_KINDS, UNIT, HIGHER_IS_WORSE, (None, 0.0),
+       "declared kind does not fit the values"),
     _m("reference_chunks", QUALITY, (TABLE,), POSITIVE, LOWER_IS_WORSE, (3.0, None),
        "reference chunks (thresholds need 3)"),
     _m("null_timestamp_rows", QUALITY, (TABLE,), POSITIVE, HIGHER_IS_WORSE, BOTH_STD, "rows without a timestamp"),

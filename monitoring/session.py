@@ -83,6 +83,18 @@ EMBEDDED_HEAP = "1g"
 EMBEDDED_JAVA_OPTIONS = "-XX:+UseSerialGC -XX:ReservedCodeCacheSize=96m -XX:-DontCompileHugeMethods"
 
 
+VERBOSE_ENV = "DRIFTLINE_VERBOSE"  # set by `driftline --verbose`: Spark's own log4j defaults (warnings)
+QUIET_LOG4J = Path(__file__).with_name("log4j2-quiet.properties")
+
+
+def java_options() -> str:
+    """The embedded driver's JVM options: EMBEDDED_JAVA_OPTIONS, and Spark logging errors only unless
+    $DRIFTLINE_VERBOSE is set."""
+    if os.environ.get(VERBOSE_ENV):
+        return EMBEDDED_JAVA_OPTIONS
+    return f"{EMBEDDED_JAVA_OPTIONS} -Dlog4j2.configurationFile={QUIET_LOG4J.as_uri()}"
+
+
 def embedded_session(extra_conf: dict[str, str], app_name: str = "driftline") -> SparkSession:
     """A local Spark with Delta configured; `extra_conf` (the config's `spark:` section) wins."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -94,7 +106,7 @@ def embedded_session(extra_conf: dict[str, str], app_name: str = "driftline") ->
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
         .config("spark.driver.memory", EMBEDDED_HEAP)
-        .config("spark.driver.extraJavaOptions", EMBEDDED_JAVA_OPTIONS)
+        .config("spark.driver.extraJavaOptions", java_options())
         .config("spark.sql.shuffle.partitions", "8")
         # adaptive execution runs every shuffle stage as a Spark job of its own and re-plans between them;
         # a local driver gains nothing from it on aggregations to a few rows per chunk, and pays in jobs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -109,3 +110,22 @@ def check_ui(base: str, experiment_id: str, run_id: str, run_name: str, metric: 
             assert run_name in dom and expected in dom, (page, dom[:3000])
             _chromium(url, f"--screenshot={shot}", profile=Path(profile))
         assert shot.stat().st_size > 10_000
+
+
+def check_report(report: Path, name: str) -> str:
+    """Headless Chromium renders a report.html: the incidents section comes first, plotly drew interactive
+    charts, and no internal name (`:table`, `:performance`, `_dl_`) shows; a screenshot goes to
+    .cache/screenshots/<name>_report.png. Returns the rendered DOM."""
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run `make test` (it installs it) or `make browser`"
+    shots = ROOT / ".cache" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as profile:
+        dom = _chromium(report.as_uri(), "--dump-dom", profile=Path(profile))
+        _chromium(report.as_uri(), f"--screenshot={shots / f'{name}_report.png'}", "--window-size=1400,3000",
+                  profile=Path(profile))
+    headings = re.findall(r"<h2[^>]*>(.*?)</h2>", dom)
+    assert headings and headings[0] == "Incidents", headings
+    assert dom.count("js-plotly-plot") >= 3 and "main-svg" in dom  # plotly ran and drew its SVGs
+    visible = re.sub(r"<script.*?</script>|<style.*?</style>", "", dom, flags=re.S)
+    assert not re.search(r":table|:performance|_dl_", visible), re.findall(r".{40}(?::table|_dl_).{40}", visible)[:3]
+    return dom

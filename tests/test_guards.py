@@ -1,6 +1,7 @@
 """Guard rails (issue 20): configs that would run and measure nothing end in an error that names the key
 and the fix (`driftline fit`, exit 2, nothing of the reference's profiles written), or in an alerting
-data-quality result (a reference too small for thresholds)."""
+data-quality result naming it (a declared kind that does not fit the values, a reference too small for
+thresholds)."""
 
 from __future__ import annotations
 
@@ -51,20 +52,33 @@ def _config(root: Path, preds: str, labels: str, name: str, **changes) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize(("name", "changes", "key", "says"), [
-    ("positive", {"outputs": {"score": "score", "prediction": "pred", "positive_class": "yes"}},
-     "outputs.positive_class", "the reference's labels are 0, 1"),
-    ("unique", {"features": [{"name": "code", "kind": "categorical"}]}, "features[0].kind",
-     "declare it continuous if it is a number, or leave it out"),
-    ("flag", {"features": [{"name": "x", "kind": "continuous"}, {"name": "flag", "kind": "continuous"}]},
-     "features[1].kind", "take only 0, 1; declare it categorical"),
-])
-def test_a_config_that_would_measure_nothing_stops_at_fit(spark, tables, capsys, name, changes, key, says):
+def test_labels_that_never_name_the_positive_class_stop_at_fit(spark, tables, capsys):
     root, preds, labels = tables
-    assert main(["fit", "--config", _config(root, preds, labels, name, **changes)]) == 2
+    changes = {"outputs": {"score": "score", "prediction": "pred", "positive_class": "yes"}}
+    assert main(["fit", "--config", _config(root, preds, labels, "positive", **changes)]) == 2
     err = capsys.readouterr().err
-    assert f"config key '{key}'" in err and says in err, err
-    assert not (root / f"out_{name}" / "profiles").exists()  # the reference's profiles were not written
+    assert "config key 'outputs.positive_class'" in err and "the reference's labels are 0, 1" in err, err
+    assert not (root / "out_positive" / "profiles").exists()  # the reference's profiles were not written
+
+
+@pytest.mark.parametrize(("name", "features", "key", "says"), [
+    ("unique", [{"name": "x", "kind": "continuous"}, {"name": "code", "kind": "categorical"}], "features[1].kind",
+     "declare it continuous if it is a number, or leave it out"),
+    ("flag", [{"name": "x", "kind": "continuous"}, {"name": "flag", "kind": "continuous"}], "features[1].kind",
+     "take only 0 and 1 (a flag); declare it categorical"),
+])
+def test_a_kind_that_does_not_fit_the_values_is_a_quality_alert(spark, tables, capsys, name, features, key, says):
+    """Fit says so, and every run alerts on the column's `declared_kind` (its incident names the fix)."""
+    root, preds, labels = tables
+    assert main(["run", "--fit", "--config", _config(root, preds, labels, name, features=features)]) == 0
+    out = capsys.readouterr().out
+    assert f"check {key}" in out and says in out, out
+    stored = read_metrics(spark, str(root / f"out_{name}" / "metrics"), name)
+    (row,) = [r for r in stored.results if r.metric == "declared_kind"]
+    column = features[1]["name"]
+    assert (row.column, row.alert, row.chunk.key, row.family) == (column, True, "2025-01-05", "data_quality")
+    assert says in row.note
+    assert f"[medium] {column}: declared kind does not fit the values 1 (threshold 0)" in out, out
 
 
 def test_predictions_that_never_name_the_positive_class(spark, tables, capsys):

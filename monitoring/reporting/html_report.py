@@ -1,17 +1,11 @@
-"""The self-contained HTML report of a run and its PNG charts (MLflow artifacts `report.html`, `charts/`).
-
-Incidents first (monitoring/incidents.py, the lines every surface shows), then the overview (alerts
-per family and column), then one chart per monitored column (its headline drift
-metric against the reference, BASELINE, whole table) and per headline performance metric (realized and
-estimated overlaid, the estimate's confidence band). Every chart shows the reference and analysis
-chunks, the thresholds and the alerting chunks in red. Charts are PNGs, embedded as base64 so the HTML
-file needs nothing else.
+"""The MLflow artifacts `report.html` (the interactive page, monitoring/reporting/interactive.py) and
+`charts/*.png`: per monitored column its headline drift metric against the reference (BASELINE, whole
+table) and per headline performance metric realized and estimated with the estimate's band, as static
+images MLflow's artifact view previews; `column_figure` draws one column's chart for notebooks.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 from collections import defaultdict
 from dataclasses import dataclass
@@ -19,8 +13,8 @@ from pathlib import Path
 
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, BASELINE, DRIFT, REFERENCE, MetricResult
-from monitoring.incidents import incidents
-from monitoring.ranking import HEADLINE, rank_drift
+from monitoring.ranking import HEADLINE
+from monitoring.reporting import interactive
 from monitoring.slices import WHOLE
 
 HEADLINE_PERFORMANCE = {"binary": ("roc_auc", "f1", "accuracy"), "multiclass": ("roc_auc_macro", "f1_macro",
@@ -120,51 +114,6 @@ def _stem(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
 
-def render(config: MonitorConfig, results: list[MetricResult], chart_list: list[Chart], run_id: str) -> str:
-    """The report page: drift that matters (the alerting columns of the newest chunk, ranked), the overview
-    table of alerts per family and column, then the charts."""
-    alerts: dict[tuple[str, str], list[MetricResult]] = defaultdict(list)
-    for r in results:
-        if r.period == ANALYSIS and r.alert and (r.slice_key, r.slice_value) == WHOLE:
-            alerts[(r.family, r.column)].append(r)
-    rows = []
-    for (family, column), items in sorted(alerts.items()):
-        chunks = sorted({(r.chunk.index, r.chunk.key) for r in items})
-        metrics = ", ".join(sorted({r.metric for r in items}))
-        rows.append(f"<tr><td>{html.escape(family)}</td><td>{html.escape(column)}</td><td>{len(chunks)}</td>"
-                    f"<td>{html.escape(chunks[0][1])}</td><td>{html.escape(metrics)}</td></tr>")
-    table = ("<table><tr><th>family</th><th>column</th><th>alerting chunks</th><th>first</th><th>metrics</th></tr>"
-             + "".join(rows) + "</table>") if rows else "<p>No alerts in the analysis chunks.</p>"
-    found = incidents(results, config)
-    incident_rows = "".join(
-        f"<tr class='{i.severity}'><td>{i.severity}</td><td>{html.escape(i.title())}</td>"
-        f"<td>{html.escape(i.headline())}</td><td>{html.escape(i.start)}</td><td>{i.alerted_chunks}/{i.chunks}</td>"
-        f"<td>{html.escape(', '.join(i.slices) or '-')}</td></tr>" for i in found)
-    incident_table = ("<table id='incidents'><tr><th>severity</th><th>incident</th><th>headline</th><th>since</th>"
-                      f"<th>alerting chunks</th><th>slices</th></tr>{incident_rows}</table>") if found \
-        else "<p>No open incidents.</p>"
-    ranked = [c for c in rank_drift(results, config) if c.alerted]
-    ranking = ("<table><tr><th>column</th><th>score</th><th>drift / threshold</th><th>importance</th>"
-               "<th>correlation with performance</th></tr>" + "".join(
-                   f"<tr><td>{html.escape(c.column)}</td><td>{_num(c.score)}</td><td>{_num(c.drift)}</td>"
-                   f"<td>{_num(c.importance)}</td><td>{_num(c.correlation)}</td></tr>" for c in ranked)
-               + "</table>") if ranked else "<p>No column drifts on the newest chunk.</p>"
-    figures = "".join(
-        f"<figure id='{c.name}'><img alt='{html.escape(c.title)}' src='data:image/png;base64,"
-        f"{base64.b64encode(c.png).decode()}'/><figcaption>{html.escape(c.title)}</figcaption></figure>"
-        for c in chart_list)
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Driftline: {html.escape(config.monitor)}"
-            "</title><style>body{font-family:sans-serif;margin:2em;max-width:1000px}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}figure{margin:1.5em 0}"
-            "img{max-width:100%}</style></head><body>"
-            f"<h1>Driftline monitor '{html.escape(config.monitor)}'</h1>"
-            f"<p>run {html.escape(run_id)}; problem type {config.problem_type}; chunking "
-            f"{html.escape(config.chunking.describe())}; source {html.escape(config.source.table)}</p>"
-            f"<h2>Incidents</h2>{incident_table}"
-            f"<h2>Drift that matters (newest chunk)</h2>{ranking}"
-            f"<h2>Alerts (analysis chunks, whole table)</h2>{table}<h2>Charts</h2>{figures}</body></html>")
-
-
 def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
@@ -175,4 +124,4 @@ def write_report(config: MonitorConfig, results: list[MetricResult], run_id: str
     (root / "charts").mkdir(parents=True, exist_ok=True)
     for c in chart_list:
         (root / "charts" / f"{c.name}.png").write_bytes(c.png)
-    (root / "report.html").write_text(render(config, results, chart_list, run_id), encoding="utf-8")
+    (root / "report.html").write_text(interactive.render(config, results, f"run {run_id}"), encoding="utf-8")

@@ -168,6 +168,8 @@ def log_run(config: MonitorConfig, run_name: str, results: list[MetricResult],
     from mlflow.tracking import MlflowClient
 
     mlflow_run, started = None, time.monotonic()
+    log.info("MLflow: logging %s chunks, the report and the incidents to %s", "all" if logged is None else len(logged),
+             redact(config.mlflow.tracking_uri))
     try:
         mlflow_run = start_run(config, run_name, tags)
         client = MlflowClient(config.mlflow.tracking_uri)

@@ -42,8 +42,13 @@ def column_drift(results: list[MetricResult], slice_key: tuple[str, str] = WHOLE
     out = []
     for column, rows in by_column.items():
         alerted = sorted({r.chunk.index: r.chunk.key for r in rows if r.alert}.items())
-        metrics = {r.metric for r in rows}
-        headline = next((m for m in HEADLINE if m in metrics), None)
+        newest = max(r.chunk.index for r in rows)
+        # the headline: the metric furthest past its threshold on the newest chunk (as the incidents and
+        # "drift that matters" measure it), else the first of HEADLINE the column has
+        ratios = {r.metric: r.value / r.upper_threshold for r in rows if r.chunk.index == newest and
+                  r.metric in HEADLINE and r.value is not None and r.upper_threshold}
+        headline = max(ratios, key=ratios.get) if ratios else \
+            next((m for m in HEADLINE if any(r.metric == m for r in rows)), None)
         last = max((r for r in rows if r.metric == headline), key=lambda r: r.chunk.index, default=None)
         out.append(ColumnDrift(column, rows[0].kind, alerted[0][1] if alerted else None, len(alerted),
                                len({r.chunk.index for r in rows}), tuple(sorted({r.metric for r in rows if r.alert})),

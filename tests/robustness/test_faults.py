@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -111,6 +112,11 @@ def test_killed_at_three_stages_then_rerun_equals_a_clean_run(spark, tmp_path):
     done = _driftline_run(path, MLFLOW_LOGGING, tmp_path)
     assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
     assert "stage 3/3 compared" in done.stderr, done.stderr[-3000:]
+    # a quiet console by default (a fresh process: its JVM read Driftline's log4j settings): no Spark
+    # warnings or log4j banner, a line per stage
+    assert not re.search(r"\bWARN\b|Using Spark's default log4j profile", done.stderr), done.stderr[-3000:]
+    stages = ["stage 1/3", "stage 2/3", "stage 3/3", "MLflow: logging"]
+    assert sorted(stages, key=done.stderr.index) == stages, done.stderr[-3000:]
     _assert_tables_equal(spark, out, clean)  # the Delta writes came before MLflow
 
     assert main(["run", "--config", str(path)]) == 0  # the last rerun in this session: no JVM to start
