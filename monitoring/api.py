@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from monitoring.pipeline import RunResult
     from monitoring.reference import FittedReference
+    from monitoring.reporting.interactive import Distribution
 
 
 @dataclass
@@ -91,6 +92,23 @@ class Results:
             others = sorted({r.column for r in self.metrics if r.family == "drift"} - set(alerting))
             columns = (alerting + others)[:limit]
         return [f for f in (column_figure(self.metrics, c) for c in columns) if f is not None]
+
+    def distributions(self) -> list[Distribution]:
+        """The column incidents' reference and newest-chunk states (whole table), as this run holds them
+        (none for stored results, or for chunks a rerun did not profile)."""
+        from monitoring.reporting.interactive import Distribution
+        from monitoring.slices import WHOLE
+
+        if self.run is None or not self.run.profiles.whole:
+            return []
+        newest = max(self.run.profiles.whole, key=lambda c: c.chunk.index)
+        reference = self.run.reference.columns.get(WHOLE, {})
+        out = []
+        for i in self.incidents():
+            rc, current = reference.get(i.subject), newest.columns.get(i.subject)
+            if i.kind == "column" and rc is not None and current is not None:
+                out.append(Distribution(i.subject, rc.state, rc.edges, newest.chunk.key, current))
+        return out
 
     def summary(self) -> str:
         """The incident lines, as the CLI, the webhook and the MLflow description show them."""
@@ -198,7 +216,8 @@ class Monitor:
         try:
             out.mlflow_run = log_run(config, f"{config.monitor}-{time.strftime('%Y%m%d-%H%M%S')}", result.metrics,
                                      tags, webhook_payload(config.monitor, result.run_id, out.alerts, None),
-                                     logged=set(result.compared) | set(result.relogged))
+                                     logged=set(result.compared) | set(result.relogged),
+                                     distributions=out.distributions())
             out.mlflow_link = run_link(config, out.mlflow_run)
         except DriftlineError as exc:
             out.reporting_error = exc

@@ -157,7 +157,7 @@ def _run(spark, config: MonitorConfig, refresh: bool, fail_on_alert: str | None 
     except ValueError as exc:
         raise DriftlineError(str(exc)) from exc
     results = Monitor(config, spark).run(refresh=refresh, fitted=fitted)
-    print_summary(results.config, results.run, results.mlflow_run, results.alerts)
+    print_summary(results.config, results.run, results.mlflow_run, results.alerts, results.mlflow_link)
     if results.reporting_error:
         print(f"driftline: error: {redact.redact(str(results.reporting_error))}", file=sys.stderr)
         return EXIT_REPORTING
@@ -270,10 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    # Driftline's own progress at INFO; the libraries' (MLflow's store migrations, the Spark gateway's
+    # connection chatter) only from WARNING, unless --verbose
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("alembic", "urllib3", "py4j"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose and noisy == "py4j" else logging.WARNING)
+    for ours in ("monitoring", "driftline"):
+        logging.getLogger(ours).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if args.verbose:  # the embedded Spark keeps its own log4j defaults (warnings included)
         from monitoring.session import VERBOSE_ENV
 

@@ -133,3 +133,11 @@ def test_mlflow_down_then_report_relogs_to_a_real_server(spark, tables, monkeypa
         assert {"alerts.json", "config.json", "results", "report.html", "charts"} <= files
         results = {f["path"] for f in rest_get(base, "artifacts/list", run_id=run_id, path="results")["files"]}
         assert results == {"results/metrics.parquet", "results/metrics.csv"}
+        # a tracking URI with credentials: neither MLflow's own "View run" lines nor the summary print them;
+        # the summary links the run without them
+        secret = "pa55-" + run_id[:8]
+        capsys.readouterr()
+        assert main(["run", "--config", _config(root, table, f"http://driftline:{secret}@127.0.0.1:{port}")]) == 0
+        printed = capsys.readouterr()
+        assert secret not in printed.out + printed.err
+        assert f"open it: {base}/#/experiments/" in printed.out, printed.out[-2000:]

@@ -69,3 +69,19 @@ def test_incidents_plots_and_stored_results(spark, ran):
     assert [i.id for i in again.incidents()] == [i.id for i in incidents]
     report = monitor.report(root / "report")
     assert report.is_file() and "Incidents" in report.read_text()
+    # the run holds the reference and newest-chunk states of its drifting columns: the report draws them,
+    # and the shares it draws are those of the rows (x's newest-chunk share below the reference median)
+    (dist,) = [d for d in results.distributions() if d.column == "x"]
+    frame = spark.read.format("delta").load(str(root / "preds")).toPandas()
+    newest = frame[frame["ts"].dt.strftime("%Y-%m-%d") == dist.chunk]["x"]
+    reference = frame[frame["ts"] < pd.Timestamp("2025-01-04")]["x"]  # toPandas: naive UTC (session time zone)
+    from monitoring.drift.distributions import WeightedSample
+
+    shares = WeightedSample.from_kll(dist.current.kll).bin_probabilities(dist.edges)
+    below = (newest < dist.edges[len(dist.edges) // 2]).mean()
+    assert shares[: len(dist.edges) // 2 + 1].sum() == pytest.approx(below, abs=0.02)  # KLL rank error bound
+    assert dist.reference.valid_count == len(reference)
+    from monitoring.reporting.html_report import write_report
+
+    write_report(monitor.config, results.metrics, "api", root / "with", results.distributions())
+    assert "Distributions of the drifting columns" in (root / "with" / "report.html").read_text()

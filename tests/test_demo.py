@@ -184,6 +184,7 @@ def _check_demo_results(spark, workdir: Path, config: dict, capsys, base: str, r
     for incident in stored["incidents"]:
         assert incident["headline_text"] in report and incident["title"] in report
     check_report(local / "report.html", "demo")  # in Chromium: incidents first, interactive charts, no internal names
+    assert "Distributions of the drifting columns" in report and "customer_age: share of rows" in report
 
 
 def _check_incidents(received: list[dict]) -> list[str]:

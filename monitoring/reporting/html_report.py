@@ -118,10 +118,12 @@ def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
-def write_report(config: MonitorConfig, results: list[MetricResult], run_id: str, root: Path) -> None:
+def write_report(config: MonitorConfig, results: list[MetricResult], run_id: str, root: Path,
+                 distributions: list[interactive.Distribution] = ()) -> None:
     """`root/report.html` and `root/charts/<name>.png`."""
     chart_list = charts(config, results)
     (root / "charts").mkdir(parents=True, exist_ok=True)
     for c in chart_list:
         (root / "charts" / f"{c.name}.png").write_bytes(c.png)
-    (root / "report.html").write_text(interactive.render(config, results, f"run {run_id}"), encoding="utf-8")
+    (root / "report.html").write_text(interactive.render(config, results, f"run {run_id}", distributions),
+                                      encoding="utf-8")

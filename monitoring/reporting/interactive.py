@@ -1,7 +1,9 @@
 """The report page (`report.html`): one self-contained HTML file with interactive plotly charts.
 
 Order: the incidents (most severe first), then a chart per incident (its headline metric over the
-reference and analysis chunks, thresholds dashed, the reference period shaded, alerts in red), then the
+reference and analysis chunks, thresholds dashed, the reference period shaded, alerts in red), the
+drifting columns' distributions (reference against the newest chunk, from the stored sketches, when the
+run has them in memory), then the
 model's performance (realized against estimated with the estimate's +-3 SE band), multivariate drift,
 table data quality, every column's headline drift in the ranking's order, and the slices that drift.
 Names are the registry's display names; the table-level rows are "the model" or "the table", never
@@ -12,9 +14,13 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
 
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, BASELINE, DRIFT, REFERENCE, MetricResult
+from monitoring.drift.distributions import CategoryCounts, WeightedSample, aligned
 from monitoring.incidents import (
     COLUMN,
     ESTIMATED_PERFORMANCE,
@@ -27,9 +33,48 @@ from monitoring.incidents import (
 from monitoring.ranking import HEADLINE, PERFORMANCE_HEADLINE, rank_drift
 from monitoring.redact import redact
 from monitoring.registry import CONCEPT, GAPS, MULTIVARIATE, PERFORMANCE, QUALITY, metric
+from monitoring.sketches import CONTINUOUS, ColumnProfile
 from monitoring.slices import WHOLE
 
 COLORS = {"high": "#c0392b", "medium": "#e67e22", "low": "#7f8c8d"}
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A column's whole-reference state (with its drift bin edges) and one analysis chunk's state."""
+
+    column: str
+    reference: ColumnProfile
+    edges: np.ndarray
+    chunk: str
+    current: ColumnProfile
+
+
+def _distribution_chart(d: Distribution) -> str:
+    """Reference vs chunk shares per drift bin (continuous: from the KLL sketches, the bins outside the
+    reference range included) or per category (the top categories, the rest as OTHER)."""
+    import plotly.graph_objects as go
+
+    if d.reference.kind == CONTINUOUS:
+        ref = WeightedSample.from_kll(d.reference.kll, extremes=(d.reference.min, d.reference.max))
+        cur = WeightedSample.from_kll(d.current.kll, extremes=(d.current.min, d.current.max))
+        if not ref.n or not cur.n:
+            return ""
+        e = d.edges
+        labels = [f"< {e[0]:.4g}", *(f"{e[i]:.4g} .. {e[i + 1]:.4g}" for i in range(len(e) - 1)), f"> {e[-1]:.4g}"]
+        p, q = ref.bin_probabilities(e), cur.bin_probabilities(e)
+        labels = labels[:len(p)]
+    else:
+        labels, p, q = aligned(CategoryCounts.of(d.reference.categories, d.reference.other_count),
+                               CategoryCounts.of(d.current.categories, d.current.other_count))
+        if not p.sum() or not q.sum():
+            return ""
+        p, q = p / p.sum(), q / q.sum()
+    fig = go.Figure([go.Bar(x=labels, y=p, name="reference"), go.Bar(x=labels, y=q, name=f"chunk {d.chunk}")])
+    fig.update_layout(title={"text": f"{d.column}: share of rows, reference against {d.chunk}", "font": {"size": 15}},
+                      barmode="group", height=330, font={"size": 12}, yaxis={"tickformat": ".0%"},
+                      margin={"l": 50, "r": 20, "t": 50, "b": 40}, legend={"orientation": "h", "y": -0.3})
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"distribution-{abs(hash(d.column))}")
 
 
 def _display(name: str) -> str:
@@ -130,8 +175,10 @@ def _slices(results: list[MetricResult]) -> str:
     return f"<table><tr><th>slice</th><th>columns drifting (any chunk)</th></tr>{rows}</table>"
 
 
-def render(config: MonitorConfig, results: list[MetricResult], run_label: str) -> str:
-    """The whole page (module docstring)."""
+def render(config: MonitorConfig, results: list[MetricResult], run_label: str,
+           distributions: list[Distribution] = ()) -> str:
+    """The whole page (module docstring); `distributions`: the drifting columns' reference and newest
+    chunk states, drawn after the incident charts."""
     from plotly.offline import get_plotlyjs
 
     found = incidents(results, config)
@@ -140,6 +187,9 @@ def render(config: MonitorConfig, results: list[MetricResult], run_label: str) -
     charts = [c for c in (_incident_chart(i, results) for i in found) if c]
     if charts:
         sections.append("<h2>The incidents over time</h2>" + "".join(charts))
+    shown = [c for c in (_distribution_chart(d) for d in distributions) if c]
+    if shown:
+        sections.append("<h2>Distributions of the drifting columns</h2>" + "".join(shown))
     performance = [m for m in dict.fromkeys([PERFORMANCE_HEADLINE[config.problem_type],
                                              *sorted({r.metric for r in whole if r.family == PERFORMANCE
                                                       and metric(r.metric) and metric(r.metric).default != "none"})])]

@@ -29,6 +29,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import tempfile
 import time
 from collections import Counter
@@ -158,7 +159,7 @@ def start_run(config: MonitorConfig, run_name: str, tags: dict[str, str]) -> str
 
 
 def log_run(config: MonitorConfig, run_name: str, results: list[MetricResult],
-            tags: dict[str, str], alerts: dict, logged: set[int] | None = None) -> str:
+            tags: dict[str, str], alerts: dict, logged: set[int] | None = None, distributions=()) -> str:
     """One MLflow run with params, the per-chunk metrics in batches, tags and artifacts; returns its
     id. `logged`: the analysis chunks whose metrics and result rows go to MLflow (a run's: those it
     computed; None: all, as `driftline report` logs them); the HTML report, alerts and ranking cover
@@ -167,6 +168,9 @@ def log_run(config: MonitorConfig, run_name: str, results: list[MetricResult],
     from mlflow.entities import RunTag
     from mlflow.tracking import MlflowClient
 
+    # MLflow prints "View run ... at: <tracking URI>" itself, credentials included: the summary prints a
+    # link without them instead (run_link)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     mlflow_run, started = None, time.monotonic()
     log.info("MLflow: logging %s chunks, the report and the incidents to %s", "all" if logged is None else len(logged),
              redact(config.mlflow.tracking_uri))
@@ -184,7 +188,8 @@ def log_run(config: MonitorConfig, run_name: str, results: list[MetricResult],
                          ([RunTag(DESCRIPTION, note.replace("\n", "\n\n"))] if note else []))
         _link_model(client, config, mlflow_run)
         client.log_inputs(mlflow_run, datasets=_inputs(config, tags))
-        _log_artifacts(client, mlflow_run, config, results, new, alerts, tags.get("driftline.run_id", mlflow_run))
+        _log_artifacts(client, mlflow_run, config, results, new, alerts, tags.get("driftline.run_id", mlflow_run),
+                       distributions)
         client.set_terminated(mlflow_run, "FINISHED")
         log.info("MLflow: run %s with %d metric values and the report logged to %s in %.1fs", mlflow_run,
                  len(metrics), config.mlflow.tracking_uri, time.monotonic() - started)
@@ -266,7 +271,7 @@ def _link_model(client, config: MonitorConfig, mlflow_run: str) -> None:
 
 
 def _log_artifacts(client, mlflow_run: str, config: MonitorConfig, results: list[MetricResult],
-                   new: list[MetricResult], alerts: dict, run_label: str) -> None:
+                   new: list[MetricResult], alerts: dict, run_label: str, distributions=()) -> None:
     import pandas as pd
 
     from monitoring.ranking import rank_drift
@@ -285,5 +290,5 @@ def _log_artifacts(client, mlflow_run: str, config: MonitorConfig, results: list
         (root / "ranking.json").write_text(json.dumps(ranking, indent=2) + "\n")
         resolved = json.loads(json.dumps(dataclasses.asdict(config), default=str))
         (root / "config.json").write_text(json.dumps(redact_tree(resolved), indent=2) + "\n")
-        write_report(config, results, run_label, root)
+        write_report(config, results, run_label, root, distributions)
         client.log_artifacts(mlflow_run, str(root))

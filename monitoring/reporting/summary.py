@@ -14,6 +14,7 @@ from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, BASELINE, DATA_QUALITY, DRIFT, MetricResult
 from monitoring.pipeline import RunResult, metrics_table, profiles_table, reference_table
 from monitoring.ranking import HEADLINE, rank_drift
+from monitoring.redact import redact
 from monitoring.slices import WHOLE
 
 
@@ -176,7 +177,7 @@ def _print_quality(result: RunResult) -> None:
 
 
 def print_summary(config: MonitorConfig, result: RunResult, mlflow_run: str | None,
-                  alerts: RunAlerts | None = None) -> None:
+                  alerts: RunAlerts | None = None, link: str | None = None) -> None:
     """The run's summary: the incidents first (the lines the webhook, alerts.json, the report and the MLflow
     run description show), then the details behind them."""
     whole = result.profiles.whole
@@ -222,6 +223,9 @@ def print_summary(config: MonitorConfig, result: RunResult, mlflow_run: str | No
           f"{reference_table(config)} (reference)")
     if mlflow_run:
         print(f"MLflow run {mlflow_run} in experiment '{config.mlflow.experiment}'")
-        beside = Path(sys.executable).parent / "mlflow"
-        mlflow_cmd = str(beside) if beside.exists() and not shutil.which("mlflow") else "mlflow"
-        print(f"open it with: {mlflow_cmd} ui --backend-store-uri {config.mlflow.tracking_uri}")
+        if link:  # a tracking server: its page, without the URI's credentials
+            print(f"open it: {link}")
+        else:
+            beside = Path(sys.executable).parent / "mlflow"
+            mlflow_cmd = str(beside) if beside.exists() and not shutil.which("mlflow") else "mlflow"
+            print(f"open it with: {mlflow_cmd} ui --backend-store-uri {redact(config.mlflow.tracking_uri)}")
