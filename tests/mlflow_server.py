@@ -97,8 +97,9 @@ def check_ui(base: str, experiment_id: str, run_id: str, run_name: str, metric: 
     assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run `make test` (it installs it) or `make browser`"
     shots = ROOT / ".cache" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
-    pages = {
-        "run": (f"{base}/#/experiments/{experiment_id}/runs/{run_id}/model-metrics", run_name),
+    pages = {  # the run page as Driftline links it: MLflow 3's classic (model training) view
+        "run": (f"{base}/#/experiments/{experiment_id}/runs/{run_id}/model-metrics?workflowType=machine_learning",
+                run_name),
         "metric": (f"{base}/#/metric/?runs={json.dumps([run_id])}&metric={urllib.request.quote(json.dumps(metric))}"
                    f"&experiments={json.dumps([experiment_id])}&plot_metric_keys="
                    f"{urllib.request.quote(json.dumps([metric]))}&x_axis=step", metric),
@@ -108,6 +109,8 @@ def check_ui(base: str, experiment_id: str, run_id: str, run_name: str, metric: 
         with tempfile.TemporaryDirectory() as profile:
             dom = _chromium(url, "--dump-dom", profile=Path(profile))
             assert run_name in dom and expected in dom, (page, dom[:3000])
+            if page == "run":  # the classic view's navigation (Runs, Models), not the GenAI one's
+                assert ">Runs<" in dom and "Evaluation runs" not in dom, dom[:3000]
             _chromium(url, f"--screenshot={shot}", profile=Path(profile))
         assert shot.stat().st_size > 10_000
 

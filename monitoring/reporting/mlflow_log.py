@@ -51,6 +51,8 @@ BATCH = 1000  # MLflow's log_batch limit on metrics per call
 DESCRIPTION = "mlflow.note.content"  # the tag MLflow's UI shows as a run's description
 # the experiment tag that makes MLflow 3's UI open the classic runs and metrics view, not the GenAI one
 EXPERIMENT_KIND, CLASSIC = "mlflow.experimentKind", "custom_model_development"
+# MLflow 3's UI opens in its GenAI mode unless the URL (or the browser's stored choice) asks for this one
+CLASSIC_VIEW = "machine_learning"
 log = logging.getLogger(__name__)
 
 
@@ -228,7 +230,8 @@ def _inputs(config: MonitorConfig, tags: dict[str, str]):
 
 
 def run_link(config: MonitorConfig, run_id: str) -> str | None:
-    """The run's page on an http(s) tracking server, without the URI's credentials; None elsewhere."""
+    """The run's page on an http(s) tracking server, in the classic (model training) view, without the
+    URI's credentials; None elsewhere."""
     from urllib.parse import urlsplit, urlunsplit
 
     from mlflow.tracking import MlflowClient
@@ -243,7 +246,7 @@ def run_link(config: MonitorConfig, run_id: str) -> str | None:
         return None
     host = parts.hostname + (f":{parts.port}" if parts.port else "")
     base = urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
-    return f"{base}/#/experiments/{experiment}/runs/{run_id}"
+    return f"{base}/#/experiments/{experiment}/runs/{run_id}?workflowType={CLASSIC_VIEW}"
 
 
 def _link_model(client, config: MonitorConfig, mlflow_run: str) -> None:
