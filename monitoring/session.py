@@ -87,12 +87,13 @@ VERBOSE_ENV = "DRIFTLINE_VERBOSE"  # set by `driftline --verbose`: Spark's own l
 QUIET_LOG4J = Path(__file__).with_name("log4j2-quiet.properties")
 
 
-def java_options() -> str:
-    """The embedded driver's JVM options: EMBEDDED_JAVA_OPTIONS, and Spark logging errors only unless
-    $DRIFTLINE_VERBOSE is set."""
-    if os.environ.get(VERBOSE_ENV):
-        return EMBEDDED_JAVA_OPTIONS
-    return f"{EMBEDDED_JAVA_OPTIONS} -Dlog4j2.configurationFile={QUIET_LOG4J.as_uri()}"
+def java_options(given: str = EMBEDDED_JAVA_OPTIONS) -> str:
+    """The embedded driver's JVM options: `given` (EMBEDDED_JAVA_OPTIONS, or the config's own
+    `spark.driver.extraJavaOptions`), and Spark logging errors only unless $DRIFTLINE_VERBOSE is set or
+    the options name their own log4j2 configuration."""
+    if os.environ.get(VERBOSE_ENV) or "log4j2.configurationFile" in given:
+        return given
+    return f"{given} -Dlog4j2.configurationFile={QUIET_LOG4J.as_uri()}"
 
 
 def embedded_session(extra_conf: dict[str, str], app_name: str = "driftline") -> SparkSession:
@@ -123,7 +124,7 @@ def embedded_session(extra_conf: dict[str, str], app_name: str = "driftline") ->
         log.info("resolving %s from Maven Central into %s (once)", delta_coordinate(), _ivy_dir())
         builder = builder.config("spark.jars.packages", delta_coordinate()).config("spark.jars.ivy", str(_ivy_dir()))
     for key, value in extra_conf.items():
-        builder = builder.config(key, value)
+        builder = builder.config(key, java_options(value) if key == "spark.driver.extraJavaOptions" else value)
     spark = builder.getOrCreate()
     if not jars and not cached_delta_jars():
         log.warning("Delta jars were not cached under %s; the next run will resolve them again", _ivy_dir())
