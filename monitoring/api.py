@@ -28,7 +28,7 @@ from monitoring.alerts import RunAlerts, post_webhook, run_alerts, webhook_paylo
 from monitoring.config import MonitorConfig, load_config, parse_config
 from monitoring.drift.compare import MetricResult
 from monitoring.errors import DriftlineError
-from monitoring.incidents import Incident
+from monitoring.incidents import COLUMN, Incident
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,7 +88,7 @@ class Results:
         from monitoring.reporting.html_report import column_figure
 
         if columns is None:
-            alerting = [i.subject for i in self.incidents() if i.kind == "column"]
+            alerting = [i.subject for i in self.incidents() if i.kind == COLUMN]
             others = sorted({r.column for r in self.metrics if r.family == "drift"} - set(alerting))
             columns = (alerting + others)[:limit]
         return [f for f in (column_figure(self.metrics, c) for c in columns) if f is not None]
@@ -106,7 +106,7 @@ class Results:
         out = []
         for i in self.incidents():
             rc, current = reference.get(i.subject), newest.columns.get(i.subject)
-            if i.kind == "column" and rc is not None and current is not None:
+            if i.kind == COLUMN and rc is not None and current is not None:
                 out.append(Distribution(i.subject, rc.state, rc.edges, newest.chunk.key, current))
         return out
 

@@ -103,7 +103,7 @@ def _num(x: float | None) -> str:
 
 
 def _percent(x: float) -> str:
-    """How far past the threshold: `34%` below twice the threshold, `9x` (times the threshold) beyond."""
+    """How far past the threshold: a share of it (`34%`) up to twice the threshold, then a multiple (`9x`)."""
     return f"{x:.1%}" if x < 0.1 else f"{x:.0%}" if x < 1 else f"{x + 1:.3g}x"
 
 
