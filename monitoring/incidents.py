@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass
 
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, BASELINE, MetricResult
+from monitoring.performance.estimated import ESTIMATED as ESTIMATED_PERFORMANCE
+from monitoring.performance.results import TABLE as TABLE_COLUMN
 from monitoring.ranking import HEADLINE, PERFORMANCE_HEADLINE, rank_drift
 from monitoring.registry import CONCEPT, DRIFT, GAPS, MULTIVARIATE, PERFORMANCE, QUALITY, metric
 from monitoring.slices import WHOLE
@@ -44,8 +46,6 @@ COLUMN, MODEL_PERFORMANCE, MODEL_CONCEPT, MODEL_MULTIVARIATE, TABLE_QUALITY = \
     "column", "performance", "concept drift", "multivariate drift", "data quality"
 QUIET = 2  # consecutive quiet chunks that end an incident (going back in time)
 THIN = 0.05  # a quiet value from labels on fewer than this share of its chunk's rows is no evidence
-ESTIMATED_PERFORMANCE = "estimated_performance"
-TABLE_COLUMN = ":table"
 DECLARED_KIND = "declared_kind"  # monitoring/quality.py
 
 

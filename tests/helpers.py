@@ -20,6 +20,12 @@ import pytest
 from monitoring.config import MonitorConfig, parse_config
 
 
+def daily_ts(rng: np.random.Generator, day: np.ndarray) -> pd.Series:
+    """UTC timestamps (microseconds) spread over day `day` (0 = 2025-01-01) of each row, from `rng`."""
+    micros = ((1735689600 + day * 86400 + rng.random(len(day)) * 86000) * 1e6).astype("int64")
+    return pd.to_datetime(micros, unit="us", utc=True)
+
+
 def write_delta(spark, df: pd.DataFrame, path: str, schema: str | None = None) -> str:
     sdf = spark.createDataFrame(df, schema=schema) if schema else spark.createDataFrame(df)
     sdf.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)

@@ -17,7 +17,7 @@ import yaml
 from monitoring.cli import EXIT_REPORTING, main
 from monitoring.metrics_store import read_metrics
 
-from .helpers import webhook_receiver, write_delta
+from .helpers import daily_ts, webhook_receiver, write_delta
 from .mlflow_server import free_port, metric_history, mlflow_server, rest_get, rest_runs
 
 DAYS, PER_DAY = 6, 3000
@@ -32,8 +32,7 @@ def tables(spark, tmp_path_factory):
     day = np.repeat(np.arange(DAYS), PER_DAY)
     x = rng.normal(np.where(day == DAYS - 1, 3.0, 0.0), 1.0, n)
     score = 1 / (1 + np.exp(-rng.normal(0, 1, n)))
-    micros = ((1735689600 + day * 86400 + rng.random(n) * 86000) * 1e6).astype("int64")
-    frame = pd.DataFrame({"id": np.arange(n), "ts": pd.to_datetime(micros, unit="us", utc=True), "x": x,
+    frame = pd.DataFrame({"id": np.arange(n), "ts": daily_ts(rng, day), "x": x,
                           "score": score})
     root_table = root, write_delta(spark, frame, str(root / "preds"))
     assert main(["fit", "--config", _config(*root_table, "", enabled=False)]) == 0

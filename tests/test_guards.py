@@ -15,7 +15,7 @@ import yaml
 from monitoring.cli import main
 from monitoring.metrics_store import read_metrics
 
-from .helpers import write_delta
+from .helpers import daily_ts, write_delta
 
 DAYS, PER_DAY = 5, 400
 
@@ -29,8 +29,7 @@ def tables(spark, tmp_path_factory):
     score = rng.random(n)
     frame = pd.DataFrame({
         "id": np.arange(n),
-        "ts": pd.to_datetime(((1735689600 + day * 86400 + rng.random(n) * 86000) * 1e6).astype("int64"), unit="us",
-                             utc=True),
+        "ts": daily_ts(rng, day),
         "x": rng.normal(0, 1, n), "flag": rng.integers(0, 2, n).astype(float),
         "code": [f"c{i}" for i in range(n)],  # unique per row
         "score": score, "pred": (score >= 0.5).astype(int)})

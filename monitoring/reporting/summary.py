@@ -13,7 +13,7 @@ from monitoring.alerts import RunAlerts, incident_lines, run_alerts
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, BASELINE, DATA_QUALITY, DRIFT, MetricResult
 from monitoring.pipeline import RunResult, metrics_table, profiles_table, reference_table
-from monitoring.ranking import HEADLINE, rank_drift
+from monitoring.ranking import HEADLINE, PERFORMANCE_HEADLINE, rank_drift
 from monitoring.redact import redact
 from monitoring.slices import WHOLE
 
@@ -57,13 +57,10 @@ def column_drift(results: list[MetricResult], slice_key: tuple[str, str] = WHOLE
     return out
 
 
-HEADLINE_PERFORMANCE = {"binary": "roc_auc", "multiclass": "roc_auc_macro", "regression": "rmse"}
-
-
 def _print_performance(config: MonitorConfig, result: RunResult) -> None:
     """Label coverage regimes and the headline realized metric of the analysis chunks."""
     rows = {r.chunk.index: r for r in result.metrics if (r.period, r.family, r.slice_key, r.metric) ==
-            (ANALYSIS, "performance", "", HEADLINE_PERFORMANCE[config.problem_type])}
+            (ANALYSIS, "performance", "", PERFORMANCE_HEADLINE[config.problem_type])}
     if not rows:
         return
     ordered = [rows[i] for i in sorted(rows)]
@@ -126,7 +123,7 @@ def estimate_check(results: list[MetricResult], metric: str) -> EstimateCheck:
 
 
 def _print_estimation(config: MonitorConfig, result: RunResult) -> None:
-    check = estimate_check(result.metrics, HEADLINE_PERFORMANCE[config.problem_type])
+    check = estimate_check(result.metrics, PERFORMANCE_HEADLINE[config.problem_type])
     defined = [r for r in check.estimated if r.value is not None]
     if not defined:
         return
