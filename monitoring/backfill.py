@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -65,11 +64,12 @@ def plan_backfill(spark: SparkSession, config: MonitorConfig, chunks: list[Chunk
     try:
         changed = _changed_ids(spark, config.labels, since, until)
         counts = _ids_per_chunk(spark, changed, ranges, id_type) if ranges else {None: changed.count()}
-    except AnalysisException as exc:
-        first = str(exc).strip().splitlines()[0][:200]
+    except Exception as exc:  # noqa: BLE001 - any failure of the feed (none, a retyped or restored table): recompute
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         return Backfill(since, until, tuple(whole), None,
-                        f"no change data feed on {config.labels.table} ({first}); set the table property "
-                        "delta.enableChangeDataFeed = true so later runs recompute only the chunks that got labels")
+                        f"the change data feed of {config.labels.table} cannot say which labels changed ({first}); "
+                        "if the table has none, set the table property delta.enableChangeDataFeed = true so later "
+                        "runs recompute only the chunks that got labels")
     total = sum(counts.values())
     return Backfill(since, until, tuple(sorted(k for k in counts if k is not None)), total, CHANGE_FEED)
 

@@ -38,6 +38,42 @@ def utc_from_micros(micros: int) -> datetime:
     return datetime.fromtimestamp(micros / 1e6, tz=timezone.utc)
 
 
+LAST_VALID = datetime(9000, 1, 1, tzinfo=timezone.utc)  # far below datetime's year 9999, for every period's end
+
+
+def ahead(start: datetime, period: Period) -> datetime:
+    """`start` plus one `period` (calendar months for mo, q, y)."""
+    if period.unit in _SECONDS:
+        return start + timedelta(seconds=_SECONDS[period.unit] * period.count)
+    m = start.year * 12 + start.month - 1 + _MONTHS[period.unit] * period.count
+    year, month = divmod(m, 12)
+    if year > LAST_VALID.year:
+        return LAST_VALID
+    day = min(start.day, 28)  # a valid day in every month: the window's end moves by days at most
+    return start.replace(year=year, month=month + 1, day=day)
+
+
+def timestamp_window(chunking: Chunking, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """[first, end) of the timestamps that belong to a chunk: `chunking.valid_from` to the run's time plus
+    `chunking.max_ahead` (at most LAST_VALID). A row outside it (a default date such as 9999-12-31, a
+    clock set to 2999) is in no chunk and counted as a data-quality result (docs/chunking.md)."""
+    now = now or datetime.now(timezone.utc)
+    tomorrow = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)  # one literal a day
+    return chunking.valid_from, min(ahead(tomorrow, chunking.max_ahead), LAST_VALID)
+
+
+def window_text(chunking: Chunking) -> str:
+    first, end = timestamp_window(chunking)
+    return f"[{first:%Y-%m-%d}, {end:%Y-%m-%d}) (chunking.valid_from, chunking.max_ahead {chunking.max_ahead})"
+
+
+def in_window(chunking: Chunking, ts: Column) -> Column:
+    """True for a timestamp inside `timestamp_window` (null for a null timestamp)."""
+    first, end = timestamp_window(chunking)
+    ts = ts.cast("timestamp")
+    return (ts >= F.lit(first)) & (ts < F.lit(end))
+
+
 def period_index(period: Period, ts: Column) -> Column:
     """Ordinal of the period holding `ts` (a timestamp column), counted from 1970-01-01 UTC."""
     if period.unit in _SECONDS:
@@ -94,18 +130,19 @@ def period_rows(period: Period, indices: list[int], ts_col: str) -> Column:
 
 def with_chunk_index(df: DataFrame, chunking: Chunking, ts_col: str, id_col: str,
                      keep_null_ts: bool = False) -> DataFrame:
-    """`df` with the chunk index in column CHUNK_COL; rows with a null timestamp are left out (with
-    `keep_null_ts` and period chunking they stay, with a null chunk index, for the profiling pass to
-    count).
+    """`df` with the chunk index in column CHUNK_COL; rows with a null timestamp or one outside
+    `timestamp_window` are left out (with `keep_null_ts` and period chunking they stay, with a null chunk
+    index, for the profiling pass to count).
 
     Period chunks need no extra pass. Size and count chunks need the row count per day first (one
     small aggregation), then a window per day gives every row its global position in
     (timestamp, id) order; rows of an incomplete last chunk are dropped when `incomplete: drop`.
     """
+    placed = in_window(chunking, F.col(ts_col))
     if chunking.period:
-        rows = df if keep_null_ts else df.where(F.col(ts_col).isNotNull())
-        return rows.withColumn(CHUNK_COL, period_index(chunking.period, F.col(ts_col)))
-    df = df.where(F.col(ts_col).isNotNull())
+        rows = df if keep_null_ts else df.where(placed)
+        return rows.withColumn(CHUNK_COL, F.when(placed, period_index(chunking.period, F.col(ts_col))))
+    df = df.where(placed)
     day = F.floor(F.unix_seconds(F.col(ts_col).cast("timestamp")) / 86400).cast("long")
     counts = sorted((r[0], r[1]) for r in df.groupBy(day.alias("d")).count().collect())
     total = sum(c for _, c in counts)

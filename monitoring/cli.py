@@ -119,7 +119,7 @@ def cmd_fit(args) -> int:
 def _fit(spark, config: MonitorConfig, refresh: bool, analysis: bool = False):
     """Fit and print the reference; returns it (a `run --fit` hands it to the run in memory; with `analysis`
     the fit may profile the analysis rows in the same scan, `monitoring.pipeline.shares_scan`)."""
-    from monitoring.guards import kind_problems
+    from monitoring.guards import empty_columns, kind_problems
     from monitoring.pipeline import fit, reference_table
     from monitoring.slices import WHOLE
 
@@ -127,7 +127,7 @@ def _fit(spark, config: MonitorConfig, refresh: bool, analysis: bool = False):
     chunks = ref.chunks_of(WHOLE)
     print(f"reference of '{config.monitor}': {len(chunks)} chunks, {sum(c.row_count for c in chunks):,} rows, "
           f"{len(ref.slices()) - 1} slice values; stored in {reference_table(config)}")
-    for _, what in kind_problems(config, ref):  # the runs report it as a `declared_kind` alert too
+    for _, what in kind_problems(config, ref) + empty_columns(config, ref):  # the runs alert on them too
         print(f"check {what}")
     return ref
 

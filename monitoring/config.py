@@ -19,6 +19,7 @@ import yaml
 from monitoring.errors import ConfigError
 from monitoring.registry import CATEGORICAL_METHODS, CONTINUOUS_METHODS, rule_names
 from monitoring.registry import metric as registered
+from monitoring.spark_settings import check_spark_settings
 from monitoring.thresholds import THRESHOLD_TYPES, ThresholdRule
 
 PROBLEM_TYPES = ("binary", "multiclass", "regression")
@@ -124,6 +125,9 @@ class Chunking:
     size: int | None = None
     count: int | None = None
     incomplete: str = "keep"
+    # timestamps outside [valid_from, the run's time + max_ahead) belong to no chunk (docs/chunking.md)
+    valid_from: datetime = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    max_ahead: Period = Period(1, "y")
 
     def describe(self) -> str:
         return f"period={self.period}" if self.period else f"size={self.size}" if self.size else f"count={self.count}"
@@ -181,6 +185,7 @@ class Drift:
     psi_epsilon: float = 1e-4
     std_multiplier: float = 3.0
     thresholds: tuple[ThresholdRule, ...] = ()
+    min_chunk_rows: int = 50  # analysis chunks with fewer rows get a note instead of column alerts
 
 
 @dataclass(frozen=True)
@@ -378,13 +383,18 @@ def parse_config(data: Any) -> MonitorConfig:
         labels = Labels(lab.text("table"), lab.text("id_column", source.id_column), lab.text("label_column"),
                         lab.text("timestamp_column"), lab.positive_int("min_labelled", 100), float(coverage))
 
-    c = _Section(root.get("chunking", dict), "chunking", ("period", "size", "count", "incomplete"))
+    c = _Section(root.get("chunking", dict), "chunking", ("period", "size", "count", "incomplete", "valid_from",
+                                                          "max_ahead"))
     given = [k for k in ("period", "size", "count") if c.data.get(k) is not None]
     if len(given) != 1:
         raise ConfigError("chunking", f"set exactly one of period, size, count (got {', '.join(given) or 'none'})")
     period = Period.parse(c.get("period", (str,)), "chunking.period") if "period" in given else None
+    valid_from = _timestamp(c.data["valid_from"], "chunking.valid_from") if c.data.get("valid_from") is not None \
+        else Chunking.valid_from
+    max_ahead = Period.parse(c.get("max_ahead", (str,)), "chunking.max_ahead") if c.data.get("max_ahead") is not None \
+        else Chunking.max_ahead
     chunking = Chunking(period, c.positive_int("size", None), c.positive_int("count", None),
-                        c.choice("incomplete", INCOMPLETE_CHOICES, "keep"))
+                        c.choice("incomplete", INCOMPLETE_CHOICES, "keep"), valid_from, max_ahead)
 
     r = _Section(root.get("reference", dict), "reference", ("table", "start", "end"))
     start = _timestamp(r.data["start"], "reference.start") if r.data.get("start") is not None else None
@@ -423,6 +433,7 @@ def parse_config(data: Any) -> MonitorConfig:
     slices = Slices(tuple(e.strip() for e in expressions), sl.positive_int("top_n", 10, maximum=1000))
 
     spark = {str(k): str(v) for k, v in root.get("spark", dict, {}).items()}
+    check_spark_settings(spark)
     return MonitorConfig(monitor, problem_type, source, tuple(features), outputs, chunking, reference,
                          output, mlflow_conf, profile, drift, slices, labels, spark,
                          _estimation(root.get("estimation", dict, {}), problem_type, list(outputs.class_scores)),
@@ -478,7 +489,7 @@ def _methods(d: _Section, name: str, valid: tuple[str, ...]) -> tuple[str, ...]:
 
 def _drift(data: Any, columns: list[str]) -> Drift:
     d = _Section(data, "drift", ("continuous_methods", "categorical_methods", "bins", "psi_epsilon", "std_multiplier",
-                                 "thresholds"))
+                                 "thresholds", "min_chunk_rows"))
     multiplier = d.get("std_multiplier", (int, float), 3.0)
     if not 0 < multiplier <= 20:
         raise ConfigError("drift.std_multiplier", f"{multiplier} is out of range; use a positive number like 3")
@@ -517,7 +528,8 @@ def _drift(data: Any, columns: list[str]) -> Drift:
         rules.append(rule)
     return Drift(_methods(d, "continuous_methods", CONTINUOUS_METHODS),
                  _methods(d, "categorical_methods", CATEGORICAL_METHODS),
-                 d.positive_int("bins", 10, minimum=2, maximum=1000), float(epsilon), float(multiplier), tuple(rules))
+                 d.positive_int("bins", 10, minimum=2, maximum=1000), float(epsilon), float(multiplier), tuple(rules),
+                 d.positive_int("min_chunk_rows", 50, minimum=1))
 
 
 def _check_outputs(problem_type: str, outputs: Outputs) -> None:
@@ -570,6 +582,22 @@ def _require_column(fields: dict[str, Any], column: str, key: str, table: str, t
                                f"expected one of: {', '.join(types)}")
 
 
+def _id_family(dtype: Any) -> str:
+    name = _type_name(dtype)
+    return "number" if name in NUMERIC_TYPES else name
+
+
+def _check_id_types(source: Any, labels: Any, config: MonitorConfig) -> None:
+    """The label ids join the prediction ids: a number against text would cast every id (and fail on the
+    first id that is no number), so both must be numbers or both the same type."""
+    if _id_family(source) != _id_family(labels):
+        raise ConfigError("labels.id_column", f"column '{config.labels.id_column}' of {config.labels.table} has type "
+                                              f"{labels.simpleString()} but the prediction ids (source.id_column "
+                                              f"'{config.source.id_column}' of {config.source.table}) are "
+                                              f"{source.simpleString()}: the labels join the predictions by id, so "
+                                              "cast one table's id to the other's type upstream")
+
+
 def validate_against_schema(config: MonitorConfig, source_schema: Any, labels_schema: Any = None) -> None:
     """Check every configured column against the real table schemas (pyspark StructType)."""
     fields = {f.name: f.dataType for f in source_schema.fields}
@@ -598,3 +626,4 @@ def validate_against_schema(config: MonitorConfig, source_schema: Any, labels_sc
         types = NUMERIC_TYPES if config.problem_type == "regression" else ()
         _require_column(lf, config.labels.label_column, "labels.label_column", lt, types)
         _require_column(lf, config.labels.timestamp_column, "labels.timestamp_column", lt, TIME_TYPES)
+        _check_id_types(fields[config.source.id_column], lf[config.labels.id_column], config)

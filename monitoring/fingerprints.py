@@ -22,7 +22,7 @@ from monitoring.drift.compare import DATA_QUALITY, DRIFT
 from monitoring.drift.reconstruction import MULTIVARIATE
 from monitoring.profiling import ChunkProfile
 
-COMPARE_FORMAT = 4  # bump when the compare code changes what it produces from the same states
+COMPARE_FORMAT = 5  # bump when the compare code changes what it produces from the same states
 COLUMNS, PERFORMANCE = "columns", "performance"  # the two parts a chunk's results depend on
 
 
@@ -39,14 +39,16 @@ def result_settings(config: MonitorConfig) -> dict:
 
 
 def compare_settings(config: MonitorConfig, reference_signature: str, reference_version: int | None,
-                     schema_changes: list[tuple[str, str]] = (), null_timestamps: int = 0) -> str:
+                     schema_changes: list[tuple[str, str]] = (), null_timestamps: int = 0, outside: int = 0) -> str:
     """Hash of every setting the results may depend on besides the chunk states (the whole config but
     where results go, e.g. thresholds, methods, label coverage rules, estimation), the fitted reference
-    and the source's schema changes since the fit and its rows without a timestamp (rare: a change recomputes
-    every chunk's results)."""
+    and the source's schema changes since the fit and its rows without a timestamp or outside the chunking's
+    window (rare: a change recomputes every chunk's results)."""
     settings = result_settings(config) | {
         "format": COMPARE_FORMAT, "reference_fit": [reference_signature, reference_version],
         "schema_changes": list(schema_changes), "null_timestamps": null_timestamps}
+    if outside:  # absent when 0: results stored before the window existed keep their fingerprints
+        settings["outside_window"] = outside
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

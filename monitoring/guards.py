@@ -8,7 +8,9 @@ Errors (`check_labels`, at fit):
 - multiclass: most labels none of the classes of `outputs.class_scores`.
 Data-quality results (`kind_problems`, a `declared_kind` alert per column on the newest chunk,
 monitoring/quality.py): a `categorical` column whose distinct values exceed NEAR_UNIQUE of its values,
-a `continuous` column of exactly two values (a flag). They are legitimate data too (a user id kept on
+a `continuous` column of exactly two values (a flag); `empty_columns`, an `empty_reference_column` alert
+per feature whose reference holds no valid value at all (all null, NaN or +-inf: its drift cannot be
+measured, so it would otherwise vanish from every result). They are legitimate data too (a user id kept on
 purpose, a constant column whose change must alert), so they inform rather than stop. Prediction values
 outside a multiclass model's classes (`unknown_prediction_rate`) and a reference of fewer than 3
 chunks (`reference_chunks`) are data-quality results as well.
@@ -54,6 +56,22 @@ def kind_problems(config: MonitorConfig, ref: FittedReference) -> list[tuple[str
                 out.append((feature.name, f"{key}: '{feature.name}' is declared continuous but its reference values "
                                           f"take only {values[0]:g} and {values[1]:g} (a flag); declare it "
                                           "categorical"))
+    return out
+
+
+def empty_columns(config: MonitorConfig, ref: FittedReference) -> list[tuple[str, str]]:
+    """(column, what to do) for each feature without a single valid (finite, non-null) reference value."""
+    columns = ref.columns.get(WHOLE, {})
+    out = []
+    for i, feature in enumerate(config.features):
+        rc = columns.get(feature.name)
+        if rc is not None and rc.state.valid_count == 0:
+            s = rc.state
+            what = f"{s.null_count:,} null, {s.nan_count:,} NaN, {s.inf_count:,} infinite" \
+                if feature.kind == CONTINUOUS else f"{s.null_count:,} null"
+            out.append((feature.name, f"features[{i}]: the reference holds no valid value of '{feature.name}' "
+                                      f"({what} of {s.row_count:,} rows): its drift cannot be measured; fix the "
+                                      "reference rows or leave it out of features"))
     return out
 
 

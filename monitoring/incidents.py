@@ -46,7 +46,7 @@ COLUMN, MODEL_PERFORMANCE, MODEL_CONCEPT, MODEL_MULTIVARIATE, TABLE_QUALITY = \
     "column", "performance", "concept drift", "multivariate drift", "data quality"
 QUIET = 2  # consecutive quiet chunks that end an incident (going back in time)
 THIN = 0.05  # a quiet value from labels on fewer than this share of its chunk's rows is no evidence
-DECLARED_KIND = "declared_kind"  # monitoring/quality.py
+DECLARED_KIND, EMPTY_REFERENCE_COLUMN = "declared_kind", "empty_reference_column"  # monitoring/quality.py
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def _headline(rows: list[MetricResult], prefer: str) -> MetricResult:
     furthest past its threshold, else the model's headline performance metric `prefer` (realized before
     estimated), else realized before estimated performance, else the furthest alert."""
     whole = [r for r in rows if (r.slice_key, r.slice_value) == WHOLE] or rows
-    declared = [r for r in whole if r.metric == DECLARED_KIND]
+    declared = [r for r in whole if r.metric in (DECLARED_KIND, EMPTY_REFERENCE_COLUMN)]
     if declared:  # the column's kind does not fit its values: the cause of its other alerts, and the fix
         return declared[0]
     whole = [r for r in whole if r.metric == prefer] or whole

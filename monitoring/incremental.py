@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from monitoring.backfill import CHANGE_FEED
-from monitoring.chunking import period_index
+from monitoring.chunking import in_window, period_index
 from monitoring.config import MonitorConfig
 from monitoring.profiling import ChunkProfile
 from monitoring.slices import WHOLE
@@ -46,14 +45,15 @@ def plan_increment(spark: SparkSession, config: MonitorConfig, table: str, store
         return Increment(since, until, None, None, "size and count chunks are numbered over the whole table")
     ts = F.col(quote_part(config.source.timestamp_column))
     try:
-        changes = change_feed(spark, table, since, until).where(ts.isNotNull())
+        changes = change_feed(spark, table, since, until).where(in_window(config.chunking, ts))
         counts = {int(r["chunk"]): int(r["n"]) for r in
                   changes.groupBy(period_index(period, ts).alias("chunk")).agg(F.count(F.lit(1)).alias("n")).collect()}
-    except PySparkException as exc:
-        first = str(exc).strip().splitlines()[0][:200]
+    except Exception as exc:  # noqa: BLE001 - any failure of the feed (none, a retyped or restored table): recompute
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         return Increment(since, until, None, None,
-                         f"no change data feed on {table} for versions {since + 1}..{until} ({first}); set the "
-                         "table property delta.enableChangeDataFeed = true so later runs re-profile only new chunks")
+                         f"the change data feed of {table} for versions {since + 1}..{until} cannot say which rows "
+                         f"changed ({first}); if the table has none, set the table property "
+                         "delta.enableChangeDataFeed = true so later runs re-profile only new chunks")
     whole = [c.chunk.index for c in stored if (c.slice_key, c.slice_value) == WHOLE]
     open_chunk = {max(whole)} if whole else set()
     return Increment(since, until, tuple(sorted(set(counts) | open_chunk)), sum(counts.values()), CHANGE_FEED)

@@ -19,7 +19,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from monitoring.backfill import CHANGE_FEED, Backfill, label_rows, plan_backfill, stored_labels_version
-from monitoring.chunking import period_rows, with_chunk_index
+from monitoring.chunking import ChunkInfo, in_window, period_rows, window_text, with_chunk_index
 from monitoring.concept import concept_results
 from monitoring.config import MonitorConfig, validate_against_schema
 from monitoring.drift.classifier import classifier_results, sample
@@ -39,7 +39,7 @@ from monitoring.estimator_store import (
 )
 from monitoring.faults import BEFORE_METRICS, PROFILING, failpoint
 from monitoring.fingerprints import compare_settings, fingerprints, part_of, with_predecessors
-from monitoring.guards import check_labels, kind_problems
+from monitoring.guards import check_labels, empty_columns, kind_problems
 from monitoring.incremental import Increment, plan_increment
 from monitoring.labels import LABEL, LABELLED, LabelJoin, LabelStats, join_labels
 from monitoring.metrics_store import read_metrics, write_metrics
@@ -61,15 +61,19 @@ from monitoring.profile_store import (
 )
 from monitoring.profiling import GROUP, ChunkProfile, ProfiledChunks, profile_chunks
 from monitoring.quality import (
-    declared_kind_results,
+    DECLARED_KIND,
+    EMPTY_REFERENCE_COLUMN,
     gap_results,
+    guard_results,
     null_timestamp_results,
+    outside_window_results,
     prediction_checks,
     quality_results,
     reference_size_results,
     schema_changes,
     schema_of,
     schema_results,
+    vanished_results,
 )
 from monitoring.reference import (
     FittedReference,
@@ -107,6 +111,8 @@ class ProfileResult:
     schema: dict[str, str] | None = None  # column -> type of the table the rows came from
     label_stats: LabelStats | None = None  # label counts of the label join this profiling ran (None: no join)
     null_timestamps: int | None = None  # source rows without a timestamp, when this profiling counted them
+    outside: int = 0  # with null_timestamps: rows whose timestamp is outside the chunking's window
+    vanished: tuple[ChunkInfo, ...] = ()  # stored chunks whose rows left the source: their stored profiles kept
 
     @property
     def whole(self) -> list[ChunkProfile]:
@@ -269,7 +275,8 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
     stored_states = set() if refresh else stored.signatures[dataset]
     since = max(v for v, _ in stored_states) if stored_states else None
     increment = None
-    if not refresh and {s for _, s in stored_states} == {sig} and since is not None:
+    same = not refresh and {s for _, s in stored_states} == {sig} and since is not None
+    if same:
         stored = stored.chunks[dataset]
         if since == version:
             backfill = _backfill(spark, config, dataset, df, labels, stored, version, sig, model, relation) \
@@ -300,12 +307,17 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
     if dataset == REFERENCE and not chunks:
         raise DataError(f"the reference of monitor '{config.monitor}' holds no rows "
                         f"(reference: {config.reference}); widen reference.start/end or fill the table")
+    kept, vanished = _vanished(chunks, stored if same and dataset == ANALYSIS else [])
+    if vanished:
+        chunks = ProfiledChunks(sorted(chunks + kept, key=lambda c: (c.chunk.index, c.slice_key, c.slice_value)),
+                                chunks.null_timestamps, chunks.outside)
     written = write_profiles(spark, table, config.monitor, dataset, chunks, config.profile.kll_k, version, sig) \
         if write else 0
     result = ProfileResult(dataset, chunks, written, version, time.monotonic() - started,
                            labels_version=labels.version if labels else None, increment=increment,
                            schema=schema_of(df.schema), label_stats=stats,
-                           null_timestamps=chunks.null_timestamps if count_nulls else None)
+                           null_timestamps=chunks.null_timestamps if count_nulls else None,
+                           outside=chunks.outside if count_nulls else 0, vanished=vanished)
     log.info("%s: profiled %d chunks (%d with slices), %d rows, %d columns in %.1fs (source version %d)", dataset,
              len(result.whole), len(chunks), result.row_count, len(config.monitored_columns()), result.seconds,
              version)
@@ -341,30 +353,46 @@ def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str,
                        model: RowModel | None, relation: RelationBins | None, sums: dict[str, Column],
                        started: float) -> ProfileResult:
     """Re-profile the chunks of `increment` (the rows of their periods only), keep every other stored chunk,
-    MERGE the new rows in (a re-profiled chunk without rows is deleted), then backfill the labels of the
-    kept chunks."""
+    MERGE the new rows in (a re-profiled chunk without rows keeps its stored profile: `_vanished`), then
+    backfill the labels of the kept chunks."""
     redo = set(increment.chunks)
     rows = df.where(period_rows(config.chunking.period, sorted(redo), config.source.timestamp_column))
     label_filter = _id_range(config, rows) if labels else None
     fresh, stats = _profile(config, rows, labels, _stored_slices(stored), model, relation, sums, label_filter) \
         if redo else ([], None)
+    vanished = _vanished(fresh, [c for c in stored if c.chunk.index in redo])[1] if dataset == ANALYSIS else ()
+    gone = {c.index for c in vanished}  # kept as stored, labels included: their rows are no longer there
+    redo -= gone
     kept = [c for c in stored if c.chunk.index not in redo]
-    backfill = _backfill(spark, config, dataset, df, labels, kept, increment.until, sig, model, relation, write=False) \
-        if labels and kept else None
+    present = [c for c in kept if c.chunk.index not in gone]
+    backfill = _backfill(spark, config, dataset, df, labels, present, increment.until, sig, model, relation,
+                         write=False) if labels and present else None
     # one MERGE: the re-profiled chunks and the backfilled performance rows, so the stored label version
     # (the newest) never runs ahead of a chunk whose labels changed
-    relabelled = [c for c in kept if backfill and c.chunk.index in set(backfill.chunks)]
+    relabelled = [c for c in present if backfill and c.chunk.index in set(backfill.chunks)]
     written = write_profiles(spark, profiles_table(config), config.monitor, dataset, fresh, config.profile.kll_k,
                              increment.until, sig, only_chunks=sorted(redo), performance_of=relabelled)
     chunks = sorted(kept + fresh, key=lambda c: (c.chunk.index, c.slice_key, c.slice_value))
     result = ProfileResult(dataset, chunks, written, increment.until, time.monotonic() - started, backfill=backfill,
                            labels_version=labels.version if labels else None, increment=increment,
-                           label_stats=stats or (backfill.label_stats if backfill else None))
+                           label_stats=stats or (backfill.label_stats if backfill else None), vanished=vanished)
     keys = [c.chunk.key for c in fresh if (c.slice_key, c.slice_value) == WHOLE]
     log.info("%s: source version %d -> %d: %d changed rows; re-profiled %d chunks (%s), reused %d, in %.1fs",
              dataset, increment.since, increment.until, increment.changed_rows, len(keys), ", ".join(keys),
              len({c.chunk.index for c in kept}), result.seconds)
     return result
+
+
+def _vanished(fresh: list[ChunkProfile],
+              stored: list[ChunkProfile]) -> tuple[list[ChunkProfile], tuple[ChunkInfo, ...]]:
+    """The stored chunk profiles (every slice) of the chunks that held rows when stored but have none in
+    `fresh` (the source was rewritten or their rows deleted), and those chunks: the run keeps them and says
+    so (`vanished_chunk_results`) instead of deleting their history; `--full` recomputes from the rows as
+    they are now."""
+    now = {c.chunk.index for c in fresh}
+    gone = [c for c in stored if c.chunk.index not in now and c.row_count]
+    chunks = {c.chunk.index: c.chunk for c in gone}
+    return gone, tuple(chunks[i] for i in sorted(chunks))
 
 
 def _id_range(config: MonitorConfig, rows: DataFrame) -> Column:
@@ -610,10 +638,10 @@ def _fit_with_analysis(spark: SparkSession, config: MonitorConfig, tables: Table
             cp.sums = (cp.sums or {}) | sums[key]
     write_profiles(spark, profiles_table(config), config.monitor, REFERENCE, ref.chunks, config.profile.kll_k,
                    ref.source_version, ref.signature)
-    analysis = ProfiledChunks(parts[ANALYSIS], chunks.null_timestamps)
+    analysis = ProfiledChunks(parts[ANALYSIS], chunks.null_timestamps, chunks.outside)
     result = ProfileResult(ANALYSIS, analysis, 0, source.version, time.monotonic() - started,
                            labels_version=labels.version if labels else None, schema=schema_of(source.df.schema),
-                           label_stats=stats, null_timestamps=chunks.null_timestamps)
+                           label_stats=stats, null_timestamps=chunks.null_timestamps, outside=chunks.outside)
     ref.models = FittedModels(estimators, stored_pca, result)
     log.info("reference and analysis: profiled %d + %d chunks (%d + %d with slices), %d + %d rows, %d columns in one "
              "shared scan, in %.1fs (source version %d)", len(ref.chunks_of(WHOLE)), len(result.whole),
@@ -851,12 +879,16 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
                                        pca, relation, stored_profiles, tables=tables)
     started = time.monotonic()
     changes = schema_changes(reference.schema, profiles.schema) if reference.schema is not None else []
-    null_timestamps = profiles.null_timestamps if profiles.null_timestamps is not None else \
-        _null_timestamps(config, tables.source.df)
+    null_timestamps, outside = (profiles.null_timestamps, profiles.outside) if profiles.null_timestamps is not None \
+        else _unplaced(config, tables.source.df)
+    if outside:
+        log.warning("%d rows of %s have a %s outside %s: they belong to no chunk and are left out", outside,
+                    config.source.table, config.source.timestamp_column, window_text(config.chunking))
     if null_timestamps:
         log.warning("%d rows of %s have a null %s: they belong to no chunk and are left out", null_timestamps,
                     config.source.table, config.source.timestamp_column)
-    settings = compare_settings(config, reference.signature, reference.source_version, changes, null_timestamps)
+    settings = compare_settings(config, reference.signature, reference.source_version, changes, null_timestamps,
+                                outside)
     prints = fingerprints(profiles.chunks, settings)
     stored = [] if refresh else [r for r in read_metrics(spark, metrics_table(config), config.monitor,
                                                          plan.metrics_version is not None).results
@@ -893,10 +925,16 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
         log.warning("the schema of %s changed since the fit: %s", config.source.table,
                     "; ".join(f"{c}: {what}" for c, what in changes))
         results += schema_results(changes, newest)
+    notices = vanished_results(profiles.vanished, config, newest) if newest is not None else []
+    if notices:
+        log.warning("%s", notices[0].note)
+    results += notices  # every run while the rows are gone: the newest chunk may be stored, not recomputed
     if newest is not None and newest.chunk.index in stale:
         results += null_timestamp_results(null_timestamps, config, newest)
+        results += outside_window_results(outside, config, newest)
         results += reference_size_results(len(reference.chunks_of(WHOLE)), config, newest)
-        results += declared_kind_results(kind_problems(config, reference), newest)
+        results += guard_results(DECLARED_KIND, kind_problems(config, reference), newest)
+        results += guard_results(EMPTY_REFERENCE_COLUMN, empty_columns(config, reference), newest)
     for r in results:  # gap rows have no profile: they depend on the settings only
         r.inputs = settings if r.period == REFERENCE else \
             prints.get((r.slice_key, r.slice_value, r.chunk.index, part_of(r.family)), settings)
@@ -906,7 +944,7 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     scope = f"t.period = '{REFERENCE}' OR {chunks_in(stale | vanished)}" if stored else None
     failpoint(BEFORE_METRICS)
     written = 0
-    if stale or vanished or not stored:  # else every stored row stands: nothing to commit
+    if stale or vanished or notices or not stored:  # else every stored row stands: nothing to commit
         with recording(spark, inputs.marker(config.monitor)):
             written = write_metrics(spark, metrics_table(config), config.monitor, run_id, results,
                                     profiles.source_version, scope, replace=not stored)
@@ -945,10 +983,14 @@ def _stored_run(spark: SparkSession, config: MonitorConfig, inputs: RunInputs, s
     return RunResult(uuid.uuid4().hex, profiles, reference, stored, relogged=found.latest)
 
 
-def _null_timestamps(config: MonitorConfig, source: DataFrame) -> int:
-    """Rows of the source without a timestamp, when no profiling pass of this run counted them: one
-    count, which Delta's per-file null counts answer without reading the files that have none."""
-    return source.where(F.col(quote_part(config.source.timestamp_column)).isNull()).count()
+def _unplaced(config: MonitorConfig, source: DataFrame) -> tuple[int, int]:
+    """Rows of the source without a timestamp and rows with one outside the chunking's window, when no
+    profiling pass of this run counted them: one aggregation over the rows Delta's per-file statistics
+    cannot rule out (a null, or a value outside the window)."""
+    ts = F.col(quote_part(config.source.timestamp_column))
+    placed = in_window(config.chunking, ts)
+    row = source.where(ts.isNull() | ~placed).agg(F.count(F.lit(1)).alias("n"), F.count(ts).alias("outside")).first()
+    return int(row["n"]) - int(row["outside"]), int(row["outside"])
 
 
 def _domain_classifier(config: MonitorConfig, tables: Tables, reference: FittedReference,

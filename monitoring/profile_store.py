@@ -111,7 +111,7 @@ def write_profiles(spark: SparkSession, table: str, monitor: str, dataset: str, 
                    kll_k: int, source_version: int | None, signature: str,
                    only_chunks: list[int] | None = None, performance_of: list[ChunkProfile] = ()) -> int:
     """MERGE the chunk profiles into `table`, replacing every earlier row of this monitor and dataset
-    (with `only_chunks`: of those chunk indices, so a chunk that lost all its rows is deleted and every
+    (with `only_chunks`: of those chunk indices, so a chunk given without rows is deleted and every
     other chunk stays as it is), plus the performance rows of `performance_of` (other chunks whose label
     backfill goes into the same commit); returns the number of rows written."""
     now = datetime.now(timezone.utc)

@@ -57,12 +57,14 @@ class ChunkProfile:
 
 
 class ProfiledChunks(list):
-    """The chunk profiles of one profiling pass (a list, in (index, slice) order) and `null_timestamps`,
-    the rows it found without a timestamp (0 unless the rows were chunked with `keep_null_ts`)."""
+    """The chunk profiles of one profiling pass (a list, in (index, slice) order), `null_timestamps`, the
+    rows it found without a timestamp, and `outside`, the rows whose timestamp is outside the chunking's
+    window (`chunking.timestamp_window`; both 0 unless the rows were chunked with `keep_null_ts`)."""
 
-    def __init__(self, chunks: list[ChunkProfile], null_timestamps: int = 0) -> None:
+    def __init__(self, chunks: list[ChunkProfile], null_timestamps: int = 0, outside: int = 0) -> None:
         super().__init__(chunks)
         self.null_timestamps = null_timestamps
+        self.outside = outside
 
 
 def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chunking, ts_col: str,
@@ -94,7 +96,8 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     in_kll = text_id and bool(continuous) and kll_impl == "native"
     id_range = [F.min("_dl_id").alias("_dl_id_lo"), F.max("_dl_id").alias("_dl_id_hi")] if id_col else []
     moments = inputs.groupBy(*group).agg(
-        F.count(F.lit(1)).alias("rows"), F.min("_dl_ts").alias("ts_min"), F.max("_dl_ts").alias("ts_max"),
+        F.count(F.lit(1)).alias("rows"), F.count("_dl_ts").alias("ts_n"), F.min("_dl_ts").alias("ts_min"),
+        F.max("_dl_ts").alias("ts_max"),
         *[F.sum(f"_dl_sum{i}").alias(f"_dl_sum{i}") for i in range(len(sums))],
         *([] if in_kll else id_range), *[m for a in aliases for m in moment_aggs(a)])
     placed = F.col(CHUNK_COL).isNotNull()
@@ -104,10 +107,11 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     if categorical or id_col:
         parts["v"] = _value_counts(df.where(placed), group, categorical, top_n, id_col)
     found = {name: [] for name in ("m", "k", "v")} | collect_union(parts)
-    # rows without a timestamp (kept by `with_chunk_index(keep_null_ts=True)`) form the null chunk: counted
-    # here, left out of everything else
-    unplaced = sum(int(r["rows"]) for r in found["m"]
-                   if r[CHUNK_COL] is None and (r[SLICE_KEY], r[SLICE_VALUE]) == WHOLE)
+    # rows without a timestamp or outside the window (kept by `with_chunk_index(keep_null_ts=True)`) form the
+    # null chunk: counted here, left out of everything else
+    unplaced = [r for r in found["m"] if r[CHUNK_COL] is None and (r[SLICE_KEY], r[SLICE_VALUE]) == WHOLE]
+    outside = sum(int(r["ts_n"]) for r in unplaced)
+    null_ts = sum(int(r["rows"]) for r in unplaced) - outside
     moments = [r for r in found["m"] if r[CHUNK_COL] is not None]
     sketches = {_key(r, by): r for r in found["k"]}
 
@@ -143,7 +147,7 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     if id_col is not None:
         for key, cp in chunks.items():
             cp.sums = (cp.sums or {}) | {DUPLICATE_IDS: float(duplicates.get(key, 0))}
-    return ProfiledChunks([chunks[k] for k in sorted(chunks)], unplaced)
+    return ProfiledChunks([chunks[k] for k in sorted(chunks)], null_ts, outside)
 
 
 def _kll_sketches(inputs: DataFrame, group: list[str], aliases: list[str], kll_k: int, kll_impl: str,

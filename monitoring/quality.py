@@ -8,9 +8,12 @@
   id (counted in the profiling pass; the label join gives every copy the id's label).
 - Invalid labels: `invalid_label_rate`, the share of the labels given to a chunk's rows that are invalid
   (unknown class, NaN or infinite; counted in the performance states, monitoring/labels.py).
-- Row volume: `row_count` per chunk (period chunking only: size and count chunks have fixed sizes), 0 for
-  a period without rows between the first and the last chunk (a gap). Rows with a null timestamp are in
-  no chunk: their number is a `null_timestamp_rows` result on the newest chunk, always alerting.
+- Row volume: `row_count` per chunk (period chunking only: size and count chunks have fixed sizes), 0 on
+  the first period of each run of periods without rows between the first and the last chunk (a gap, its
+  note naming the last). Rows with a null timestamp, or one outside the chunking's window
+  (`chunking.timestamp_window`), are in no chunk: their numbers are `null_timestamp_rows` and
+  `timestamp_outside_window_rows` results on the newest chunk, always alerting. Analysis chunks that held
+  rows and have none now keep their stored results, named by one alerting `vanished_chunks` result.
 - Schema: the source's columns and types at `fit` against now; a new, missing or retyped column is a
   `schema_change` result on the newest analysis chunk, with the change in its note.
 
@@ -23,7 +26,7 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from monitoring.chunking import period_chunk
+from monitoring.chunking import period_chunk, window_text
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, DATA_QUALITY, NO_COMPARISON, REFERENCE, MetricResult
 from monitoring.performance.results import TABLE
@@ -39,10 +42,12 @@ MISSING, OUT_OF_RANGE, NOT_ONE, UNKNOWN_CLASS = ("prediction_missing", "score_ou
 FAILED = "failed_prediction"
 INVALID_LABEL_RATE = "invalid_label_rate"
 DUPLICATE_ID_RATE = "duplicate_id_rate"
-ROW_COUNT, NULL_TIMESTAMPS = "row_count", "null_timestamp_rows"
+ROW_COUNT, NULL_TIMESTAMPS, OUTSIDE_WINDOW = "row_count", "null_timestamp_rows", "timestamp_outside_window_rows"
 SCHEMA_CHANGE = "schema_change"
 REFERENCE_CHUNKS = "reference_chunks"
 DECLARED_KIND = "declared_kind"
+EMPTY_REFERENCE_COLUMN = "empty_reference_column"
+VANISHED_CHUNKS = "vanished_chunks"
 MIN_REFERENCE_CHUNKS = 3  # std thresholds learnt from fewer reference chunks mean nothing (two: none at all)
 
 
@@ -86,21 +91,29 @@ def _any(flags: list[Column]) -> Column:
     return result
 
 
-def gap_chunks(indices: set[int]) -> list[int]:
-    """The chunk indices missing between the smallest and the largest of `indices` (periods without rows)."""
-    return sorted(set(range(min(indices), max(indices) + 1)) - indices) if indices else []
+def gap_ranges(indices: set[int]) -> list[tuple[int, int]]:
+    """(first, last) of each run of chunk indices missing between the smallest and the largest of `indices`
+    (periods without rows), from the sorted indices: no loop over the empty periods themselves."""
+    ordered = sorted(indices)
+    return [(a + 1, b - 1) for a, b in zip(ordered[:-1], ordered[1:], strict=True) if b - a > 1]
 
 
 def gap_results(config: MonitorConfig, reference: list[ChunkProfile], analysis: set[int]) -> list[MetricResult]:
-    """`row_count` 0 of every period without rows between the first and the last chunk of the reference
-    and of the analysis (whole table, period chunking only: size and count chunks have no gaps)."""
+    """`row_count` 0 for each run of consecutive periods without rows between the first and the last chunk
+    of the reference and of the analysis (whole table, period chunking only: size and count chunks have no
+    gaps): one row on the gap's first period, its note naming the last, never one row per empty period."""
     period = config.chunking.period
     if period is None:
         return []
-    return [MetricResult(kind, period_chunk(period, i), WHOLE[0], WHOLE[1], TABLE, "table", DATA_QUALITY,
-                         ROW_COUNT, NO_COMPARISON, 0.0, 0, note="no rows in this period")
-            for kind, indices in ((REFERENCE, {c.chunk.index for c in reference}), (ANALYSIS, analysis))
-            for i in gap_chunks(indices)]
+    out = []
+    for kind, indices in ((REFERENCE, {c.chunk.index for c in reference}), (ANALYSIS, analysis)):
+        for first, last in gap_ranges(indices):
+            chunk, n = period_chunk(period, first), last - first + 1
+            note = "no rows in this period" if n == 1 else \
+                f"no rows in {n} periods, {chunk.key} to {period_chunk(period, last).key}"
+            out.append(MetricResult(kind, chunk, WHOLE[0], WHOLE[1], TABLE, "table", DATA_QUALITY, ROW_COUNT,
+                                    NO_COMPARISON, 0.0, 0, note=note))
+    return out
 
 
 def null_timestamp_results(count: int, config: MonitorConfig, newest: ChunkProfile) -> list[MetricResult]:
@@ -113,6 +126,33 @@ def null_timestamp_results(count: int, config: MonitorConfig, newest: ChunkProfi
                          NULL_TIMESTAMPS, NO_COMPARISON, float(count), newest.row_count, upper_threshold=0.0,
                          alert=True, note=f"{count} rows of {config.source.table} have a null {ts}: they are in "
                                           "no chunk and left out of every other result")]
+
+
+def outside_window_results(count: int, config: MonitorConfig, newest: ChunkProfile) -> list[MetricResult]:
+    """An alerting `timestamp_outside_window_rows` row on the newest analysis chunk when rows of the source
+    have a timestamp outside the chunking's window (e.g. a default date 9999-12-31): one row, whatever
+    the dates, instead of a chunk (and a gap row per empty period) up to them."""
+    if not count:
+        return []
+    ts = config.source.timestamp_column
+    return [MetricResult(ANALYSIS, newest.chunk, newest.slice_key, newest.slice_value, ts, "table", DATA_QUALITY,
+                         OUTSIDE_WINDOW, NO_COMPARISON, float(count), newest.row_count, upper_threshold=0.0,
+                         alert=True, note=f"{count} rows of {config.source.table} have a {ts} outside "
+                                          f"{window_text(config.chunking)}: they are in no chunk and left out of "
+                                          "every other result; fix the timestamps upstream or widen the window")]
+
+
+def vanished_results(vanished: tuple, config: MonitorConfig, newest: ChunkProfile) -> list[MetricResult]:
+    """An alerting `vanished_chunks` row on the newest chunk when analysis chunks that held rows have none now
+    (the source was overwritten or their rows deleted): their stored results are kept, not deleted."""
+    if not vanished:
+        return []
+    span = vanished[0].key if len(vanished) == 1 else f"{vanished[0].key} to {vanished[-1].key}"
+    return [MetricResult(ANALYSIS, newest.chunk, newest.slice_key, newest.slice_value, TABLE, "table", DATA_QUALITY,
+                         VANISHED_CHUNKS, NO_COMPARISON, float(len(vanished)), newest.row_count, upper_threshold=0.0,
+                         alert=True, note=f"{len(vanished)} chunks of {config.source.table} that held rows have none "
+                                          f"now ({span}): the table was rewritten or their rows deleted. Their stored "
+                                          "results are kept; run with --full to recompute from the rows as they are")]
 
 
 def reference_size_results(chunks: int, config: MonitorConfig, newest: ChunkProfile) -> list[MetricResult]:
@@ -129,11 +169,11 @@ def reference_size_results(chunks: int, config: MonitorConfig, newest: ChunkProf
                               "cut smaller chunks (chunking), or set constant drift.thresholds")]
 
 
-def declared_kind_results(problems: list[tuple[str, str]], newest: ChunkProfile) -> list[MetricResult]:
-    """An alerting `declared_kind` row per column whose declared kind does not fit its reference values
-    (monitoring/guards.py `kind_problems`), on the newest analysis chunk; the note says what to do."""
+def guard_results(metric: str, problems: list[tuple[str, str]], newest: ChunkProfile) -> list[MetricResult]:
+    """An alerting `metric` row (DECLARED_KIND, EMPTY_REFERENCE_COLUMN) per column of `problems` (column, what
+    to do; monitoring/guards.py), on the newest analysis chunk; the note says what to do."""
     return [MetricResult(ANALYSIS, newest.chunk, newest.slice_key, newest.slice_value, column, "kind", DATA_QUALITY,
-                         DECLARED_KIND, NO_COMPARISON, 1.0, newest.row_count, upper_threshold=0.0, alert=True,
+                         metric, NO_COMPARISON, 1.0, newest.row_count, upper_threshold=0.0, alert=True,
                          note=what) for column, what in problems]
 
 

@@ -6,7 +6,8 @@ settings of the config's `spark:` section (e.g. a storage account key). Whatever
 sends to MLflow goes through `redact`, which masks
 - the values of environment variables whose names look secret (token, secret, password, credential,
   API/access/account key, SAS, signature, private) and of the webhook URL, wherever they appear;
-- the user:password part of URLs (`https://user:password@host`) and secret-looking URL parameters
+- the user:password part of URLs (`https://user:password@host`, a password holding `@` too), any user
+  part of a web or database URL (`https://<token>@host`), and secret-looking URL parameters
   (`?token=...`, `;token=...` of a Spark Connect URL, `sig=...` of a SAS URL);
 - the values of secret-looking keys in the resolved config (`redact_tree`).
 `install` adds a filter doing this to every logging handler, so library log lines are covered as well.
@@ -26,8 +27,12 @@ MIN_SECRET_LENGTH = 8  # shorter environment values are not treated as secrets (
 SECRET_NAME = re.compile(r"secret|passw(or)?d|token|credential|api[_.-]?key|access[_.-]?key|account[_.-]?key|"
                          r"\bsas\b|signature|private", re.IGNORECASE)
 SECRET_ENV = ("DRIFTLINE_WEBHOOK_URL",)  # secret by nature: the URL is the credential
-# user:password@ only: a bare `name@` is often not a credential (abfss://container@account...)
-_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)[^/\s@:'\"]+:[^/\s@'\"]+@", re.IGNORECASE)
+# the userinfo runs to the authority's last `@` (a password may hold one); it is masked when it holds a
+# password (`user:password@`) or the scheme is a web or database one (`https://<token>@host`); a bare
+# `name@` of a storage URL is no credential (abfss://container@account...)
+_URL_USERINFO = re.compile(r"(?P<scheme>\b(?P<name>[a-z][a-z0-9+.-]*)://)(?P<info>[^/\s'\"]+)@", re.IGNORECASE)
+_TOKEN_SCHEMES = frozenset({"http", "https", "ws", "wss", "sc", "git", "ftp", "ftps", "postgresql", "postgres",
+                            "mysql", "jdbc", "mongodb", "redis", "amqp", "amqps"})
 _URL_PARAM = re.compile(r"(?P<key>[?&;][\w.-]*(?:token|key|sig|signature|password|secret)[\w.-]*=)[^&;\s'\"]+",
                         re.IGNORECASE)
 
@@ -43,8 +48,13 @@ def redact(text: str) -> str:
     """`text` with every known secret value, URL credential and secret URL parameter masked."""
     for value in secret_values():
         text = text.replace(value, MASK)
-    text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
+    text = _URL_USERINFO.sub(_userinfo, text)
     return _URL_PARAM.sub(lambda m: f"{m['key']}{MASK}", text)
+
+
+def _userinfo(m: re.Match) -> str:
+    secret = ":" in m["info"] or m["name"].lower() in _TOKEN_SCHEMES
+    return f"{m['scheme']}{MASK}@" if secret else m.group(0)
 
 
 def redact_tree(value: Any) -> Any:

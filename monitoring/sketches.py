@@ -177,6 +177,11 @@ class ColumnProfile:
         """Share of rows that are null or NaN."""
         return (self.null_count + self.nan_count) / self.row_count if self.row_count else None
 
+    @property
+    def infinite_rate(self) -> float | None:
+        """Share of rows that are +-inf (left out of every distribution statistic, like missing values)."""
+        return self.inf_count / self.row_count if self.row_count else None
+
     def sketch(self) -> ds.kll_doubles_sketch | None:
         return ds.kll_doubles_sketch.deserialize(self.kll) if self.kll else None
 

@@ -24,15 +24,20 @@ ALLOWED_FUNCTIONS = frozenset({
     "abs", "bround", "ceil", "ceiling", "char_length", "coalesce", "concat", "concat_ws", "date_format",
     "date_trunc", "day", "dayofmonth", "dayofweek", "floor", "format_number", "greatest", "hour", "if", "ifnull",
     "initcap", "isnotnull", "isnull", "least", "left", "length", "lower", "lpad", "ltrim", "month", "nanvl",
-    "nullif", "nvl", "pmod", "quarter", "regexp_extract", "replace", "right", "round", "rpad", "rtrim", "sign",
+    "nullif", "nvl", "pmod", "quarter", "replace", "right", "round", "rpad", "rtrim", "sign",
     "split_part", "substr", "substring", "to_date", "translate", "trim", "try_cast", "upper", "weekofyear",
     "width_bucket", "year",
 })
 KEYWORDS = frozenset({
     "and", "as", "between", "bigint", "boolean", "case", "cast", "date", "decimal", "div", "double", "else", "end",
-    "false", "float", "ilike", "in", "int", "integer", "is", "like", "not", "null", "or", "rlike", "smallint",
+    "false", "float", "ilike", "in", "int", "integer", "is", "like", "not", "null", "or", "smallint",
     "string", "then", "timestamp", "timestamp_ntz", "tinyint", "true", "when",
 })
+# bounded cost: a slice value is a short label, so functions that build a string as long as an argument take
+# an integer literal up to a cap there (lpad/rpad's length, format_number's decimals), regular expressions
+# (rlike, regexp_extract: backtracking without bound) are not allowed, and an expression is at most MAX_TEXT long
+SIZED = {"lpad": 256, "rpad": 256, "format_number": 32}
+MAX_TEXT = 1000
 _CALLABLE_KEYWORDS = frozenset({"cast", "in", "not", "and", "or", "decimal", "when", "then", "else", "is"})
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -48,6 +53,8 @@ def check_expression(text: str, columns: list[str], key: str) -> None:
     """Reject anything but a column expression built from the allowlist (lexical check)."""
     if "--" in text or "/*" in text:
         raise ConfigError(key, "comments are not allowed in a slice expression")
+    if len(text) > MAX_TEXT:
+        raise ConfigError(key, f"a slice expression is at most {MAX_TEXT} characters long (got {len(text)})")
     names = {c.lower() for c in columns}
     tokens: list[tuple[str, str]] = []
     pos = 0
@@ -72,8 +79,40 @@ def check_expression(text: str, columns: list[str], key: str) -> None:
             if word not in ALLOWED_FUNCTIONS and word not in _CALLABLE_KEYWORDS:
                 raise ConfigError(key, f"function '{tok}' is not allowed in a slice expression (no subqueries or "
                                        f"user functions); allowed: {', '.join(sorted(ALLOWED_FUNCTIONS))}")
+            if word in SIZED:
+                _check_size(tok, SIZED[word], _arguments(tokens, i + 1), key)
         elif word not in KEYWORDS and word not in names and before != ".":
             raise ConfigError(key, f"'{tok}' is neither a column of the source table nor an allowed keyword")
+
+
+def _arguments(tokens: list[tuple[str, str]], open_at: int) -> list[list[tuple[str, str]]]:
+    """The top-level arguments of the call whose `(` is tokens[open_at], each as its tokens."""
+    args: list[list[tuple[str, str]]] = [[]]
+    depth = 0
+    for kind, tok in tokens[open_at:]:
+        if tok in ("(", "["):
+            depth += 1
+            if depth == 1:
+                continue
+        elif tok in (")", "]"):
+            depth -= 1
+            if depth == 0:
+                break
+        elif tok == "," and depth == 1:
+            args.append([])
+            continue
+        args[-1].append((kind, tok))
+    return args
+
+
+def _check_size(name: str, cap: int, args: list[list[tuple[str, str]]], key: str) -> None:
+    """lpad/rpad/format_number build a string as long as their second argument: it must be an integer
+    literal up to `cap`, so that no expression makes every row a string of gigabytes."""
+    size = args[1] if len(args) > 1 else []
+    if len(size) != 1 or size[0][0] != "number" or not size[0][1].isdigit() or int(size[0][1]) > cap:
+        given = " ".join(t for _, t in size) or "nothing"
+        raise ConfigError(key, f"{name}'s second argument must be a whole number up to {cap} (got {given}): a slice "
+                               "value is a short label, and an unbounded string would exhaust the memory")
 
 
 def validate_slices(df: DataFrame, expressions: tuple[str, ...]) -> None:

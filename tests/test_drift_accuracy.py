@@ -147,7 +147,7 @@ def test_categorical_methods_exact(states):
     # counts from Spark are exact
     assert a.tolist() == [float(np.sum(x == k)) for k in keys]
     assert b.tolist() == [float(np.sum(y == k)) for k in keys]
-    exact = stats.chi2_contingency(np.vstack([a, b]), correction=False)
+    exact = stats.chi2_contingency(np.vstack([a, b]))
     stat, p_value = M.chi2(a, b)
     assert stat == pytest.approx(exact.statistic, rel=1e-9)
     assert p_value == pytest.approx(exact.pvalue, rel=1e-9, abs=1e-300)
@@ -175,7 +175,17 @@ def test_unseen_categories_stay_finite():
     values = M.categorical_metrics(ref, cur, M.CATEGORICAL_METHODS, EPS)
     assert all(np.isfinite(v) for v in values.values())
     assert values["unseen"] == pytest.approx(0.7)
-    assert values["chi2"] == pytest.approx(stats.chi2_contingency(np.vstack([a, b]), correction=False).statistic)
+    assert values["chi2"] == pytest.approx(stats.chi2_contingency(np.vstack([a, b])).statistic)
+
+
+@pytest.mark.parametrize(("a", "b"), [([530, 470], [480, 520]), ([10, 0], [3, 7]), ([1000, 3], [990, 1]),
+                                      ([50, 50], [50, 50])])
+def test_chi2_of_two_categories_has_yates_correction(a, b):
+    """dof = 1: scipy's default (and NannyML's) Yates correction, not the uncorrected statistic."""
+    exact = stats.chi2_contingency(np.array([a, b], dtype=float))
+    stat, p_value = M.chi2(np.array(a, dtype=float), np.array(b, dtype=float))
+    assert stat == pytest.approx(exact.statistic, rel=1e-12, abs=1e-12)
+    assert p_value == pytest.approx(exact.pvalue, rel=1e-12)
 
 
 def test_identical_states_give_zero():

@@ -16,6 +16,7 @@ from monitoring.cli import build_parser
 from monitoring.incremental import plan_increment
 from monitoring.metrics_store import METRIC_KEYS, UNCOMPARED
 from monitoring.pipeline import ANALYSIS, fit, metrics_table, profiles_table, run
+from monitoring.quality import VANISHED_CHUNKS
 from monitoring.tables import table_ident
 
 from .helpers import make_config
@@ -140,16 +141,22 @@ def test_new_day_reprofiles_that_day_and_the_open_chunk(spark, year):
 
 
 def test_update_and_delete_reprofile_their_chunks(spark, year):
+    """An update re-profiles its day; a day whose rows are all deleted keeps its stored profile (its history
+    stays, issue 22) and is named by an alerting `vanished_chunks` result."""
     config, source, _, _ = year
     ident = table_ident(source)
     spark.sql(f"UPDATE {ident} SET x = x + 100 WHERE id = 200005")  # a row of day 200
     spark.sql(f"DELETE FROM {ident} WHERE id >= 250000 AND id < 251000")  # all of day 250
-    last = max(_profile_times(spark, config))
+    times = _profile_times(spark, config)
+    last = max(times)
     result = run(spark, config)
     step = result.profiles.increment
     assert step.chunks == tuple(sorted({_day_index(200), _day_index(250), last}))
     assert step.changed_rows == 2 + PER_DAY  # update pre- and post-image, the deleted rows
-    assert _day_index(250) not in _profile_times(spark, config)
+    assert _profile_times(spark, config)[_day_index(250)] == times[_day_index(250)]  # not rewritten
+    assert [c.index for c in result.profiles.vanished] == [_day_index(250)]
+    (gone,) = [r for r in result.metrics if r.metric == VANISHED_CHUNKS]
+    assert gone.value == 1 and gone.alert and result.profiles.vanished[0].key in gone.note
     x = {c.chunk.index: c.columns["x"] for c in result.profiles.whole}
     pdf = spark.read.format("delta").load(source).where("id >= 200000 AND id < 201000").toPandas()
     assert x[_day_index(200)].max == pytest.approx(pdf["x"].max(), rel=1e-12)

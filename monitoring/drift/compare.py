@@ -99,7 +99,8 @@ def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], c
         for i, ((period, cp), dist) in enumerate(zip(sequence, dists, strict=True)):
             p = cp.columns.get(column)
             if p is not None and p.row_count:
-                add(period, cp, column, kind, DATA_QUALITY, NO_COMPARISON, {"missing_rate": p.missing_rate})
+                add(period, cp, column, kind, DATA_QUALITY, NO_COMPARISON, {"missing_rate": p.missing_rate} | (
+                    {"infinite_rate": p.infinite_rate} if kind == CONTINUOUS else {}))
             if dist is None or whole is None:
                 continue
             if period == REFERENCE:
@@ -117,6 +118,11 @@ def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], c
                 add(period, cp, column, kind, DRIFT, CONSECUTIVE,
                     {m: v for m, v in consecutive.items() if m not in QUALITY_METHODS})
     apply_thresholds(results, config)
+    for r in results:
+        if r.period == ANALYSIS and r.row_count is not None and r.row_count < config.min_chunk_rows:
+            r.alert = False
+            r.note = f"a chunk of {r.row_count} rows (< drift.min_chunk_rows {config.min_chunk_rows}) is too small " \
+                     "to compare: no alert"
     return results
 
 

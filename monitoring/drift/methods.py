@@ -75,13 +75,18 @@ def unseen(reference: CategoryCounts, current: CategoryCounts) -> float | None:
 
 
 def chi2(reference_counts: np.ndarray, current_counts: np.ndarray) -> tuple[float, float]:
-    """Pearson chi-square of the 2 x K contingency table (no continuity correction); categories with
-    no count on either side are dropped, so unseen categories add finite terms."""
+    """Pearson chi-square of the 2 x K contingency table as `scipy.stats.chi2_contingency` computes it by
+    default (NannyML calls it so): with Yates' continuity correction when dof = 1 (two categories), each
+    count moved towards its expected value by at most 0.5; categories with no count on either side are
+    dropped, so unseen categories add finite terms."""
     table = np.vstack([reference_counts, current_counts]).astype(float)
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2:
         return 0.0, 1.0
     expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    if table.shape[1] == 2:  # dof 1: Yates, as scipy
+        diff = expected - table
+        table = table + np.sign(diff) * np.minimum(0.5, np.abs(diff))
     statistic = float(np.sum((table - expected) ** 2 / expected))
     return statistic, float(stats.chi2.sf(statistic, table.shape[1] - 1))
 

@@ -173,10 +173,13 @@ def log_run(config: MonitorConfig, run_name: str, results: list[MetricResult],
     # MLflow prints "View run ... at: <tracking URI>" itself, credentials included: the summary prints a
     # link without them instead (run_link)
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    for name, value in HTTP_LIMITS.items():  # a failing server costs seconds, not MLflow's minutes of retries
+        os.environ.setdefault(name, value)
     mlflow_run, started = None, time.monotonic()
     log.info("MLflow: logging %s chunks, the report and the incidents to %s", "all" if logged is None else len(logged),
              redact(config.mlflow.tracking_uri))
     try:
+        probe(config.mlflow.tracking_uri)
         mlflow_run = start_run(config, run_name, tags)
         client = MlflowClient(config.mlflow.tracking_uri)
         new = results if logged is None else [r for r in results if r.period != ANALYSIS or r.chunk.index in logged]
@@ -202,10 +205,39 @@ def log_run(config: MonitorConfig, run_name: str, results: list[MetricResult],
                 MlflowClient(config.mlflow.tracking_uri).set_terminated(mlflow_run, "FAILED")
             except Exception:  # noqa: BLE001 - the server is already failing; the message below says so
                 log.debug("could not mark MLflow run %s failed", mlflow_run)
-        raise ReportingError(
+        raise ReportingError(redact(
             f"the results are stored in the Delta tables, but logging them to MLflow at "
             f"{config.mlflow.tracking_uri} failed ({type(exc).__name__}: {str(exc)[:300]}); once the tracking "
-            f"server is back, re-log them with: driftline report --config <this config>") from exc
+            f"server is back, re-log them with: driftline report --config <this config>")) from exc
+
+
+# MLflow's HTTP client retries a failing server 7 times with exponential backoff (minutes in all) and waits
+# 120 s for an answer; a monitoring job should fail in seconds and leave the re-logging to `driftline report`
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+PROBE_SECONDS = 5.0
+
+
+def probe(uri: str) -> None:
+    """Raise ConnectionError at once when an http(s) tracking server does not answer at all (refused,
+    unreachable or silent for PROBE_SECONDS); any HTTP answer, an error status included, means it is up."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    bare = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], path=parts.path.rstrip("/") + "/health",
+                          query="", fragment="")
+    try:
+        with urllib.request.urlopen(urllib.parse.urlunsplit(bare), timeout=PROBE_SECONDS):
+            return
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as exc:
+        raise ConnectionError(f"no answer from the tracking server within {PROBE_SECONDS:.0f}s "
+                              f"({getattr(exc, 'reason', exc)})") from None
 
 
 def _inputs(config: MonitorConfig, tags: dict[str, str]):
