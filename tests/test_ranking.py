@@ -20,6 +20,7 @@ from monitoring.ranking import HEADLINE, rank_drift
 from monitoring.reporting.summary import print_summary
 
 from .helpers import write_delta
+from .mlflow_server import free_port, mlflow_server
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 DAYS, PER_DAY, SHIFT_DAY = 7, 2000, 5
@@ -115,16 +116,21 @@ def test_importances_from_the_registered_model(ranked, tmp_path, monkeypatch):
 
 
 def test_mlflow_gets_the_chunks_a_run_computed(ranked, tmp_path, monkeypatch):
-    """What the ranked run hands MLflow (a real store): the metrics and result rows of the chunks it
-    computed (`logged`), the HTML report of all; `driftline report` (logged=None) logs every chunk."""
+    """What a daily run hands a real MLflow tracking server: the metrics and result rows of the chunks it
+    computed (`logged`: the newest, as the second of two daily runs), the HTML report of all; `driftline
+    report` (logged=None) logs every chunk."""
+    config, result = ranked
+    monkeypatch.chdir(tmp_path)
+    with mlflow_server(free_port(), tmp_path) as uri:
+        _check_logged_chunks(replace(config, mlflow=replace(config.mlflow, enabled=True, tracking_uri=uri)), result)
+
+
+def _check_logged_chunks(logging_config, result) -> None:
     import mlflow
 
     from monitoring.reporting.mlflow_log import log_run
 
-    config, result = ranked
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.chdir(tmp_path)
-    logging_config = replace(config, mlflow=replace(config.mlflow, enabled=True, tracking_uri=uri))
+    uri = logging_config.mlflow.tracking_uri
     drift = [r for r in result.metrics if (r.period, r.family, r.metric, r.comparison, r.slice_key, r.column) ==
              ("analysis", "drift", "kolmogorov_smirnov", "BASELINE", "", "important")]
     chunks = sorted(r.chunk.index for r in drift)

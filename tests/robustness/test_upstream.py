@@ -16,13 +16,16 @@ import shutil
 import socket
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from pyspark.sql import functions as F
 
 from monitoring.chunking import LAST_VALID, period_bounds, period_chunk, timestamp_window
+from monitoring.cli import EXIT_REPORTING, main
 from monitoring.config import Chunking, Period, parse_config
 from monitoring.drift.compare import ANALYSIS, DRIFT
 from monitoring.errors import ConfigError, ReportingError
@@ -291,6 +294,13 @@ def test_a_dead_tracking_server_fails_fast(spark, copy):
                 log_run(parse_config(data), "dead", result.metrics, {}, {})
             assert time.monotonic() - started < 30
             assert "driftline report" in str(err.value) and f"pw-{port}" not in str(err.value)
+        # the job as scheduled: `driftline run` (nothing new: stored results, then MLflow) exits 4 in seconds
+        data = _config()
+        data["mlflow"] = {"tracking_uri": f"http://127.0.0.1:{dead_port}", "experiment": "dead"}
+        Path("monitor.yaml").write_text(yaml.safe_dump(data))
+        started = time.monotonic()
+        assert main(["run", "--config", "monitor.yaml"]) == EXIT_REPORTING
+        assert time.monotonic() - started < 30
     finally:
         silent.close()
     assert read_metrics(spark, metrics_table(config), config.monitor).results
