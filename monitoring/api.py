@@ -95,7 +95,8 @@ class Results:
 
     def distributions(self) -> list[Distribution]:
         """The column incidents' reference and newest-chunk states (whole table), as this run holds them
-        (none for stored results, or for chunks a rerun did not profile)."""
+        (none for stored results or chunks a rerun did not profile: `Monitor.stored_distributions` reads
+        those back from the tables)."""
         from monitoring.reporting.interactive import Distribution
         from monitoring.slices import WHOLE
 
@@ -193,8 +194,41 @@ class Monitor:
             raise DriftlineError(f"monitor '{self.config.monitor}' has no stored results; run it first")
         root = Path(path) if path else Path(tempfile.mkdtemp(prefix="driftline-report-"))
         root.mkdir(parents=True, exist_ok=True)
-        write_report(self.config, stored.metrics, "stored results", root)
+        write_report(self.config, stored.metrics, "stored results", root, self.stored_distributions(stored))
         return root / "report.html"
+
+    def stored_distributions(self, stored: Results) -> list[Distribution]:
+        """The column incidents' reference and newest-chunk states of stored results, read back from the
+        reference and profiles tables in one query (`driftline report` and `report()` draw them as a run's
+        report does)."""
+        from pyspark.sql import functions as F
+
+        from monitoring.drift.compare import ANALYSIS
+        from monitoring.pipeline import profiles_table, reference_table
+        from monitoring.profile_store import parse_profiles, profiles_query
+        from monitoring.reference import parse_reference, reference_query
+        from monitoring.reporting.interactive import Distribution
+        from monitoring.slices import WHOLE
+        from monitoring.tables import collect_union, table_exists
+
+        columns = [i.subject for i in stored.incidents() if i.kind == COLUMN]
+        analysis = [r.chunk.index for r in stored.metrics if r.period == ANALYSIS and r.row_count]
+        tables = (reference_table(self.config), profiles_table(self.config))
+        if not columns or not analysis or not all(table_exists(self.spark, t) for t in tables):
+            return []
+        newest = max(analysis)
+        chunk = profiles_query(self.spark, tables[1], self.config.monitor, [ANALYSIS]).where(
+            (F.col("chunk_index") == newest) & (F.col("slice_key") == WHOLE[0]) & F.col("column_name").isin(columns))
+        rows = collect_union({"reference": reference_query(self.spark, tables[0], self.config.monitor)
+                              .where((F.col("slice_key") == WHOLE[0]) & F.col("column_name").isin(columns)),
+                              "profiles": chunk})
+        reference = parse_reference(rows["reference"]).columns.get(WHOLE, {})
+        profiled = parse_profiles(rows["profiles"], [ANALYSIS]).chunks[ANALYSIS]
+        if not profiled:
+            return []
+        current = profiled[0]
+        return [Distribution(c, reference[c].state, reference[c].edges, current.chunk.key, current.columns[c])
+                for c in columns if c in reference and c in current.columns]
 
     def _log(self, out: Results) -> None:
         from monitoring.reporting.mlflow_log import log_run, run_link

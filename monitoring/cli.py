@@ -173,6 +173,7 @@ def _run(spark, config: MonitorConfig, refresh: bool, fail_on_alert: str | None 
 def cmd_report(args) -> int:
     """Re-log the stored results of a monitor (the metrics table) as a new MLflow run."""
     from monitoring.alerts import run_alerts, webhook_payload
+    from monitoring.api import Monitor, Results
     from monitoring.importance import with_model_importances
     from monitoring.metrics_store import read_metrics
     from monitoring.pipeline import metrics_table
@@ -188,8 +189,10 @@ def cmd_report(args) -> int:
     alerts = run_alerts(stored.results, config)
     tags = {"driftline.run_id": ",".join(stored.run_ids)[:5000], "driftline.relogged": "true",
             "driftline.source_version": str(stored.source_version)}
+    distributions = Monitor(config, spark).stored_distributions(Results(config, stored.results, alerts))
     mlflow_run = log_run(config, f"{config.monitor}-report-{time.strftime('%Y%m%d-%H%M%S')}", stored.results,
-                         tags, webhook_payload(config.monitor, tags["driftline.run_id"], alerts, None))
+                         tags, webhook_payload(config.monitor, tags["driftline.run_id"], alerts, None),
+                         distributions=distributions)
     print(f"re-logged {len(stored.results):,} result rows of '{config.monitor}' (runs {', '.join(stored.run_ids)}) "
           f"as MLflow run {mlflow_run} in experiment '{config.mlflow.experiment}' at "
           f"{redact.redact(config.mlflow.tracking_uri)}")

@@ -102,7 +102,7 @@ def check_ui(base: str, experiment_id: str, run_id: str, run_name: str, metric: 
                 run_name),
         "metric": (f"{base}/#/metric/?runs={json.dumps([run_id])}&metric={urllib.request.quote(json.dumps(metric))}"
                    f"&experiments={json.dumps([experiment_id])}&plot_metric_keys="
-                   f"{urllib.request.quote(json.dumps([metric]))}&x_axis=step", metric),
+                   f"{urllib.request.quote(json.dumps([metric]))}&x_axis=step&workflowType=machine_learning", metric),
     }
     for page, (url, expected) in pages.items():
         shot = shots / f"{name}_{page}.png"

@@ -85,3 +85,9 @@ def test_incidents_plots_and_stored_results(spark, ran):
 
     write_report(monitor.config, results.metrics, "api", root / "with", results.distributions())
     assert "Distributions of the drifting columns" in (root / "with" / "report.html").read_text()
+    # stored results draw the same states, read back from the reference and profiles tables
+    (stored,) = [d for d in monitor.stored_distributions(again) if d.column == "x"]
+    assert (stored.chunk, stored.current.kll, stored.reference.valid_count) == \
+        (dist.chunk, dist.current.kll, dist.reference.valid_count)
+    assert list(stored.edges) == pytest.approx(list(dist.edges), rel=1e-12)
+    assert "Distributions of the drifting columns" in report.read_text()
