@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,12 +17,14 @@ from typing import Any
 import yaml
 
 from monitoring.errors import ConfigError
-from monitoring.registry import CATEGORICAL_METHODS, CONTINUOUS_METHODS, rule_names
+from monitoring.registry import CATEGORICAL_METHODS, CONTINUOUS_METHODS, nannyml_rules, rule_names
 from monitoring.registry import metric as registered
 from monitoring.spark_settings import check_spark_settings
 from monitoring.thresholds import THRESHOLD_TYPES, ThresholdRule
 
 PROBLEM_TYPES = ("binary", "multiclass", "regression")
+NANNYML = "nannyml"
+COMPATIBILITY = ("driftline", NANNYML)
 FEATURE_KINDS = ("continuous", "categorical")
 INCOMPLETE_CHOICES = ("keep", "drop")
 KLL_CHOICES = ("auto", "native", "python")  # how KLL sketches are built (monitoring.sketches.resolve_kll_impl)
@@ -186,6 +188,7 @@ class Drift:
     std_multiplier: float = 3.0
     thresholds: tuple[ThresholdRule, ...] = ()
     min_chunk_rows: int = 50  # analysis chunks with fewer rows get a note instead of column alerts
+    compatibility: str = "driftline"  # or NANNYML: NannyML 0.13.1's conventions (docs/statistics.md)
 
 
 @dataclass(frozen=True)
@@ -337,7 +340,7 @@ def parse_config(data: Any) -> MonitorConfig:
     """Build a MonitorConfig from parsed YAML, validating everything that needs no data."""
     root = _Section(data, "", ("monitor", "problem_type", "source", "features", "outputs", "labels",
                                "chunking", "reference", "output", "mlflow", "profile", "drift", "slices", "spark",
-                               "estimation", "multivariate"))
+                               "estimation", "multivariate", "compatibility"))
     monitor = root.text("monitor")
     if not re.match(r"^[A-Za-z0-9_.-]+$", monitor):
         raise ConfigError("monitor", f"'{monitor}' may only hold letters, digits, '_', '-' and '.'")
@@ -425,6 +428,9 @@ def parse_config(data: Any) -> MonitorConfig:
 
     outputs_cols = [c for c in (outputs.score, outputs.prediction, *outputs.class_scores.values()) if c]
     drift = _drift(root.get("drift", dict, {}), [f.name for f in features] + outputs_cols)
+    compatibility = root.choice("compatibility", COMPATIBILITY, "driftline")
+    if compatibility == NANNYML:  # NannyML's default rules first: the config's own rules still win
+        drift = replace(drift, compatibility=NANNYML, thresholds=nannyml_rules(drift.std_multiplier) + drift.thresholds)
     sl = _Section(root.get("slices", dict, {}), "slices", ("expressions", "top_n"))
     expressions = sl.get("expressions", list, [])
     for i, e in enumerate(expressions):
@@ -518,8 +524,9 @@ def _drift(data: Any, columns: list[str]) -> Drift:
         if kind == "pvalue" and not metric.endswith("_pvalue"):
             raise ConfigError(t.key("type"), f"pvalue thresholds apply to p-value metrics "
                                              f"(kolmogorov_smirnov_pvalue, chi2_pvalue), not '{metric}'")
-        rule = ThresholdRule(metric, kind, tuple(cols), comparison, t.get("std_lower", number, None),
-                             t.get("std_upper", number, float(multiplier) if kind == "std" else None),
+        opened = "std_upper" in t.data and t.data["std_upper"] is None  # null opens the side (docs/config.md)
+        upper = None if opened else t.get("std_upper", number, float(multiplier) if kind == "std" else None)
+        rule = ThresholdRule(metric, kind, tuple(cols), comparison, t.get("std_lower", number, None), upper,
                              t.get("lower", number, None), t.get("upper", number, None), t.get("alpha", number, 0.05))
         if kind == "constant" and rule.lower is None and rule.upper is None:
             raise ConfigError(f"drift.thresholds[{i}]", "a constant threshold needs lower and/or upper")

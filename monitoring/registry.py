@@ -134,6 +134,16 @@ def metric(name: str) -> Metric | None:
     return found
 
 
+def nannyml_rules(std_multiplier: float) -> tuple[ThresholdRule, ...]:
+    """The default rules `compatibility: nannyml` puts before a config's own: NannyML 0.13.1's two-sided std
+    thresholds on realized and estimated performance (Driftline's default alerts on the bad side only) and
+    its constant 0 on the unseen rate (Driftline's: 1%)."""
+    m = std_multiplier
+    return tuple(ThresholdRule(x.name, std_lower=m, std_upper=m) for x in METRICS.values()
+                 if x.family == PERFORMANCE and x.default in (LOWER_STD, UPPER_STD)) + \
+        (ThresholdRule("unseen", "constant", upper=0.0),)
+
+
 def value_range(name: str) -> tuple[float, float]:
     """The metric's (lowest, highest) value; thresholds and confidence bands are clamped to it."""
     found = metric(name)

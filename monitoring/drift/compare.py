@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from monitoring.chunking import ChunkInfo
-from monitoring.config import Drift
+from monitoring.config import NANNYML, Drift
 from monitoring.drift.distributions import CategoryCounts, WeightedSample, quantile_edges
 from monitoring.drift.methods import QUALITY_METHODS, categorical_metrics, continuous_metrics
 from monitoring.profiling import ChunkProfile
@@ -68,12 +68,16 @@ def _concat(dists: list[Dist]) -> Dist | None:
     return (WeightedSample if isinstance(dists[0], WeightedSample) else CategoryCounts).concat(dists)
 
 
-def _metrics(reference: Dist, current: Dist, edges: np.ndarray | None, std: float, config: Drift):
+def _metrics(reference: Dist, current: Dist, edges: np.ndarray | None, std: float, config: Drift,
+             rows: int | None = None):
+    """`rows`: the current chunk's rows, nulls included (`compatibility: nannyml` divides the unseen count
+    by them; by default the non-null values are the denominator)."""
     if isinstance(reference, WeightedSample):
         if edges is None:
             edges = quantile_edges(reference, config.bins)
         return continuous_metrics(reference, current, edges, std, config.continuous_methods, config.psi_epsilon)
-    return categorical_metrics(reference, current, config.categorical_methods, config.psi_epsilon)
+    return categorical_metrics(reference, current, config.categorical_methods, config.psi_epsilon,
+                               rows if config.compatibility == NANNYML else None)
 
 
 def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], columns: list[tuple[str, str]],
@@ -103,18 +107,19 @@ def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], c
                     {"infinite_rate": p.infinite_rate} if kind == CONTINUOUS else {}))
             if dist is None or whole is None:
                 continue
-            if period == REFERENCE:
+            rows = p.row_count if p is not None else None
+            if period == REFERENCE and config.compatibility != NANNYML:  # leave-one-out (docs/statistics.md)
                 others = _concat([d for j, d in enumerate(ref_dists) if j != i and d is not None])
-                baseline = _metrics(others, dist, None, std, config) if others is not None else None
-            else:
-                baseline = _metrics(whole, dist, edges.get(column), std, config)
+                baseline = _metrics(others, dist, None, std, config, rows) if others is not None else None
+            else:  # NannyML compares a reference chunk with the whole reference, itself included
+                baseline = _metrics(whole, dist, edges.get(column), std, config, rows)
             if baseline is not None:
                 quality = {m: baseline.pop(m) for m in QUALITY_METHODS if m in baseline}
                 add(period, cp, column, kind, DRIFT, BASELINE, baseline)
                 add(period, cp, column, kind, DATA_QUALITY, BASELINE, quality)
             previous = dists[i - 1] if i > 0 else None
             if previous is not None:
-                consecutive = _metrics(previous, dist, None, std, config)
+                consecutive = _metrics(previous, dist, None, std, config, rows)
                 add(period, cp, column, kind, DRIFT, CONSECUTIVE,
                     {m: v for m, v in consecutive.items() if m not in QUALITY_METHODS})
     apply_thresholds(results, config)

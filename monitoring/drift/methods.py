@@ -65,13 +65,14 @@ def out_of_range(reference: WeightedSample, current: WeightedSample) -> float:
     return float(current.cdf(lo, inclusive=False) + 1.0 - current.cdf(hi, inclusive=True))
 
 
-def unseen(reference: CategoryCounts, current: CategoryCounts) -> float | None:
-    """Share of the current non-null values whose category the reference never held; None when the
-    reference was truncated to its top-N (a value it did not keep may be one of its others: unknowable)."""
+def unseen(reference: CategoryCounts, current: CategoryCounts, rows: int | None = None) -> float | None:
+    """Share of the current non-null values (of all `rows`, nulls included, when given: NannyML's) whose
+    category the reference never held; None when the reference was truncated to its top-N (a value it did
+    not keep may be one of its others: unknowable)."""
     if OTHER in reference.counts:
         return None
     new = sum(v for k, v in current.counts.items() if k not in reference.counts)
-    return float(new / current.n)
+    return float(new / (rows or current.n))
 
 
 def chi2(reference_counts: np.ndarray, current_counts: np.ndarray) -> tuple[float, float]:
@@ -160,7 +161,7 @@ def continuous_metrics(reference: WeightedSample, current: WeightedSample, edges
 
 
 def categorical_metrics(reference: CategoryCounts, current: CategoryCounts, methods: tuple[str, ...],
-                        epsilon: float) -> dict[str, float | None]:
+                        epsilon: float, rows: int | None = None) -> dict[str, float | None]:
     _, ref_counts, cur_counts = aligned(reference, current)
     p, q = ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum()
     out: dict[str, float | None] = {}
@@ -170,5 +171,5 @@ def categorical_metrics(reference: CategoryCounts, current: CategoryCounts, meth
         elif method in HISTOGRAM_METHODS:
             out[method] = HISTOGRAM_METHODS[method](p, q, epsilon)
         elif method == "unseen":
-            out[method] = unseen(reference, current)
+            out[method] = unseen(reference, current, rows)
     return out
