@@ -22,7 +22,7 @@ from monitoring.drift.compare import DATA_QUALITY, DRIFT
 from monitoring.drift.reconstruction import MULTIVARIATE
 from monitoring.profiling import ChunkProfile
 
-COMPARE_FORMAT = 5  # bump when the compare code changes what it produces from the same states
+COMPARE_FORMAT = 6  # bump when the compare code changes what it produces from the same states
 COLUMNS, PERFORMANCE = "columns", "performance"  # the two parts a chunk's results depend on
 
 

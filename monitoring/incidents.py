@@ -3,7 +3,9 @@
 One incident per subject (docs/alerts.md):
 - a monitored column: its drift (BASELINE and CONSECUTIVE), data quality and feature-target relation
   alerts, whole table and slices (slice alerts roll up under the column);
-- a performance metric of the model: its realized and estimated values;
+- the model's performance: every realized and estimated performance metric (one drop in quality moves
+  several metrics at once: ROC AUC, recall, F1, log loss are one incident, headed by the model's headline
+  metric when it alerts);
 - concept drift of the model: the realized-estimated gaps of the performance metrics;
 - multivariate drift: the domain classifier and the PCA reconstruction error;
 - a table-level data-quality metric (row count, duplicate ids, schema change, ...).
@@ -89,7 +91,10 @@ class Incident:
         where = "" if not self.slices else \
             f"; slices {', '.join(self.slices[:3])}{' ...' if len(self.slices) > 3 else ''}"
         whole = "" if self.whole else " (slices only)"
-        return f"[{self.severity}] {self.title()}{whole}: {self.headline()}, {span}{where}"
+        others = [m for m in self.metrics if m != self.metric]
+        also = "" if self.kind != MODEL_PERFORMANCE or not others else \
+            f"; also {', '.join(others[:4])}{f' +{len(others) - 4}' if len(others) > 4 else ''}"
+        return f"[{self.severity}] {self.title()}{whole}: {self.headline()}, {span}{also}{where}"
 
     def title(self) -> str:
         return self.subject if self.kind == COLUMN else f"{self.kind}: {self.subject}"
@@ -112,7 +117,7 @@ def _subject(r: MetricResult) -> tuple[str, str] | None:
     if r.column != TABLE_COLUMN and r.family in (DRIFT, QUALITY, CONCEPT):
         return COLUMN, r.column
     if r.family == PERFORMANCE or (r.family == ESTIMATED_PERFORMANCE and r.comparison == "NONE"):
-        return MODEL_PERFORMANCE, r.metric
+        return MODEL_PERFORMANCE, "model"
     if r.family in (CONCEPT, ESTIMATED_PERFORMANCE):  # the realized-estimated gaps, both signs
         return MODEL_CONCEPT, "model"
     if r.family == MULTIVARIATE:

@@ -162,8 +162,20 @@ def _compare(chunk: dict[int, np.ndarray], reference: dict[int, np.ndarray]) -> 
     d, w, n = np.array(d), np.array(w), np.array(n)
     level = float(w @ d / w.sum())  # the shift common to all bins: the table-level gap, not this feature's
     chi2 = float(w @ (d - level) ** 2)
-    z = -float(special.ndtri_exp(stats.chi2.logsf(chi2, len(d) - 1)))
-    return z, float(n @ np.abs(d - level) / n.sum())
+    return change_z(chi2, len(d) - 1), float(n @ np.abs(d - level) / n.sum())
+
+
+def change_z(chi2: float, dof: int) -> float:
+    """The z-score of a chi-square statistic: Phi^-1(1 - p) from log p, so that tiny p stay finite. scipy's
+    `chi2.logsf` underflows to -inf from about chi2 = 1500 (a strong concept drift on a million rows), so
+    there log p comes from the asymptotic expansion of the upper incomplete gamma function,
+    log Q(a, y) = (a - 1) log y - y - log Gamma(a) + log(1 + (a - 1) / y + (a - 1)(a - 2) / y^2), a = dof / 2,
+    y = chi2 / 2 (relative error of p below 1e-6 where it takes over; docs/statistics.md)."""
+    log_p = float(stats.chi2.logsf(chi2, dof))
+    if not math.isfinite(log_p):
+        a, y = dof / 2.0, chi2 / 2.0
+        log_p = (a - 1) * math.log(y) - y - math.lgamma(a) + math.log1p((a - 1) / y + (a - 1) * (a - 2) / y ** 2)
+    return -float(special.ndtri_exp(log_p))
 
 
 def relation_results(reference: list[ChunkProfile], analysis: list[ChunkProfile],

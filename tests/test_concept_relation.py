@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
-from scipy import stats
+from scipy import special, stats
 
 from monitoring.labels import LABEL, LABELLED
 from monitoring.pipeline import fit, run
-from monitoring.relation import MISSING, OTHER, PREFIX, RELATION_CHANGE, RELATION_SHIFT, residual
+from monitoring.relation import MISSING, OTHER, PREFIX, RELATION_CHANGE, RELATION_SHIFT, change_z, residual
 from monitoring.slices import WHOLE
 
 from .helpers import make_config, write_delta
@@ -147,3 +147,17 @@ def test_residual_per_problem_type(spark, tmp_path, problem, row, expected):
         .withColumn(LABEL, F.lit(label)).withColumn(LABELLED, F.lit(True))
     assert df.select(residual(config)).first()[0] == pytest.approx(expected, abs=1e-12)
     assert df.withColumn(LABELLED, F.lit(False)).select(residual(config)).first()[0] is None
+
+
+@pytest.mark.parametrize(("chi2", "dof", "z"), [(1600, 1, 39.982678), (3000, 9, 54.257573), (1e5, 20, 315.939074),
+                                                 (1e7, 60, 3162.155896)])
+def test_change_z_stays_finite_where_scipy_underflows(chi2, dof, z):
+    """A change so strong that scipy's chi2.logsf underflows (a concept drift on a million rows; at 1M rows
+    the demo's relation_change was null exactly there) still gets its z: the expected values were computed
+    with mpmath at 50 digits (log of the regularized upper incomplete gamma function)."""
+    assert not np.isfinite(stats.chi2.logsf(chi2, dof))
+    assert change_z(chi2, dof) == pytest.approx(z, abs=1e-5)
+    grid = np.linspace(1000, 2000, 201)  # increasing across the switch to the expansion
+    values = [change_z(x, dof) for x in grid]
+    assert all(b > a for a, b in zip(values[:-1], values[1:], strict=True))
+    assert change_z(300, dof) == pytest.approx(-special.ndtri_exp(stats.chi2.logsf(300, dof)), rel=1e-12)

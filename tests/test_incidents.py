@@ -74,10 +74,11 @@ def test_performance_judged_on_its_newest_labelled_chunk_and_ranked_first():
                    slice_=("region", "north"))
     found = incidents(rows, CONFIG)
     assert [(i.kind, i.subject, i.severity) for i in found] == [
-        ("performance", "roc_auc", HIGH), ("column", "age", MEDIUM), ("column", "income", LOW)]
+        ("performance", "model", HIGH), ("column", "age", MEDIUM), ("column", "income", LOW)]
     auc = found[0]
     # the estimate of the newest chunk is fine, but realized ROC AUC is judged on its newest labelled chunk
-    assert (auc.start, auc.last, auc.family, auc.value) == (chunk(2).key, chunk(3).key, "performance", 0.68)
+    assert (auc.start, auc.last, auc.family, auc.metric, auc.value) == \
+        (chunk(2).key, chunk(3).key, "performance", "roc_auc", 0.68)
     # once the estimate is judged fine on newer labelled chunks too, nothing is open
     recovered = series(":table", "performance", "roc_auc", [0.85, 0.84, 0.70, 0.68, 0.86, None], lower=0.8)
     assert not incidents(recovered + rows[6:12], CONFIG)
@@ -89,6 +90,21 @@ def test_model_performance_incident_uses_the_realized_value_and_names_the_side()
     assert (auc.start, auc.direction, auc.threshold, auc.value) == (chunk(1).key, "below", 0.8, 0.68)
     assert auc.beyond == pytest.approx((0.8 - 0.68) / 0.8)
     assert "ROC AUC 0.68 (threshold 0.8, 15% below)" in auc.line()
+
+
+def test_performance_metrics_are_one_incident_headed_by_the_headline_metric():
+    """A drop in quality moves several metrics: one `performance: model` incident, headed by ROC AUC (the
+    binary headline) although recall is further past its threshold, its line naming the others."""
+    rows = series(":table", "performance", "roc_auc", [0.85, 0.84, 0.78], lower=0.8)
+    rows += series(":table", "performance", "recall", [0.6, 0.6, 0.3], lower=0.5)
+    rows += series(":table", "performance", "log_loss", [0.4, 0.4, 0.5], upper=0.45)
+    rows += series(":table", "estimated_performance", "f1", [0.7, 0.7, 0.6], lower=0.65, comparison="NONE")
+    (found,) = incidents(rows, CONFIG)
+    assert (found.kind, found.subject, found.metric, found.value) == ("performance", "model", "roc_auc", 0.78)
+    assert found.metrics == ("f1", "log_loss", "recall", "roc_auc") and found.alerts == 4
+    assert found.line().endswith("; also f1, log_loss, recall")
+    alone = incidents(rows[3:], CONFIG)[0]  # without ROC AUC: the furthest past, realized before estimated
+    assert (alone.metric, alone.value) == ("recall", 0.3)
 
 
 def test_an_unimportant_column_is_low():
