@@ -25,7 +25,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
 from monitoring.config import MonitorConfig
-from monitoring.fingerprints import result_settings
+from monitoring.fingerprints import COMPARE_FORMAT, result_settings
 from monitoring.tables import table_ident
 
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
@@ -74,9 +74,10 @@ class RunInputs:
 
 def settings_hash(config: MonitorConfig, state_format: int) -> str:
     """Every setting the results depend on (fingerprints.result_settings) and where they are stored, the
-    Driftline version and the stored-state format, hashed (the monitor's name is in the marker)."""
+    Driftline version, the stored-state format and the compare code's format (a change of what the same
+    states give, even within one version), hashed (the monitor's name is in the marker)."""
     settings = result_settings(config) | {"output": dataclasses.asdict(config.output)}
-    text = json.dumps([settings, _driftline_version(), state_format], default=str, sort_keys=True)
+    text = json.dumps([settings, _driftline_version(), state_format, COMPARE_FORMAT], default=str, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
