@@ -387,7 +387,7 @@ def _vanished(fresh: list[ChunkProfile],
               stored: list[ChunkProfile]) -> tuple[list[ChunkProfile], tuple[ChunkInfo, ...]]:
     """The stored chunk profiles (every slice) of the chunks that held rows when stored but have none in
     `fresh` (the source was rewritten or their rows deleted), and those chunks: the run keeps them and says
-    so (`vanished_chunk_results`) instead of deleting their history; `--full` recomputes from the rows as
+    so (`quality.vanished_results`) instead of deleting their history; `--full` recomputes from the rows as
     they are now."""
     now = {c.chunk.index for c in fresh}
     gone = [c for c in stored if c.chunk.index not in now and c.row_count]
