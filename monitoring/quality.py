@@ -122,10 +122,9 @@ def null_timestamp_results(count: int, config: MonitorConfig, newest: ChunkProfi
     if not count:
         return []
     ts = config.source.timestamp_column
-    return [MetricResult(ANALYSIS, newest.chunk, newest.slice_key, newest.slice_value, ts, "table", DATA_QUALITY,
-                         NULL_TIMESTAMPS, NO_COMPARISON, float(count), newest.row_count, upper_threshold=0.0,
-                         alert=True, note=f"{count} rows of {config.source.table} have a null {ts}: they are in "
-                                          "no chunk and left out of every other result")]
+    return [_newest_alert(newest, ts, "table", NULL_TIMESTAMPS, count,
+                          f"{count} rows of {config.source.table} have a null {ts}: they are in no chunk and left out "
+                          "of every other result")]
 
 
 def outside_window_results(count: int, config: MonitorConfig, newest: ChunkProfile) -> list[MetricResult]:
@@ -135,11 +134,10 @@ def outside_window_results(count: int, config: MonitorConfig, newest: ChunkProfi
     if not count:
         return []
     ts = config.source.timestamp_column
-    return [MetricResult(ANALYSIS, newest.chunk, newest.slice_key, newest.slice_value, ts, "table", DATA_QUALITY,
-                         OUTSIDE_WINDOW, NO_COMPARISON, float(count), newest.row_count, upper_threshold=0.0,
-                         alert=True, note=f"{count} rows of {config.source.table} have a {ts} outside "
-                                          f"{window_text(config.chunking)}: they are in no chunk and left out of "
-                                          "every other result; fix the timestamps upstream or widen the window")]
+    return [_newest_alert(newest, ts, "table", OUTSIDE_WINDOW, count,
+                          f"{count} rows of {config.source.table} have a {ts} outside {window_text(config.chunking)}: "
+                          "they are in no chunk and left out of every other result; fix the timestamps upstream or "
+                          "widen the window")]
 
 
 def vanished_results(vanished: tuple, config: MonitorConfig, newest: ChunkProfile) -> list[MetricResult]:
@@ -148,11 +146,10 @@ def vanished_results(vanished: tuple, config: MonitorConfig, newest: ChunkProfil
     if not vanished:
         return []
     span = vanished[0].key if len(vanished) == 1 else f"{vanished[0].key} to {vanished[-1].key}"
-    return [MetricResult(ANALYSIS, newest.chunk, newest.slice_key, newest.slice_value, TABLE, "table", DATA_QUALITY,
-                         VANISHED_CHUNKS, NO_COMPARISON, float(len(vanished)), newest.row_count, upper_threshold=0.0,
-                         alert=True, note=f"{len(vanished)} chunks of {config.source.table} that held rows have none "
-                                          f"now ({span}): the table was rewritten or their rows deleted. Their stored "
-                                          "results are kept; run with --full to recompute from the rows as they are")]
+    return [_newest_alert(newest, TABLE, "table", VANISHED_CHUNKS, len(vanished),
+                          f"{len(vanished)} chunks of {config.source.table} that held rows have none now ({span}): "
+                          "the table was rewritten or their rows deleted. Their stored results are kept; run with "
+                          "--full to recompute from the rows as they are")]
 
 
 def reference_size_results(chunks: int, config: MonitorConfig, newest: ChunkProfile) -> list[MetricResult]:
@@ -161,20 +158,26 @@ def reference_size_results(chunks: int, config: MonitorConfig, newest: ChunkProf
     most metrics then have no threshold (one chunk) or a meaningless one, and never alert."""
     if chunks >= MIN_REFERENCE_CHUNKS:
         return []
-    return [MetricResult(ANALYSIS, newest.chunk, newest.slice_key, newest.slice_value, TABLE, "table", DATA_QUALITY,
-                         REFERENCE_CHUNKS, NO_COMPARISON, float(chunks), newest.row_count,
-                         lower_threshold=float(MIN_REFERENCE_CHUNKS), alert=True,
-                         note=f"the reference holds {chunks} chunk(s) of {config.chunking.describe()}; thresholds "
-                              f"learnt from it need at least {MIN_REFERENCE_CHUNKS}: widen reference.start/end or "
-                              "cut smaller chunks (chunking), or set constant drift.thresholds")]
+    return [_newest_alert(newest, TABLE, "table", REFERENCE_CHUNKS, chunks,
+                          f"the reference holds {chunks} chunk(s) of {config.chunking.describe()}; thresholds learnt "
+                          f"from it need at least {MIN_REFERENCE_CHUNKS}: widen reference.start/end or cut smaller "
+                          "chunks (chunking), or set constant drift.thresholds",
+                          lower=float(MIN_REFERENCE_CHUNKS), upper=None)]
 
 
 def guard_results(metric: str, problems: list[tuple[str, str]], newest: ChunkProfile) -> list[MetricResult]:
     """An alerting `metric` row (DECLARED_KIND, EMPTY_REFERENCE_COLUMN) per column of `problems` (column, what
     to do; monitoring/guards.py), on the newest analysis chunk; the note says what to do."""
-    return [MetricResult(ANALYSIS, newest.chunk, newest.slice_key, newest.slice_value, column, "kind", DATA_QUALITY,
-                         metric, NO_COMPARISON, 1.0, newest.row_count, upper_threshold=0.0, alert=True,
-                         note=what) for column, what in problems]
+    return [_newest_alert(newest, column, "kind", metric, 1, what) for column, what in problems]
+
+
+def _newest_alert(newest: ChunkProfile, column: str, kind: str, metric: str, value: float, note: str,
+                  lower: float | None = None, upper: float | None = 0.0) -> MetricResult:
+    """One always-alerting data-quality row on the newest analysis chunk (a count or flag no per-chunk
+    result holds), its note saying what happened and what to do."""
+    return MetricResult(ANALYSIS, newest.chunk, newest.slice_key, newest.slice_value, column, kind, DATA_QUALITY,
+                        metric, NO_COMPARISON, float(value), newest.row_count, lower_threshold=lower,
+                        upper_threshold=upper, alert=True, note=note)
 
 
 def quality_results(reference: list[ChunkProfile], analysis: list[ChunkProfile],
@@ -216,6 +219,4 @@ def schema_changes(fitted: dict[str, str], current: dict[str, str]) -> list[tupl
 
 def schema_results(changes: list[tuple[str, str]], newest: ChunkProfile) -> list[MetricResult]:
     """One alerting `schema_change` row per changed column, on the newest analysis chunk."""
-    return [MetricResult(ANALYSIS, newest.chunk, newest.slice_key, newest.slice_value, column, "schema", DATA_QUALITY,
-                         SCHEMA_CHANGE, NO_COMPARISON, 1.0, newest.row_count, upper_threshold=0.0, alert=True,
-                         note=change) for column, change in changes]
+    return [_newest_alert(newest, column, "schema", SCHEMA_CHANGE, 1, change) for column, change in changes]
