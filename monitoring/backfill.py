@@ -25,7 +25,7 @@ from monitoring.config import Labels, MonitorConfig
 from monitoring.labels import LabelStats
 from monitoring.profiling import ChunkProfile
 from monitoring.slices import WHOLE
-from monitoring.tables import change_feed, quote_part
+from monitoring.tables import change_feed, first_line, quote_part
 
 CHANGE_FEED = "change data feed"
 
@@ -65,7 +65,7 @@ def plan_backfill(spark: SparkSession, config: MonitorConfig, chunks: list[Chunk
         changed = _changed_ids(spark, config.labels, since, until)
         counts = _ids_per_chunk(spark, changed, ranges, id_type) if ranges else {None: changed.count()}
     except Exception as exc:  # noqa: BLE001 - any failure of the feed (none, a retyped or restored table): recompute
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, 200)
         return Backfill(since, until, tuple(whole), None,
                         f"the change data feed of {config.labels.table} cannot say which labels changed ({first}); "
                         "if the table has none, set the table property delta.enableChangeDataFeed = true so later "

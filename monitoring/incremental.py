@@ -23,7 +23,7 @@ from monitoring.chunking import in_window, period_index
 from monitoring.config import MonitorConfig
 from monitoring.profiling import ChunkProfile
 from monitoring.slices import WHOLE
-from monitoring.tables import change_feed, quote_part
+from monitoring.tables import change_feed, first_line, quote_part
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def plan_increment(spark: SparkSession, config: MonitorConfig, table: str, store
         counts = {int(r["chunk"]): int(r["n"]) for r in
                   changes.groupBy(period_index(period, ts).alias("chunk")).agg(F.count(F.lit(1)).alias("n")).collect()}
     except Exception as exc:  # noqa: BLE001 - any failure of the feed (none, a retyped or restored table): recompute
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, 200)
         return Increment(since, until, None, None,
                          f"the change data feed of {table} for versions {since + 1}..{until} cannot say which rows "
                          f"changed ({first}); if the table has none, set the table property "

@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, MapType, StructType
 
 from monitoring.errors import ConfigError
+from monitoring.tables import first_line
 
 SLICE_KEY, SLICE_VALUE = "_dl_slice_key", "_dl_slice_value"
 WHOLE = ("", "")  # slice key and value of the whole table
@@ -123,8 +124,7 @@ def validate_slices(df: DataFrame, expressions: tuple[str, ...]) -> None:
         try:
             dtype = df.select(F.expr(text).alias("s")).schema["s"].dataType
         except (ParseException, AnalysisException) as exc:
-            first = str(exc).strip().splitlines()[0][:300]
-            raise ConfigError(key, f"Spark cannot use '{text}' as a column expression: {first}") from None
+            raise ConfigError(key, f"Spark cannot use '{text}' as a column expression: {first_line(exc)}") from None
         if isinstance(dtype, (StructType, ArrayType, MapType)):
             raise ConfigError(key, f"'{text}' yields {dtype.simpleString()}; a slice needs one value per row")
 

@@ -94,7 +94,7 @@ def read_delta(spark: SparkSession, name: str, key: str, version: int | None = N
         if version is None:
             version = spark.sql(f"DESCRIBE HISTORY {ident} LIMIT 1").collect()[0]["version"]
     except AnalysisException as exc:
-        raise ConfigError(key, f"table '{name}' cannot be read as a Delta table ({_first_line(exc)}). "
+        raise ConfigError(key, f"table '{name}' cannot be read as a Delta table ({first_line(exc)}). "
                                "Check the path or catalog name, and that the table was written.") from None
     df = spark.sql(f"SELECT * FROM {ident} VERSION AS OF {int(version)}")
     return VersionedTable(name, int(version), df)
@@ -228,5 +228,8 @@ def ensure_table(spark: SparkSession, name: str, schema: StructType, rows: DataF
     return False
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0][:300]
+def first_line(exc: Exception, limit: int = 300) -> str:
+    """The first line of an exception's message (its type's name when the message is empty), for one-line
+    reasons in errors and logs."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
