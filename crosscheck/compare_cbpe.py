@@ -22,8 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 from monitoring.config import parse_config  # noqa: E402
 from monitoring.performance.cbpe import fit_calibrator  # noqa: E402
-from monitoring.performance.estimated import ESTIMATED, reference_state  # noqa: E402
+from monitoring.performance.estimated import ESTIMATED  # noqa: E402
 from monitoring.performance.realized import histograms  # noqa: E402
+from monitoring.performance.results import reference_state  # noqa: E402
 from monitoring.pipeline import fit, run  # noqa: E402
 from monitoring.session import embedded_session  # noqa: E402
 from monitoring.slices import WHOLE  # noqa: E402

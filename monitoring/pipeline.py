@@ -46,9 +46,9 @@ from monitoring.metrics_store import read_metrics, write_metrics
 from monitoring.performance.cbpe import Calibrator, ClassCalibrators, fit_calibrator
 from monitoring.performance.dle import SEED as DLE_SEED
 from monitoring.performance.dle import LossModels, fit_loss_models
-from monitoring.performance.estimated import estimated_results, estimation_enabled, reference_state
+from monitoring.performance.estimated import estimated_results, estimation_enabled
 from monitoring.performance.realized import histograms
-from monitoring.performance.results import performance_results
+from monitoring.performance.results import performance_results, reference_state
 from monitoring.performance.state import PerformanceState, RowModel, classes
 from monitoring.performance.state import aggregate as performance_states
 from monitoring.profile_store import (

@@ -143,11 +143,11 @@ def regression(spark, tmp_path_factory):
                          outputs={"prediction": "pred"},
                          labels={"table": labels, "label_column": "label", "timestamp_column": "label_ts"})
     fit(spark, config)
-    return run(spark, config), y, pred, day
+    return run(spark, config), y, pred, day, config
 
 
 def test_regression_metrics_match_sklearn(regression):
-    result, y, pred, day = regression
+    result, y, pred, day, _ = regression
     for index, m in _perf(result).items():
         rows = day == index - min(_perf(result)) + 1
         yy, pp = y[rows], pred[rows]
@@ -181,11 +181,11 @@ def multiclass(spark, tmp_path_factory):
                          outputs={"class_scores": {"repaid": "p_repaid", "late": "p_late", "default": "p_default"}},
                          labels={"table": labels, "label_column": "label", "timestamp_column": "label_ts"})
     fit(spark, config)
-    return run(spark, config), y, probs
+    return run(spark, config), y, probs, config
 
 
 def test_multiclass_metrics_match_sklearn(multiclass):
-    result, y, probs = multiclass
+    result, y, probs, _ = multiclass
     (m,) = _perf(result).values()
     rows = slice(PER_DAY, None)  # the analysis day
     yy, pp = y[rows], probs[rows]
@@ -199,3 +199,117 @@ def test_multiclass_metrics_match_sklearn(multiclass):
         assert m[f"f1_{average}"].value == pytest.approx(skm.f1_score(yy, pred, average=average), abs=1e-12)
         assert m[f"roc_auc_{average}"].value == pytest.approx(
             skm.roc_auc_score(yy, pp, multi_class="ovr", average=average), abs=1e-3)
+
+
+# ------------------------------------------------------------------ compatibility: nannyml (issue 21)
+# NannyML 0.13.1's realized sampling errors (nannyml/sampling_error/*.py), row by row as its source computes
+# them: a component from the labelled reference rows, then component / sqrt(n x share) for a chunk of n
+# labelled rows. Driftline's come from the stored states: exact counts and loss sums (1e-9 relative), ROC AUC
+# from the 2000 score bins (ties inside a bin in expected order: measured 2e-5, asserted 1e-4 relative).
+
+def _compatible(config):
+    from dataclasses import replace
+
+    from monitoring.config import NANNYML
+    return replace(config, drift=replace(config.drift, compatibility=NANNYML))
+
+
+def _nannyml_errors(result, config) -> dict[int, dict[str, float]]:
+    from monitoring.performance.results import performance_results
+    from monitoring.slices import WHOLE
+
+    out: dict[int, dict[str, float]] = {}
+    for r in performance_results(result.reference.chunks_of(WHOLE), result.profiles.whole, _compatible(config)):
+        if r.sampling_error is not None:
+            out.setdefault(r.chunk.index, {})[r.metric] = r.sampling_error
+    return out
+
+
+def _auroc_component(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
+    if np.mean(y) > 0.5:
+        y, s = 1 - y, 1 - s
+    order = np.argsort(s)
+    y = y[order]
+    ranks = np.unique(y * np.arange(len(y)))[1:]
+    ser = (ranks - np.arange(len(ranks))) / (len(y) - y.sum())
+    return float(np.std(ser)), float(y.sum() / len(y))
+
+
+def _rate_components(y: np.ndarray, p: np.ndarray) -> dict[str, tuple[float, float]]:
+    tp, fp, fn, tn = ((y == 1) & (p == 1)).sum(), ((y == 0) & (p == 1)).sum(), ((y == 1) & (p == 0)).sum(), \
+        ((y == 0) & (p == 0)).sum()
+    f1_obs = np.concatenate([np.ones(tp), np.zeros(fn + fp)]) * (tp + fn + fp) / ((fn + fp) * 0.5 + tp)
+    return {"f1": (np.std(f1_obs), (tp + fn + fp) / len(y)),
+            "precision": (np.std(np.concatenate([np.ones(tp), np.zeros(fp)])), (tp + fp) / len(y)),
+            "recall": (np.std(np.concatenate([np.ones(tp), np.zeros(fn)])), y.sum() / len(y)),
+            "specificity": (np.std(np.concatenate([np.ones(tn), np.zeros(fp)])), (tn + fp) / len(y)),
+            "accuracy": (np.std(y == p), 1.0)}
+
+
+def test_nannyml_realized_sampling_errors_binary(binary):
+    config, result, t, _ = binary
+    days = {i: i - min(_perf(result, "reference")) for i in {**_perf(result, "reference"), **_perf(result)}}
+    reference = np.isin(t["day"], [days[i] for i in _perf(result, "reference")]) & t["labelled"]
+    y, s, p = t["y"][reference], t["score"][reference], t["pred"][reference]
+    components = _rate_components(y, p) | {"roc_auc": _auroc_component(y, s)}
+    counts = {"true_positive": (y == 1) & (p == 1), "false_positive": (y == 0) & (p == 1),
+              "false_negative": (y == 1) & (p == 0), "true_negative": (y == 0) & (p == 0)}
+    errors = _nannyml_errors(result, config)
+    assert set(errors) == set(days)
+    for index, got in errors.items():
+        rows = (t["day"] == days[index]) & t["labelled"]
+        n = rows.sum()
+        for metric, (std, share) in components.items():
+            if metric not in got:  # undefined on the one-class day: no value, no error
+                assert t["y"][rows].max() == 0 and metric in ("roc_auc", "recall", "f1"), metric
+                continue
+            assert got[metric] == pytest.approx(std / np.sqrt(n * share), rel=1e-4 if metric == "roc_auc" else 1e-9)
+        for metric, cell in counts.items():
+            assert got[metric] == pytest.approx(np.std(cell) * np.sqrt(n), rel=1e-9), metric
+    # the default: each chunk's own rows (Hanley-McNeil for ROC AUC), not the reference's components
+    own = {r.chunk.index: r.sampling_error for r in result.metrics if r.metric == "f1" and r.family == PERFORMANCE
+           and r.slice_key == "" and r.sampling_error is not None}
+    assert all(abs(own[i] / errors[i]["f1"] - 1) > 1e-3 for i in own)
+
+
+def test_nannyml_realized_sampling_errors_regression(regression):
+    result, y, pred, day, config = regression
+    reference = day == 0
+    e = y[reference] - pred[reference]
+    se, sle = e ** 2, (np.log1p(y[reference]) - np.log1p(pred[reference])) ** 2
+    want = {"mae": np.std(np.abs(e)), "mse": np.std(se), "mape": np.std(np.abs(e) / y[reference]),
+            "msle": np.std(sle)}
+    errors = _nannyml_errors(result, config)
+    assert len(errors) == 3
+    for index, got in errors.items():
+        n = (day == index - min(errors)).sum()
+        for metric, std in want.items():
+            assert got[metric] == pytest.approx(std / np.sqrt(n), rel=1e-9), metric
+        assert got["rmse"] == pytest.approx(np.sqrt(np.std(se) ** 2 / (4 * n * np.mean(se))), rel=1e-9)
+        assert got["rmsle"] == pytest.approx(np.sqrt(np.std(sle) ** 2 / (4 * n * np.mean(sle))), rel=1e-9)
+
+
+def test_nannyml_realized_sampling_errors_multiclass(multiclass):
+    """Macro metrics: sqrt(sum_k var_k / (n share_k)) / K over the classes one vs rest, variances without F1's
+    correcting factor, ROC AUC x 1.2 (nannyml/sampling_error/multiclass_classification.py)."""
+    result, y, probs, config = multiclass
+    reference = slice(None, PER_DAY)
+    yy, pp = y[reference], probs[reference]
+    pred = pp.argmax(axis=1)
+    per_class: dict[str, list[tuple[float, float]]] = {}
+    for k in range(3):
+        rates = _rate_components((yy == k).astype(int), (pred == k).astype(int))
+        rates["f1"] = (np.std(np.concatenate([np.ones(((yy == k) & (pred == k)).sum()),
+                                              np.zeros(((yy == k) != (pred == k)).sum())])), rates["f1"][1])
+        rates["roc_auc"] = _auroc_component((yy == k).astype(int), pp[:, k])
+        for metric in ("f1", "precision", "recall", "specificity", "roc_auc"):
+            per_class.setdefault(metric, []).append(rates[metric])
+    errors = _nannyml_errors(result, config)
+    assert len(errors) == 2
+    for got in errors.values():
+        n = PER_DAY
+        for metric, comps in per_class.items():
+            factor = 1.2 if metric == "roc_auc" else 1.0
+            want = factor * np.sqrt(sum(std ** 2 / (n * share) for std, share in comps)) / 3
+            assert got[f"{metric}_macro"] == pytest.approx(want, rel=1e-4 if metric == "roc_auc" else 1e-9), metric
+        assert got["accuracy"] == pytest.approx(np.std(yy == pred) / np.sqrt(n), rel=1e-9)

@@ -302,32 +302,35 @@ def expected_average_precision(p: np.ndarray, counts: np.ndarray) -> float | Non
     return float(ap)
 
 
-def _rates(tp: float, fp: float, fn: float, tn: float, ref: Components, n: float) -> list[PerfValue]:
-    """F1, precision, recall, specificity, accuracy of the expected cells; sampling errors from the
-    reference's realized cells (NannyML: std of the Bernoulli behind the metric / sqrt(n x share))."""
+def rate_errors(ref: Components, n: float) -> dict[str, float | None]:
+    """NannyML's sampling errors of F1, precision, recall, specificity and accuracy for a chunk of n rows,
+    from the reference's realized cells: std of the Bernoulli behind the metric / sqrt(n x share)
+    (F1's outcome scaled by its correcting factor)."""
     rtp, rfp, rfn, rtn = ref.cells
     rn = ref.n
 
-    def se(rate: float | None, share: float, scale: float = 1.0) -> float | None:
-        if rate is None or not share or not rn:
+    def se(hits: float, total: float, scale: float = 1.0) -> float | None:
+        if not total or not rn or not n:
             return None
-        return scale * math.sqrt(rate * (1 - rate)) / math.sqrt(n * share)
+        rate = hits / total
+        return scale * math.sqrt(rate * (1 - rate)) / math.sqrt(n * total / rn)
 
+    f1_den = rtp + rfn + rfp
+    return {"f1": se(rtp, f1_den, f1_den / (rtp + 0.5 * (rfn + rfp)) if f1_den else 1.0),
+            "precision": se(rtp, rtp + rfp), "recall": se(rtp, rtp + rfn), "specificity": se(rtn, rtn + rfp),
+            "accuracy": se(rtp + rtn, rn)}
+
+
+def _rates(tp: float, fp: float, fn: float, tn: float, ref: Components, n: float) -> list[PerfValue]:
+    """F1, precision, recall, specificity, accuracy of the expected cells, with `rate_errors`."""
     def div(a: float, b: float) -> float | None:
         return a / b if b else None
 
-    f1_den = rtp + rfn + rfp
-    q = div(rtp, f1_den)
-    scale = f1_den / (rtp + 0.5 * (rfn + rfp)) if f1_den else 1.0
-    items = [
-        ("f1", div(tp, tp + 0.5 * (fp + fn)), se(q, f1_den / rn if rn else 0, scale)),
-        ("precision", div(tp, tp + fp), se(div(rtp, rtp + rfp), (rtp + rfp) / rn if rn else 0)),
-        ("recall", div(tp, tp + fn), se(div(rtp, rtp + rfn), (rtp + rfn) / rn if rn else 0)),
-        ("specificity", div(tn, tn + fp), se(div(rtn, rtn + rfp), (rtn + rfp) / rn if rn else 0)),
-        ("accuracy", div(tp + tn, n), se(div(rtp + rtn, rn), 1.0)),
-    ]
-    return [PerfValue(m, v, s) if v is not None else PerfValue(m, None, None, "undefined: empty denominator")
-            for m, v, s in items]
+    errors = rate_errors(ref, n)
+    items = [("f1", div(tp, tp + 0.5 * (fp + fn))), ("precision", div(tp, tp + fp)), ("recall", div(tp, tp + fn)),
+             ("specificity", div(tn, tn + fp)), ("accuracy", div(tp + tn, n))]
+    return [PerfValue(m, v, errors[m]) if v is not None else PerfValue(m, None, None, "undefined: empty denominator")
+            for m, v in items]
 
 
 @dataclass(frozen=True)

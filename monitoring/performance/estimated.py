@@ -10,8 +10,9 @@ import math
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import REFERENCE, MetricResult
 from monitoring.performance.cbpe import Calibrator, components, estimate, estimate_multiclass, multiclass_components
+from monitoring.performance.nannyml_errors import LOSSES, loss_errors
 from monitoring.performance.realized import PerfValue
-from monitoring.performance.results import PERFORMANCE, TABLE, chunk_results
+from monitoring.performance.results import PERFORMANCE, TABLE, chunk_results, reference_state
 from monitoring.performance.state import PerformanceState
 from monitoring.profiling import ChunkProfile
 from monitoring.thresholds import NO_BOUNDS, Bounds
@@ -23,14 +24,6 @@ VS_REALIZED = "REALIZED"
 def estimation_enabled(config: MonitorConfig) -> bool:
     """CBPE for classification, DLE for regression; both learn from labelled reference rows."""
     return config.estimation.enabled and config.labels is not None
-
-
-def reference_state(chunks: list[ChunkProfile]) -> PerformanceState:
-    merged = PerformanceState()
-    for cp in chunks:
-        if cp.performance is not None:
-            merged = merged.merge(cp.performance)
-    return merged
 
 
 def estimated_results(reference: list[ChunkProfile], analysis: list[ChunkProfile], config: MonitorConfig,
@@ -72,27 +65,14 @@ def estimated_results(reference: list[ChunkProfile], analysis: list[ChunkProfile
 
 def dle_estimates(state: PerformanceState, ref: PerformanceState) -> list[PerfValue]:
     """DLE metrics of one chunk from its predicted-loss sums; sampling errors from the reference's
-    realized losses (NannyML: std / sqrt(n); RMSE and RMSLE by the delta method)."""
-    n, n_ref = state.get("dle_n"), ref.get("n")
-
-    def std(total: str, total_sq: str) -> float | None:
-        if not n_ref:
-            return None
-        mean = ref.get(total) / n_ref
-        return math.sqrt(max(ref.get(total_sq) / n_ref - mean * mean, 0.0))
-
-    stds = {"ae": std("ae", "se"), "se": std("se", "se2"), "ape": std("ape", "ape2"), "sle": std("sle", "sle2")}
+    realized losses (`nannyml_errors.loss_errors`)."""
+    n = state.get("dle_n")
+    errors = loss_errors(ref, n)
     out: list[PerfValue] = []
-    for metric, loss, root in (("mae", "ae", False), ("mse", "se", False), ("rmse", "se", True),
-                               ("mape", "ape", False), ("msle", "sle", False), ("rmsle", "sle", True)):
+    for metric, loss, root in LOSSES:
         if f"dle_{loss}" not in state.values or not n:
             out.append(PerfValue(metric, None, None, "no loss model or no predictions" if n else "no predictions"))
             continue
-        mean, s = state.get(f"dle_{loss}") / n, stds[loss]
-        if not root:
-            out.append(PerfValue(metric, mean, s / math.sqrt(n) if s is not None else None))
-            continue
-        ref_mean = ref.get(loss) / n_ref if n_ref else 0.0
-        se = math.sqrt(s * s / (4 * n * ref_mean)) if s is not None and ref_mean > 0 else None
-        out.append(PerfValue(metric, math.sqrt(mean), se))
+        mean = state.get(f"dle_{loss}") / n
+        out.append(PerfValue(metric, math.sqrt(mean) if root else mean, errors[metric]))
     return out

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import ANALYSIS, NO_COMPARISON, REFERENCE, MetricResult, apply_thresholds
+from monitoring.performance.nannyml_errors import compatible, realized_errors, with_errors
 from monitoring.performance.realized import PerfValue, realized_metrics
 from monitoring.performance.state import PerformanceState
 from monitoring.profiling import ChunkProfile
@@ -40,8 +41,24 @@ def chunk_results(reference: list[ChunkProfile], analysis: list[ChunkProfile], f
     return results
 
 
+def reference_state(chunks: list[ChunkProfile]) -> PerformanceState:
+    """The performance states of the reference chunks, merged."""
+    merged = PerformanceState()
+    for cp in chunks:
+        if cp.performance is not None:
+            merged = merged.merge(cp.performance)
+    return merged
+
+
 def performance_results(reference: list[ChunkProfile], analysis: list[ChunkProfile],
                         config: MonitorConfig) -> list[MetricResult]:
-    results = chunk_results(reference, analysis, PERFORMANCE, lambda state: realized_metrics(state, config))
+    """Realized results of one slice; with `compatibility: nannyml` their sampling errors are NannyML's
+    (from the reference's components and the chunk's labelled rows, monitoring/performance/nannyml_errors.py)."""
+    def metrics(state: PerformanceState) -> list[PerfValue]:
+        values = realized_metrics(state, config)
+        return with_errors(values, errors(state)) if errors else values
+
+    errors = realized_errors(reference_state(reference), config) if compatible(config) else None
+    results = chunk_results(reference, analysis, PERFORMANCE, metrics)
     apply_thresholds(results, config.drift)
     return results
