@@ -136,7 +136,9 @@ def with_chunk_index(df: DataFrame, chunking: Chunking, ts_col: str, id_col: str
 
     Period chunks need no extra pass. Size and count chunks need the row count per day first (one
     small aggregation), then a window per day gives every row its global position in
-    (timestamp, id) order; rows of an incomplete last chunk are dropped when `incomplete: drop`.
+    (timestamp, id) order. The rows of an incomplete last chunk are dropped with `incomplete: drop` and
+    join the chunk before them with `incomplete: append` (NannyML's; with no complete chunk they stay one
+    chunk of their own).
     """
     placed = in_window(chunking, F.col(ts_col))
     if chunking.period:
@@ -146,7 +148,10 @@ def with_chunk_index(df: DataFrame, chunking: Chunking, ts_col: str, id_col: str
     day = F.floor(F.unix_seconds(F.col(ts_col).cast("timestamp")) / 86400).cast("long")
     counts = sorted((r[0], r[1]) for r in df.groupBy(day.alias("d")).count().collect())
     total = sum(c for _, c in counts)
-    size = chunking.size or max(1, math.ceil(total / max(chunking.count or 1, 1)))
+    count = max(chunking.count or 1, 1)
+    # `count` chunks: of ceil(total / count) rows, the last one smaller; with `append` (NannyML's
+    # CountBasedChunker) of floor(total / count) rows, the remainder in the last: `count` chunks either way
+    size = chunking.size or max(1, total // count if chunking.incomplete == "append" else math.ceil(total / count))
     offsets, running = {}, 0
     for d, c in counts:
         offsets[d], running = running, running + c
@@ -156,6 +161,9 @@ def with_chunk_index(df: DataFrame, chunking: Chunking, ts_col: str, id_col: str
     window = Window.partitionBy(day).orderBy(F.col(ts_col), F.col(id_col))
     position = offset_map[day] + F.row_number().over(window) - 1
     out = df.withColumn(CHUNK_COL, F.floor(position / F.lit(size)).cast("long"))
+    full = total // size
     if chunking.incomplete == "drop" and total % size:
-        out = out.where(F.col(CHUNK_COL) < F.lit(total // size))
+        out = out.where(F.col(CHUNK_COL) < F.lit(full))
+    elif chunking.incomplete == "append" and total % size and full:
+        out = out.withColumn(CHUNK_COL, F.least(F.col(CHUNK_COL), F.lit(full - 1)))
     return out

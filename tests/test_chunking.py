@@ -32,7 +32,9 @@ def test_period_index_and_bounds(spark, text, ts, start, end):
 
 
 @pytest.mark.parametrize("chunking,expected_chunks", [
-    (Chunking(size=700), 15), (Chunking(size=700, incomplete="drop"), 14), (Chunking(count=4), 4)])
+    (Chunking(size=700), 15), (Chunking(size=700, incomplete="drop"), 14),
+    (Chunking(size=700, incomplete="append"), 14), (Chunking(size=20_000, incomplete="append"), 1),
+    (Chunking(count=4), 4), (Chunking(count=3, incomplete="append"), 3)])
 def test_size_and_count_chunks_follow_timestamp_then_id(spark, chunking, expected_chunks):
     rng = np.random.default_rng(3)
     n = 10_000
@@ -42,10 +44,15 @@ def test_size_and_count_chunks_follow_timestamp_then_id(spark, chunking, expecte
     df = spark.createDataFrame(pd.DataFrame({"id": ids, "ts": ts}))
     got = with_chunk_index(df, chunking, "ts", "id").toPandas()
     order = np.lexsort((ids, ts.values))
-    size = chunking.size or int(np.ceil(n / chunking.count))
+    if chunking.size:
+        size = chunking.size
+    else:  # NannyML's CountBasedChunker rounds down and appends the remainder
+        size = n // chunking.count if chunking.incomplete == "append" else int(np.ceil(n / chunking.count))
     expected = pd.Series(np.arange(n) // size, index=ids[order])
     if chunking.incomplete == "drop":
         expected = expected[expected < n // size]
+    elif chunking.incomplete == "append":  # NannyML's SizeBasedChunker: the remainder joins the last full chunk
+        expected = expected.clip(upper=max(n // size - 1, 0))
     got = got.set_index("id")[CHUNK_COL]
     assert len(got) == len(expected)
     assert (got.loc[expected.index].values == expected.values).all()
