@@ -53,12 +53,16 @@ endif
 
 # Driftline's CBPE and reconstruction error vs NannyML's (NannyML in its own venv, pinned in crosscheck/requirements-nannyml.txt)
 crosscheck: setup $(NANNY_STAMP)
-	$(NANNY)/bin/python crosscheck/nannyml_cbpe.py car_loan crosscheck/out
-	$(PY) crosscheck/compare_cbpe.py car_loan crosscheck/out
-	$(NANNY)/bin/python crosscheck/nannyml_cbpe.py multiclass crosscheck/out
-	$(PY) crosscheck/compare_cbpe.py multiclass crosscheck/out
-	$(NANNY)/bin/python crosscheck/nannyml_reconstruction.py crosscheck/out
-	$(PY) crosscheck/compare_reconstruction.py crosscheck/out
+	@fail=0; \
+	for d in car_loan multiclass car_price; do \
+	  $(NANNY)/bin/python crosscheck/nannyml_realized.py $$d crosscheck/out && \
+	  $(PY) crosscheck/compare_realized.py $$d crosscheck/out || fail=1; done; \
+	for d in car_loan multiclass; do \
+	  $(NANNY)/bin/python crosscheck/nannyml_cbpe.py $$d crosscheck/out && \
+	  $(PY) crosscheck/compare_cbpe.py $$d crosscheck/out || fail=1; done; \
+	{ $(NANNY)/bin/python crosscheck/nannyml_reconstruction.py crosscheck/out && \
+	  $(PY) crosscheck/compare_reconstruction.py crosscheck/out; } || fail=1; \
+	exit $$fail
 
 lint: setup
 	$(PY) -m ruff check monitoring jobs tests benchmarks crosscheck

@@ -1,0 +1,131 @@
+"""Driftline's realized performance under `compatibility: nannyml` vs NannyML's (after
+crosscheck/nannyml_realized.py), reference and analysis chunks.
+
+    python crosscheck/compare_realized.py DATASET OUT_DIR   # car_loan (binary), multiclass, car_price (regression)
+
+Writes the rows as Delta tables (predictions of the reference and the analysis, one labels table), runs
+`fit` and `run` with 5000-row chunks and compares per chunk and metric the value, the sampling error, both
+thresholds and the alert. Tolerances: 1e-6 relative; ROC AUC (Driftline's 2000 score bins): value and
+thresholds 1e-3, sampling error 0.5% relative (tied scores, see AUC_SE_REL). Prints a markdown table
+(also OUT_DIR/realized_DATASET/realized_vs_nannyml.md); exits 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from monitoring.config import parse_config  # noqa: E402
+from monitoring.performance.results import PERFORMANCE  # noqa: E402
+from monitoring.pipeline import fit, run  # noqa: E402
+from monitoring.session import embedded_session  # noqa: E402
+from monitoring.slices import WHOLE  # noqa: E402
+
+CLASSES = ["highstreet_card", "prepaid_card", "upmarket_card"]
+FEATURES = {"car_loan": ("car_value", "continuous"), "multiclass": ("credit_bureau_score", "continuous"),
+            "car_price": ("car_age", "continuous")}
+# ROC AUC's sampling error: NannyML's component counts, per positive, the negatives before it in numpy's
+# argsort order, which leaves tied scores in an order of its own; Driftline takes the expected order of ties
+# (its score bins). NannyML's datasets round scores to 2 decimals: 0.27% (binary) and 0.06% (multiclass) apart
+REL, AUC_ABS, AUC_SE_REL = 1e-6, 1e-3, 5e-3
+
+
+def _config(dataset: str, delta: Path, out: Path, target: str, chunk_size: int) -> dict:
+    outputs = {"car_loan": {"score": "y_pred_proba", "prediction": "y_pred", "positive_class": 1},
+               "multiclass": {"class_scores": {c: f"y_pred_proba_{c}" for c in CLASSES}, "prediction": "y_pred"},
+               "car_price": {"prediction": "y_pred"}}[dataset]
+    name, kind = FEATURES[dataset]
+    return {"monitor": f"{dataset}_realized", "compatibility": "nannyml",
+            "problem_type": {"car_loan": "binary", "multiclass": "multiclass", "car_price": "regression"}[dataset],
+            "source": {"table": str(delta / "analysis"), "id_column": "id", "timestamp_column": "timestamp"},
+            "features": [{"name": name, "kind": kind}], "outputs": outputs,
+            "labels": {"table": str(delta / "labels"), "label_column": target, "timestamp_column": "label_ts",
+                       "min_labelled": 1, "min_coverage": 0},
+            "chunking": {"size": chunk_size}, "reference": {"table": str(delta / "reference")},
+            "estimation": {"enabled": False}, "output": {"path": str(out / "driftline")},
+            "mlflow": {"enabled": False}}
+
+
+def _close(a: float | None, b: float | None, rel: float, abs_: float = 1e-12) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
+
+
+def main() -> int:
+    dataset, out = sys.argv[1], (Path(sys.argv[2]) / f"realized_{sys.argv[1]}").resolve()
+    nanny = json.loads((out / "nannyml_realized.json").read_text())
+    target = nanny["target"]
+    frames = {p: pd.read_parquet(out / f"{p}.parquet") for p in ("reference", "analysis")}
+    for frame in frames.values():  # NannyML's CSVs hold the timestamps as text
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+        if dataset == "car_loan":
+            frame["repaid_loan_on_prev_car"] = frame["repaid_loan_on_prev_car"].astype(str)
+        if dataset == "multiclass":
+            frame["is_customer"] = frame["is_customer"].astype(str)
+    spark = embedded_session({"spark.master": "local[2]", "spark.sql.shuffle.partitions": "4"}, "crosscheck")
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    delta = out / "delta"
+    labels = pd.concat([f[["id", target, "timestamp"]] for f in frames.values()]).rename(
+        columns={"timestamp": "label_ts"})
+    tables = {"reference": frames["reference"].drop(columns=[target]),
+              "analysis": frames["analysis"].drop(columns=[target]), "labels": labels}
+    for name, frame in tables.items():
+        spark.createDataFrame(frame).write.format("delta").mode("overwrite").option("overwriteSchema", "true") \
+            .save(str(delta / name))
+    config = parse_config(_config(dataset, delta, out, target, nanny["chunk_size"]))
+    fit(spark, config, refresh=True)
+    result = run(spark, config, refresh=True)
+    ours: dict[tuple[str, int], dict[str, object]] = {}
+    for r in result.metrics:
+        if r.family == PERFORMANCE and (r.slice_key, r.slice_value) == WHOLE:
+            ours.setdefault((r.period, r.chunk.index), {})[r.metric] = r
+    theirs = {p: [c for c in nanny["chunks"] if c["period"] == p] for p in ("reference", "analysis")}
+    lines = [f"NannyML {nanny['nannyml']} realized performance on {dataset}, chunk size {nanny['chunk_size']}, "
+             "Driftline with `compatibility: nannyml`", "",
+             "| period | chunk | metric | value D / N | sampling error D / N | thresholds D / N | alert D / N | ok |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    failures = checks = 0
+    for period in ("reference", "analysis"):
+        mine = sorted(k for k in ours if k[0] == period)
+        if len(mine) != len(theirs[period]):
+            print(f"{period} chunk counts differ: Driftline {len(mine)}, NannyML {len(theirs[period])}")
+            return 1
+        for key, chunk in zip(mine, theirs[period], strict=True):
+            for metric in nanny["metrics"]:
+                name = f"{metric}_macro" if dataset == "multiclass" and metric != "accuracy" else metric
+                d, n = ours[key][name], chunk[metric]
+                auc = metric == "roc_auc"
+                ok = (_close(d.value, n["value"], 0 if auc else REL, AUC_ABS if auc else 1e-12)
+                      and _close(d.sampling_error, n["sampling_error"], AUC_SE_REL if auc else REL)
+                      and _close(d.lower_threshold, n["lower_threshold"], 0 if auc else REL, AUC_ABS if auc else 1e-12)
+                      and _close(d.upper_threshold, n["upper_threshold"], 0 if auc else REL, AUC_ABS if auc else 1e-12)
+                      and bool(d.alert) == n["alert"])
+                checks += 1
+                failures += not ok
+                lines.append(f"| {period} | {chunk['key']} | {metric} | {_f(d.value)} / {_f(n['value'])} | "
+                             f"{_f(d.sampling_error)} / {_f(n['sampling_error'])} | {_f(d.lower_threshold)}, "
+                             f"{_f(d.upper_threshold)} / {_f(n['lower_threshold'])}, {_f(n['upper_threshold'])} | "
+                             f"{bool(d.alert)} / {n['alert']} | {'yes' if ok else '**FAIL**'} |")
+    text = "\n".join(lines) + "\n"
+    (out / "realized_vs_nannyml.md").write_text(text)
+    print(text)
+    print(f"{failures} of {checks} checks outside tolerance (values, sampling errors and thresholds {REL:g} "
+          f"relative; ROC AUC {AUC_ABS:g}, its sampling error {AUC_SE_REL:g} relative; alerts equal)")
+    spark.stop()
+    return 1 if failures else 0
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.6g}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
