@@ -137,11 +137,13 @@ def metric(name: str) -> Metric | None:
 def nannyml_rules(std_multiplier: float) -> tuple[ThresholdRule, ...]:
     """The default rules `compatibility: nannyml` puts before a config's own: NannyML 0.13.1's two-sided std
     thresholds on realized and estimated performance (Driftline's default alerts on the bad side only) and
-    its constant 0 on the unseen rate (Driftline's: 1%)."""
+    its constant 0 on the unseen rate (Driftline's: 1%); chi-squared alerts on its p-value below 0.05, the
+    statistic itself has no thresholds (Driftline's: upper std on the statistic)."""
     m = std_multiplier
     return tuple(ThresholdRule(x.name, std_lower=m, std_upper=m) for x in METRICS.values()
                  if x.family == PERFORMANCE and x.default in (LOWER_STD, UPPER_STD)) + \
-        (ThresholdRule("unseen", "constant", upper=0.0),)
+        (ThresholdRule("unseen", "constant", upper=0.0), ThresholdRule("chi2", "none"),
+         ThresholdRule("chi2_pvalue", "pvalue", alpha=0.05))
 
 
 def value_range(name: str) -> tuple[float, float]:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon
+from scipy.stats import chi2_contingency
 
 from monitoring.chunking import ChunkInfo
 from monitoring.config import NANNYML, parse_config
@@ -72,6 +73,27 @@ def test_unseen_rate_and_its_threshold(compatibility, value, upper):
     assert r.value == pytest.approx(value, abs=1e-12) and r.upper_threshold == upper and r.alert
     reference = [r for r in _results(_config(compatibility)) if r.metric == "unseen" and r.period == REFERENCE]
     assert all(r.value == 0 and not r.alert for r in reference)
+
+
+@pytest.mark.parametrize("compatibility", [None, NANNYML])
+def test_chi2_alerts_on_its_pvalue_under_nannyml(compatibility):
+    """NannyML's Chi2Statistic: no thresholds, an alert when scipy's chi2_contingency p-value < 0.05."""
+    results = [r for r in _results(_config(compatibility)) if r.comparison == BASELINE]
+    keys = ["a", "b", "c", "new"]
+    whole = {k: sum(c.get(k, 0) for c in COUNTS[:4]) for k in keys}
+    for i in (4, 5):
+        table = np.array([[whole[k] for k in keys], [COUNTS[i].get(k, 0) for k in keys]])
+        table = table[:, table.sum(axis=0) > 0]
+        statistic, p, *_ = chi2_contingency(table)
+        (stat,) = [r for r in results if r.metric == "chi2" and r.chunk.index == i]
+        (pvalue,) = [r for r in results if r.metric == "chi2_pvalue" and r.chunk.index == i]
+        assert stat.value == pytest.approx(statistic, rel=1e-9) and pvalue.value == pytest.approx(p, rel=1e-9)
+        if compatibility == NANNYML:
+            assert (stat.lower_threshold, stat.upper_threshold, stat.alert) == (None, None, False)
+            assert pvalue.lower_threshold == 0.05 and pvalue.alert == (p < 0.05)
+        else:
+            assert stat.upper_threshold is not None and not pvalue.alert and pvalue.lower_threshold is None
+    assert any(r.metric == "chi2_pvalue" and r.alert for r in results) == (compatibility == NANNYML)
 
 
 def test_performance_thresholds_are_two_sided_under_nannyml():
