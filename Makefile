@@ -51,9 +51,12 @@ else
 	$(PY) benchmarks/incremental.py $(INCREMENTAL_ARGS)
 endif
 
-# Driftline's CBPE and reconstruction error vs NannyML's (NannyML in its own venv, pinned in crosscheck/requirements-nannyml.txt)
+# Driftline's univariate drift, data quality, realized performance (compatibility: nannyml), CBPE and reconstruction error vs NannyML's (NannyML in its own venv, pinned in crosscheck/requirements-nannyml.txt)
 crosscheck: setup $(NANNY_STAMP)
 	@fail=0; \
+	for d in car_loan multiclass car_price car_loan_dq; do \
+	  $(NANNY)/bin/python crosscheck/nannyml_univariate.py $$d crosscheck/out && \
+	  $(PY) crosscheck/compare_univariate.py $$d crosscheck/out || fail=1; done; \
 	for d in car_loan multiclass car_price; do \
 	  $(NANNY)/bin/python crosscheck/nannyml_realized.py $$d crosscheck/out && \
 	  $(PY) crosscheck/compare_realized.py $$d crosscheck/out || fail=1; done; \

@@ -1,0 +1,131 @@
+"""Driftline's univariate drift and data quality under `compatibility: nannyml` vs NannyML's (after
+crosscheck/nannyml_univariate.py), every reference and analysis chunk.
+
+    python crosscheck/compare_univariate.py DATASET OUT_DIR   # car_loan, multiclass, car_price, car_loan_dq
+
+Writes the rows as Delta tables, runs `fit` and `run` with 5000-row chunks and compares per chunk, column
+and method the value, both thresholds and the alert. Compared: categorical chi2 (alert: p < 0.05),
+Jensen-Shannon, L-infinity and Hellinger, the missing and unseen rates (1e-6 relative); Kolmogorov-Smirnov
+(0.003, the KLL sketches' bound; thresholds 0.01). Reported only: continuous Jensen-Shannon and Hellinger
+(NannyML's Doane bins are not implemented) and Wasserstein. Prints a markdown summary (also
+OUT_DIR/univariate_DATASET/univariate_vs_nannyml.md, with every failed check); exits 1 when a compared check
+fails.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from monitoring.config import parse_config  # noqa: E402
+from monitoring.drift.compare import BASELINE  # noqa: E402
+from monitoring.pipeline import fit, run  # noqa: E402
+from monitoring.registry import DRIFT, QUALITY  # noqa: E402
+from monitoring.session import embedded_session  # noqa: E402
+from monitoring.slices import WHOLE  # noqa: E402
+
+REPORTED = {("continuous", "jensen_shannon"), ("continuous", "hellinger"), ("continuous", "wasserstein")}
+KS_VALUE, KS_THRESHOLD, REL = 0.003, 0.01, 1e-6
+
+
+def _close(a: float | None, b: float | None, rel: float, abs_: float) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
+
+
+def main() -> int:
+    dataset, out = sys.argv[1], (Path(sys.argv[2]) / f"univariate_{sys.argv[1]}").resolve()
+    nanny = json.loads((out / "nannyml_univariate.json").read_text())
+    frames = {p: pd.read_parquet(out / f"{p}.parquet") for p in ("reference", "analysis")}
+    for frame in frames.values():  # NannyML's CSVs hold the timestamps as text
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+    spark = embedded_session({"spark.master": "local[2]", "spark.sql.shuffle.partitions": "4"}, "crosscheck")
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    delta = out / "delta"
+    for name, frame in frames.items():
+        spark.createDataFrame(frame).write.format("delta").mode("overwrite").option("overwriteSchema", "true") \
+            .save(str(delta / name))
+    continuous, categorical = nanny["continuous"], nanny["categorical"]
+    config = parse_config({
+        "monitor": f"{dataset}_univariate", "compatibility": "nannyml", "problem_type": "binary",
+        "source": {"table": str(delta / "analysis"), "id_column": "id", "timestamp_column": "timestamp"},
+        "features": [{"name": c, "kind": "continuous"} for c in continuous]
+        + [{"name": c, "kind": "categorical"} for c in categorical],
+        "outputs": {"score": continuous[0]}, "chunking": {"size": nanny["chunk_size"]},
+        "reference": {"table": str(delta / "reference")},
+        "drift": {"continuous_methods": ["kolmogorov_smirnov", "jensen_shannon", "wasserstein", "hellinger"],
+                  "categorical_methods": ["chi2", "jensen_shannon", "l_infinity", "hellinger", "unseen"]},
+        "output": {"path": str(out / "driftline")}, "mlflow": {"enabled": False}})
+    fit(spark, config, refresh=True)
+    result = run(spark, config, refresh=True)
+    ours: dict[tuple[str, int, str, str], object] = {}
+    for r in result.metrics:
+        if (r.slice_key, r.slice_value) == WHOLE and ((r.family == DRIFT and r.comparison == BASELINE)
+                                                      or r.family == QUALITY):
+            ours[(r.period, r.chunk.index, r.column, r.metric)] = r
+    index = {p: sorted({k[1] for k in ours if k[0] == p}) for p in ("reference", "analysis")}
+    keys = {p: sorted({r["key"] for r in nanny["rows"] if r["period"] == p}, key=lambda k: int(k[1:].split(":")[0]))
+            for p in ("reference", "analysis")}
+    if any(len(index[p]) != len(keys[p]) for p in index):
+        print(f"chunk counts differ: Driftline {[len(v) for v in index.values()]}, NannyML "
+              f"{[len(v) for v in keys.values()]}")
+        return 1
+    chunk_of = {(p, k): i for p in keys for k, i in zip(keys[p], index[p], strict=True)}
+    stats: dict[tuple[str, str], dict] = defaultdict(lambda: {"checks": 0, "failed": 0, "max": 0.0, "alerts": 0})
+    failed = []
+    for n in nanny["rows"]:
+        kind = "continuous" if n["column"] in continuous else "categorical"
+        d = ours.get((n["period"], chunk_of[(n["period"], n["key"])], n["column"], n["metric"]))
+        s = stats[(kind, n["metric"])]
+        if d is None:
+            s["checks"] += 1
+            s["failed"] += 1
+            failed.append(f"| {n['period']} | {n['key']} | {n['column']} | {n['metric']} | missing in Driftline |")
+            continue
+        alert = ours[(d.period, d.chunk.index, d.column, "chi2_pvalue")].alert if n["metric"] == "chi2" else d.alert
+        diff = abs((d.value or 0.0) - (n["value"] or 0.0))
+        s["max"] = max(s["max"], diff / abs(n["value"]) if n["metric"] == "wasserstein" and n["value"] else diff)
+        if (kind, n["metric"]) in REPORTED:
+            continue
+        ks = n["metric"] == "kolmogorov_smirnov"
+        ok = (_close(d.value, n["value"], 0 if ks else REL, KS_VALUE if ks else 1e-12)
+              and _close(d.lower_threshold, n["lower_threshold"], 0 if ks else REL, KS_THRESHOLD if ks else 1e-12)
+              and _close(d.upper_threshold, n["upper_threshold"], 0 if ks else REL, KS_THRESHOLD if ks else 1e-12))
+        s["checks"] += 1
+        s["failed"] += not ok
+        s["alerts"] += bool(alert) != n["alert"]
+        if not ok or bool(alert) != n["alert"]:
+            failed.append(f"| {n['period']} | {n['key']} | {n['column']} | {n['metric']} | D {d.value:.6g} "
+                          f"[{d.lower_threshold}, {d.upper_threshold}] alert {bool(alert)} / N {n['value']:.6g} "
+                          f"[{n['lower_threshold']}, {n['upper_threshold']}] alert {n['alert']} |")
+    lines = [f"NannyML {nanny['nannyml']} univariate drift and data quality on {dataset}, chunk size "
+             f"{nanny['chunk_size']}, Driftline with `compatibility: nannyml`", "",
+             "| kind | method | values | outside tolerance | alerts different | largest difference |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for (kind, metric), s in sorted(stats.items()):
+        what = "reported (relative)" if metric == "wasserstein" else "reported" if (kind, metric) in REPORTED \
+            else f"{s['failed']}"
+        lines.append(f"| {kind} | {metric} | {s['checks'] or '-'} | {what} | "
+                     f"{s['alerts'] if (kind, metric) not in REPORTED else '-'} | {s['max']:.2g} |")
+    lines += ["", "| period | chunk | column | metric | Driftline / NannyML |", "| --- | --- | --- | --- | --- |",
+              *failed]
+    text = "\n".join(lines) + "\n"
+    (out / "univariate_vs_nannyml.md").write_text(text)
+    print(text)
+    bad = sum(s["failed"] + s["alerts"] for s in stats.values())
+    print(f"{bad} compared checks outside tolerance or with a different alert")
+    spark.stop()
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
