@@ -13,7 +13,6 @@ thresholds 1e-3, sampling error 0.5% relative (tied scores, see AUC_SE_REL). Pri
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -22,10 +21,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from crosscheck.driftline_side import close, read_rows, session, write_tables  # noqa: E402
 from monitoring.config import parse_config  # noqa: E402
 from monitoring.performance.results import PERFORMANCE  # noqa: E402
 from monitoring.pipeline import fit, run  # noqa: E402
-from monitoring.session import embedded_session  # noqa: E402
 from monitoring.slices import WHOLE  # noqa: E402
 
 CLASSES = ["highstreet_card", "prepaid_card", "upmarket_card"]
@@ -53,33 +52,23 @@ def _config(dataset: str, delta: Path, out: Path, target: str, chunk_size: int) 
             "mlflow": {"enabled": False}}
 
 
-def _close(a: float | None, b: float | None, rel: float, abs_: float = 1e-12) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
-
-
 def main() -> int:
     dataset, out = sys.argv[1], (Path(sys.argv[2]) / f"realized_{sys.argv[1]}").resolve()
     nanny = json.loads((out / "nannyml_realized.json").read_text())
     target = nanny["target"]
-    frames = {p: pd.read_parquet(out / f"{p}.parquet") for p in ("reference", "analysis")}
-    for frame in frames.values():  # NannyML's CSVs hold the timestamps as text
-        frame["timestamp"] = pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+    frames = read_rows(out)
+    for frame in frames.values():
         if dataset == "car_loan":
             frame["repaid_loan_on_prev_car"] = frame["repaid_loan_on_prev_car"].astype(str)
         if dataset == "multiclass":
             frame["is_customer"] = frame["is_customer"].astype(str)
-    spark = embedded_session({"spark.master": "local[2]", "spark.sql.shuffle.partitions": "4"}, "crosscheck")
-    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    spark = session()
     delta = out / "delta"
     labels = pd.concat([f[["id", target, "timestamp"]] for f in frames.values()]).rename(
         columns={"timestamp": "label_ts"})
     tables = {"reference": frames["reference"].drop(columns=[target]),
               "analysis": frames["analysis"].drop(columns=[target]), "labels": labels}
-    for name, frame in tables.items():
-        spark.createDataFrame(frame).write.format("delta").mode("overwrite").option("overwriteSchema", "true") \
-            .save(str(delta / name))
+    write_tables(spark, delta, tables)
     config = parse_config(_config(dataset, delta, out, target, nanny["chunk_size"]))
     fit(spark, config, refresh=True)
     result = run(spark, config, refresh=True)
@@ -103,10 +92,10 @@ def main() -> int:
                 name = f"{metric}_macro" if dataset == "multiclass" and metric != "accuracy" else metric
                 d, n = ours[key][name], chunk[metric]
                 auc = metric == "roc_auc"
-                ok = (_close(d.value, n["value"], 0 if auc else REL, AUC_ABS if auc else 1e-12)
-                      and _close(d.sampling_error, n["sampling_error"], AUC_SE_REL if auc else REL)
-                      and _close(d.lower_threshold, n["lower_threshold"], 0 if auc else REL, AUC_ABS if auc else 1e-12)
-                      and _close(d.upper_threshold, n["upper_threshold"], 0 if auc else REL, AUC_ABS if auc else 1e-12)
+                ok = (close(d.value, n["value"], 0 if auc else REL, AUC_ABS if auc else 1e-12)
+                      and close(d.sampling_error, n["sampling_error"], AUC_SE_REL if auc else REL)
+                      and close(d.lower_threshold, n["lower_threshold"], 0 if auc else REL, AUC_ABS if auc else 1e-12)
+                      and close(d.upper_threshold, n["upper_threshold"], 0 if auc else REL, AUC_ABS if auc else 1e-12)
                       and bool(d.alert) == n["alert"])
                 checks += 1
                 failures += not ok

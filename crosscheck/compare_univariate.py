@@ -15,45 +15,31 @@ fails.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-import pandas as pd
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from crosscheck.driftline_side import close, read_rows, session, write_tables  # noqa: E402
 from monitoring.config import parse_config  # noqa: E402
 from monitoring.drift.compare import BASELINE  # noqa: E402
 from monitoring.pipeline import fit, run  # noqa: E402
 from monitoring.registry import DRIFT, QUALITY  # noqa: E402
-from monitoring.session import embedded_session  # noqa: E402
 from monitoring.slices import WHOLE  # noqa: E402
 
 REPORTED = {("continuous", "jensen_shannon"), ("continuous", "hellinger"), ("continuous", "wasserstein")}
 KS_VALUE, KS_THRESHOLD, REL = 0.003, 0.01, 1e-6
 
 
-def _close(a: float | None, b: float | None, rel: float, abs_: float) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
-
-
 def main() -> int:
     dataset, out = sys.argv[1], (Path(sys.argv[2]) / f"univariate_{sys.argv[1]}").resolve()
     nanny = json.loads((out / "nannyml_univariate.json").read_text())
-    frames = {p: pd.read_parquet(out / f"{p}.parquet") for p in ("reference", "analysis")}
-    for frame in frames.values():  # NannyML's CSVs hold the timestamps as text
-        frame["timestamp"] = pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
-    spark = embedded_session({"spark.master": "local[2]", "spark.sql.shuffle.partitions": "4"}, "crosscheck")
-    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    frames = read_rows(out)
+    spark = session()
     delta = out / "delta"
-    for name, frame in frames.items():
-        spark.createDataFrame(frame).write.format("delta").mode("overwrite").option("overwriteSchema", "true") \
-            .save(str(delta / name))
+    write_tables(spark, delta, frames)
     continuous, categorical = nanny["continuous"], nanny["categorical"]
     config = parse_config({
         "monitor": f"{dataset}_univariate", "compatibility": "nannyml", "problem_type": "binary",
@@ -97,9 +83,9 @@ def main() -> int:
         if (kind, n["metric"]) in REPORTED:
             continue
         ks = n["metric"] == "kolmogorov_smirnov"
-        ok = (_close(d.value, n["value"], 0 if ks else REL, KS_VALUE if ks else 1e-12)
-              and _close(d.lower_threshold, n["lower_threshold"], 0 if ks else REL, KS_THRESHOLD if ks else 1e-12)
-              and _close(d.upper_threshold, n["upper_threshold"], 0 if ks else REL, KS_THRESHOLD if ks else 1e-12))
+        ok = (close(d.value, n["value"], 0 if ks else REL, KS_VALUE if ks else 1e-12)
+              and close(d.lower_threshold, n["lower_threshold"], 0 if ks else REL, KS_THRESHOLD if ks else 1e-12)
+              and close(d.upper_threshold, n["upper_threshold"], 0 if ks else REL, KS_THRESHOLD if ks else 1e-12))
         s["checks"] += 1
         s["failed"] += not ok
         s["alerts"] += bool(alert) != n["alert"]

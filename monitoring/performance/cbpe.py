@@ -27,21 +27,19 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 from scipy.optimize import isotonic_regression
 from scipy.special import digamma
 
-from monitoring.performance.realized import (
-    COUNT_METRICS,
-    PerfValue,
-    average_precision,
-    binary_counts,
-    confusion_counts,
-    histograms,
-    roc_auc,
+from monitoring.performance.nannyml_errors import (
+    MACRO_METRICS,
+    Components,
+    MulticlassComponents,
+    binary_errors,
+    macro_se,
+    multiclass_errors,
 )
+from monitoring.performance.realized import COUNT_METRICS, PerfValue, roc_auc
 from monitoring.performance.state import SCORE_BINS, PerformanceState
 from monitoring.tables import quote_part
 
 ECE_BINS, SPLITS, TEST_SHARE, SEED = 10, 10, 0.1, 42  # NannyML's calibration check
-MACRO_METRICS = ("roc_auc", "average_precision", "f1", "precision", "recall", "specificity")
-AUC_SE_FACTOR = 1.2  # NannyML widens the multiclass ROC AUC sampling error by this factor
 ESTIMATED_METRICS = ("roc_auc", "average_precision", "f1", "precision", "recall", "specificity", "accuracy",
                      "true_positive", "false_positive", "false_negative", "true_negative", "business_value")
 
@@ -94,18 +92,6 @@ class ClassCalibrators:
             return pd.DataFrame(self.probabilities(scores), columns=list(names))  # NaN -> null in Spark
 
         return calibrate(*[F.col(quote_part(col)).cast("double") for _, col in self.classes])
-
-
-@dataclass(frozen=True)
-class Components:
-    """Reference statistics behind the sampling errors (NannyML's sampling-error components)."""
-
-    n: float  # labelled reference rows
-    cells: tuple[float, float, float, float]  # realized TP, FP, FN, TN on the reference
-    auc_std: float | None
-    auc_fraction: float
-    ap: float | None
-    positive_rate: float
 
 
 def prediction_bins(state: PerformanceState, cls: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -190,32 +176,6 @@ def _ece(p: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> float:
     return float(ece)
 
 
-def components(state: PerformanceState, positive: str, labels: list[str]) -> Components:
-    """Sampling-error components of the merged reference state (labelled rows)."""
-    tp, fp, fn, tn = binary_counts(state, positive, labels)
-    n = tp + fp + fn + tn
-    pos, neg, _ = histograms(state, positive)
-    auc_std, fraction = _auc_components(pos, neg)
-    ap = average_precision(pos, neg)[0]
-    return Components(n, (tp, fp, fn, tn), auc_std, fraction, ap, (tp + fn) / n if n else 0.0)
-
-
-def _auc_components(pos: np.ndarray, neg: np.ndarray) -> tuple[float | None, float]:
-    """NannyML's AUROC component: the std over positives of (negatives ranked below it) / n_neg, after
-    flipping the classes when positives are the majority; ties in a bin are in random order, so a
-    positive has a uniform 0..m share of its bin's m negatives below it (its expected moments)."""
-    if pos.sum() > neg.sum():
-        pos, neg = neg[::-1], pos[::-1]
-    n_pos, n_neg = pos.sum(), neg.sum()
-    if not n_pos or not n_neg:
-        return None, 0.0
-    below = np.cumsum(neg) - neg
-    mean_count = below + neg / 2
-    first = np.sum(pos * mean_count) / n_pos
-    second = np.sum(pos * (mean_count ** 2 + neg * (neg + 2) / 12)) / n_pos
-    return math.sqrt(max(second - first * first, 0.0)) / n_neg, n_pos / (n_pos + n_neg)
-
-
 def estimate(state: PerformanceState, positive: str, calibrator: Calibrator, ref: Components,
              value_matrix: tuple[tuple[float, float], tuple[float, float]] | None) -> list[PerfValue]:
     """Estimated metrics of one chunk (all its rows, labelled or not) with sampling errors."""
@@ -228,20 +188,14 @@ def estimate(state: PerformanceState, positive: str, calibrator: Calibrator, ref
                 or value_matrix]
     tp, fn = float(p1.sum()), float(p0.sum())
     fp, tn = float(n1.sum()) - tp, float(n0.sum()) - fn
-    out = [_roc_auc(p1 + p0, n1 + n0, ref, n), _average_precision(p1 + p0, n1 + n0, ref, n)]
-    out += _rates(tp, fp, fn, tn, ref, n)
-    cells_ref = np.array(ref.cells) / ref.n if ref.n else None
-    for i, (name, value) in enumerate(zip(COUNT_METRICS, (tp, fp, fn, tn), strict=True)):
-        se = math.sqrt(cells_ref[i] * (1 - cells_ref[i]) * n) if cells_ref is not None else None
-        out.append(PerfValue(name, value, se))
+    errors = binary_errors(ref, n, value_matrix)
+    out = [_roc_auc(p1 + p0, n1 + n0, errors["roc_auc"]), _average_precision(p1 + p0, n1 + n0, ref, n)]
+    out += _rates(tp, fp, fn, tn, errors, n)
+    out += [PerfValue(name, value, errors[name]) for name, value in zip(COUNT_METRICS, (tp, fp, fn, tn), strict=True)]
     if value_matrix:
         (v_tn, v_fp), (v_fn, v_tp) = value_matrix
-        values = np.array([v_tp, v_fp, v_fn, v_tn])
-        se = None
-        if cells_ref is not None:
-            mean = float(np.sum(values * cells_ref))
-            se = math.sqrt(max(float(np.sum(values ** 2 * cells_ref)) - mean * mean, 0.0) * n)
-        out.append(PerfValue("business_value", float(values @ np.array([tp, fp, fn, tn])), se))
+        out.append(PerfValue("business_value", float(np.array([v_tp, v_fp, v_fn, v_tn]) @ np.array([tp, fp, fn, tn])),
+                             errors["business_value"]))
     return out
 
 
@@ -249,16 +203,9 @@ AUC_UNDEFINED = "undefined: the calibrated scores expect one class only"
 AP_UNDEFINED = "undefined: the calibrated scores expect no positives"
 
 
-def _roc_auc(p: np.ndarray, counts: np.ndarray, ref: Components, n: float) -> PerfValue:
+def _roc_auc(p: np.ndarray, counts: np.ndarray, error: float | None) -> PerfValue:
     auc = expected_roc_auc(p, counts)
-    if auc is None:
-        return PerfValue("roc_auc", None, None, AUC_UNDEFINED)
-    var = _auc_variance(ref)
-    return PerfValue("roc_auc", auc, math.sqrt(var[0] / (n * var[1])) if var else None)
-
-
-def _auc_variance(ref: Components) -> tuple[float, float] | None:
-    return (ref.auc_std ** 2, ref.auc_fraction) if ref.auc_std is not None and ref.auc_fraction else None
+    return PerfValue("roc_auc", None, None, AUC_UNDEFINED) if auc is None else PerfValue("roc_auc", auc, error)
 
 
 def _ap_variance(ref: Components) -> tuple[float, float] | None:
@@ -302,52 +249,15 @@ def expected_average_precision(p: np.ndarray, counts: np.ndarray) -> float | Non
     return float(ap)
 
 
-def rate_errors(ref: Components, n: float) -> dict[str, float | None]:
-    """NannyML's sampling errors of F1, precision, recall, specificity and accuracy for a chunk of n rows,
-    from the reference's realized cells: std of the Bernoulli behind the metric / sqrt(n x share)
-    (F1's outcome scaled by its correcting factor)."""
-    rtp, rfp, rfn, rtn = ref.cells
-    rn = ref.n
-
-    def se(hits: float, total: float, scale: float = 1.0) -> float | None:
-        if not total or not rn or not n:
-            return None
-        rate = hits / total
-        return scale * math.sqrt(rate * (1 - rate)) / math.sqrt(n * total / rn)
-
-    f1_den = rtp + rfn + rfp
-    return {"f1": se(rtp, f1_den, f1_den / (rtp + 0.5 * (rfn + rfp)) if f1_den else 1.0),
-            "precision": se(rtp, rtp + rfp), "recall": se(rtp, rtp + rfn), "specificity": se(rtn, rtn + rfp),
-            "accuracy": se(rtp + rtn, rn)}
-
-
-def _rates(tp: float, fp: float, fn: float, tn: float, ref: Components, n: float) -> list[PerfValue]:
-    """F1, precision, recall, specificity, accuracy of the expected cells, with `rate_errors`."""
+def _rates(tp: float, fp: float, fn: float, tn: float, errors: dict[str, float | None], n: float) -> list[PerfValue]:
+    """F1, precision, recall, specificity, accuracy of the expected cells, with their `errors`."""
     def div(a: float, b: float) -> float | None:
         return a / b if b else None
 
-    errors = rate_errors(ref, n)
     items = [("f1", div(tp, tp + 0.5 * (fp + fn))), ("precision", div(tp, tp + fp)), ("recall", div(tp, tp + fn)),
              ("specificity", div(tn, tn + fp)), ("accuracy", div(tp + tn, n))]
     return [PerfValue(m, v, errors[m]) if v is not None else PerfValue(m, None, None, "undefined: empty denominator")
             for m, v in items]
-
-
-@dataclass(frozen=True)
-class MulticlassComponents:
-    """Reference statistics behind the multiclass sampling errors: each class one vs rest, and the
-    realized confusion matrix (rows = true class, columns = prediction) of the labelled reference."""
-
-    classes: dict[str, Components]
-    confusion: np.ndarray
-
-    @property
-    def n(self) -> float:
-        return float(self.confusion.sum())
-
-
-def multiclass_components(state: PerformanceState, labels: list[str]) -> MulticlassComponents:
-    return MulticlassComponents({k: components(state, k, labels) for k in labels}, confusion_counts(state, labels))
 
 
 def _class_bins(state: PerformanceState) -> dict[tuple[str, str, str], np.ndarray]:
@@ -359,18 +269,6 @@ def _class_bins(state: PerformanceState) -> dict[tuple[str, str, str], np.ndarra
             kind, k, yhat, b = key.split("|")
             out.setdefault((kind, k, yhat), np.zeros(SCORE_BINS))[int(b)] += v
     return out
-
-
-def _bernoulli(hits: float, total: float, n: float) -> tuple[float, float] | None:
-    """(variance of the 0/1 outcome behind a rate, share of rows it is measured on)."""
-    return ((hits / total) * (1 - hits / total), total / n) if total and n else None
-
-
-def _macro_se(variances: list[tuple[float, float] | None], n: float, factor: float = 1.0) -> float | None:
-    """NannyML's multiclass sampling error: factor x sqrt(sum_k var_k / (n share_k)) / K."""
-    if any(v is None for v in variances) or not n:
-        return None
-    return factor * math.sqrt(sum(var / (n * share) for var, share in variances)) / len(variances)
 
 
 def estimate_multiclass(state: PerformanceState, labels: list[str], ref: MulticlassComponents,
@@ -386,24 +284,23 @@ def estimate_multiclass(state: PerformanceState, labels: list[str], ref: Multicl
         [f"confusion_{t}_{p}" for t in labels for p in labels] + (["business_value"] if value_matrix else [])
     if not n:
         return [PerfValue(m, None, None, "no rows with every class score") for m in names]
+    errors = multiclass_errors(ref, labels, n, value_matrix)
     values: dict[str, list[float | None]] = {m: [] for m in MACRO_METRICS}
-    variances: dict[str, list[tuple[float, float] | None]] = {m: [] for m in MACRO_METRICS}
     for k in labels:
         c1, c0 = bins.get(("ac", k, "1"), zero), bins.get(("ac", k, "0"), zero)
         p1, p0 = bins.get(("ap", k, "1"), zero), bins.get(("ap", k, "0"), zero)
         tp, fn = float(p1.sum()), float(p0.sum())
         fp, tn = float(c1.sum()) - tp, float(c0.sum()) - fn
-        rtp, rfp, rfn, rtn = ref.classes[k].cells
-        rn = ref.n
-        for metric, value, var in (
-                ("roc_auc", expected_roc_auc(p1 + p0, c1 + c0), _auc_variance(ref.classes[k])),
-                ("average_precision", expected_average_precision(p1 + p0, c1 + c0), _ap_variance(ref.classes[k])),
-                ("f1", tp / (tp + 0.5 * (fp + fn)) if tp + fp + fn else None, _bernoulli(rtp, rtp + rfn + rfp, rn)),
-                ("precision", tp / (tp + fp) if tp + fp else None, _bernoulli(rtp, rtp + rfp, rn)),
-                ("recall", tp / (tp + fn) if tp + fn else None, _bernoulli(rtp, rtp + rfn, rn)),
-                ("specificity", tn / (tn + fp) if tn + fp else None, _bernoulli(rtn, rtn + rfp, rn))):
+        for metric, value in (("roc_auc", expected_roc_auc(p1 + p0, c1 + c0)),
+                              ("average_precision", expected_average_precision(p1 + p0, c1 + c0)),
+                              ("f1", tp / (tp + 0.5 * (fp + fn)) if tp + fp + fn else None),
+                              ("precision", tp / (tp + fp) if tp + fp else None),
+                              ("recall", tp / (tp + fn) if tp + fn else None),
+                              ("specificity", tn / (tn + fp) if tn + fp else None)):
             values[metric].append(value)
-            variances[metric].append(var)
+    # AP: Driftline's approximation, macro-averaged as NannyML's other metrics (NannyML's AP component is a
+    # random bootstrap)
+    errors["average_precision_macro"] = macro_se([_ap_variance(ref.classes[k]) for k in labels], n)
     out = []
     for metric in MACRO_METRICS:
         undefined = [k for k, v in zip(labels, values[metric], strict=True) if v is None]
@@ -411,22 +308,11 @@ def estimate_multiclass(state: PerformanceState, labels: list[str], ref: Multicl
             out.append(PerfValue(f"{metric}_macro", None, None, f"undefined for class {undefined[0]}: the "
                                  "calibrated probabilities expect no rows of it, or only rows of it"))
             continue
-        factor = AUC_SE_FACTOR if metric == "roc_auc" else 1.0
-        out.append(PerfValue(f"{metric}_macro", float(np.mean(values[metric])),
-                             _macro_se(variances[metric], n, factor)))
-    ref_cells = ref.confusion / ref.n if ref.n else None
-    ref_accuracy = float(np.trace(ref_cells)) if ref_cells is not None else None
-    out.append(PerfValue("accuracy", float(np.trace(expected)) / n,
-                         math.sqrt(ref_accuracy * (1 - ref_accuracy) / n) if ref_accuracy is not None else None))
-    for i, t in enumerate(labels):
-        for j, p in enumerate(labels):
-            se = math.sqrt(ref_cells[i, j] * (1 - ref_cells[i, j]) * n) if ref_cells is not None else None
-            out.append(PerfValue(f"confusion_{t}_{p}", float(expected[i, j]), se))
+        out.append(PerfValue(f"{metric}_macro", float(np.mean(values[metric])), errors[f"{metric}_macro"]))
+    out.append(PerfValue("accuracy", float(np.trace(expected)) / n, errors["accuracy"]))
+    out += [PerfValue(f"confusion_{t}_{p}", float(expected[i, j]), errors[f"confusion_{t}_{p}"])
+            for i, t in enumerate(labels) for j, p in enumerate(labels)]
     if value_matrix:
-        v = np.asarray(value_matrix, float)
-        se = None
-        if ref_cells is not None:
-            mean = float(np.sum(v * ref_cells))
-            se = math.sqrt(max(float(np.sum(v ** 2 * ref_cells)) - mean * mean, 0.0) * n)
-        out.append(PerfValue("business_value", float(np.sum(v * expected)), se))
+        out.append(PerfValue("business_value", float(np.sum(np.asarray(value_matrix, float) * expected)),
+                             errors["business_value"]))
     return out

@@ -9,8 +9,8 @@ import math
 
 from monitoring.config import MonitorConfig
 from monitoring.drift.compare import REFERENCE, MetricResult
-from monitoring.performance.cbpe import Calibrator, components, estimate, estimate_multiclass, multiclass_components
-from monitoring.performance.nannyml_errors import LOSSES, loss_errors
+from monitoring.performance.cbpe import Calibrator, estimate, estimate_multiclass
+from monitoring.performance.nannyml_errors import LOSSES, components, loss_errors, multiclass_components
 from monitoring.performance.realized import PerfValue
 from monitoring.performance.results import PERFORMANCE, TABLE, chunk_results, reference_state
 from monitoring.performance.state import PerformanceState

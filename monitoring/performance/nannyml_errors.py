@@ -1,5 +1,5 @@
-"""NannyML 0.13.1's sampling errors: the estimated metrics' (CBPE, DLE) always, the realized metrics' with
-`compatibility: nannyml`.
+"""NannyML 0.13.1's sampling errors from reference components: CBPE's and DLE's always, the realized
+metrics' with `compatibility: nannyml`.
 
 NannyML derives a metric's sampling error from the labelled reference rows, its "sampling-error
 components" (the std of the per-row outcome behind the metric and the share of rows it is measured on),
@@ -12,29 +12,116 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from monitoring.config import NANNYML, MonitorConfig
-from monitoring.performance.cbpe import (
-    AUC_SE_FACTOR,
-    MACRO_METRICS,
-    Components,
-    MulticlassComponents,
-    _auc_variance,
-    _bernoulli,
-    _macro_se,
-    components,
-    multiclass_components,
-    rate_errors,
+from monitoring.performance.realized import (
+    COUNT_METRICS,
+    PerfValue,
+    average_precision,
+    binary_counts,
+    confusion_counts,
+    histograms,
 )
-from monitoring.performance.realized import COUNT_METRICS, PerfValue
 from monitoring.performance.state import PerformanceState, classes
 
+MACRO_METRICS = ("roc_auc", "average_precision", "f1", "precision", "recall", "specificity")
+AUC_SE_FACTOR = 1.2  # NannyML widens the multiclass ROC AUC sampling error by this factor
 Errors = dict[str, float | None]  # metric -> sampling error of a chunk
 LOSSES = (("mae", "ae", False), ("mse", "se", False), ("rmse", "se", True), ("mape", "ape", False),
           ("msle", "sle", False), ("rmsle", "sle", True))  # metric, per-row loss, square root of its mean
+
+
+@dataclass(frozen=True)
+class Components:
+    """Reference statistics behind the sampling errors (NannyML's sampling-error components)."""
+
+    n: float  # labelled reference rows
+    cells: tuple[float, float, float, float]  # realized TP, FP, FN, TN on the reference
+    auc_std: float | None
+    auc_fraction: float
+    ap: float | None
+    positive_rate: float
+
+
+def components(state: PerformanceState, positive: str, labels: list[str]) -> Components:
+    """Sampling-error components of the merged reference state (labelled rows)."""
+    tp, fp, fn, tn = binary_counts(state, positive, labels)
+    n = tp + fp + fn + tn
+    pos, neg, _ = histograms(state, positive)
+    auc_std, fraction = _auc_components(pos, neg)
+    ap = average_precision(pos, neg)[0]
+    return Components(n, (tp, fp, fn, tn), auc_std, fraction, ap, (tp + fn) / n if n else 0.0)
+
+
+def _auc_components(pos: np.ndarray, neg: np.ndarray) -> tuple[float | None, float]:
+    """NannyML's AUROC component: the std over positives of (negatives ranked below it) / n_neg, after
+    flipping the classes when positives are the majority; ties in a bin are in random order, so a
+    positive has a uniform 0..m share of its bin's m negatives below it (its expected moments)."""
+    if pos.sum() > neg.sum():
+        pos, neg = neg[::-1], pos[::-1]
+    n_pos, n_neg = pos.sum(), neg.sum()
+    if not n_pos or not n_neg:
+        return None, 0.0
+    below = np.cumsum(neg) - neg
+    mean_count = below + neg / 2
+    first = np.sum(pos * mean_count) / n_pos
+    second = np.sum(pos * (mean_count ** 2 + neg * (neg + 2) / 12)) / n_pos
+    return math.sqrt(max(second - first * first, 0.0)) / n_neg, n_pos / (n_pos + n_neg)
+
+
+def auc_variance(ref: Components) -> tuple[float, float] | None:
+    return (ref.auc_std ** 2, ref.auc_fraction) if ref.auc_std is not None and ref.auc_fraction else None
+
+
+def rate_errors(ref: Components, n: float) -> dict[str, float | None]:
+    """NannyML's sampling errors of F1, precision, recall, specificity and accuracy for a chunk of n rows,
+    from the reference's realized cells: std of the Bernoulli behind the metric / sqrt(n x share)
+    (F1's outcome scaled by its correcting factor)."""
+    rtp, rfp, rfn, rtn = ref.cells
+    rn = ref.n
+
+    def se(hits: float, total: float, scale: float = 1.0) -> float | None:
+        if not total or not rn or not n:
+            return None
+        rate = hits / total
+        return scale * math.sqrt(rate * (1 - rate)) / math.sqrt(n * total / rn)
+
+    f1_den = rtp + rfn + rfp
+    return {"f1": se(rtp, f1_den, f1_den / (rtp + 0.5 * (rfn + rfp)) if f1_den else 1.0),
+            "precision": se(rtp, rtp + rfp), "recall": se(rtp, rtp + rfn), "specificity": se(rtn, rtn + rfp),
+            "accuracy": se(rtp + rtn, rn)}
+
+
+@dataclass(frozen=True)
+class MulticlassComponents:
+    """Reference statistics behind the multiclass sampling errors: each class one vs rest, and the
+    realized confusion matrix (rows = true class, columns = prediction) of the labelled reference."""
+
+    classes: dict[str, Components]
+    confusion: np.ndarray
+
+    @property
+    def n(self) -> float:
+        return float(self.confusion.sum())
+
+
+def multiclass_components(state: PerformanceState, labels: list[str]) -> MulticlassComponents:
+    return MulticlassComponents({k: components(state, k, labels) for k in labels}, confusion_counts(state, labels))
+
+
+def bernoulli(hits: float, total: float, n: float) -> tuple[float, float] | None:
+    """(variance of the 0/1 outcome behind a rate, share of rows it is measured on)."""
+    return ((hits / total) * (1 - hits / total), total / n) if total and n else None
+
+
+def macro_se(variances: list[tuple[float, float] | None], n: float, factor: float = 1.0) -> float | None:
+    """NannyML's multiclass sampling error: factor x sqrt(sum_k var_k / (n share_k)) / K."""
+    if any(v is None for v in variances) or not n:
+        return None
+    return factor * math.sqrt(sum(var / (n * share) for var, share in variances)) / len(variances)
 
 
 def loss_errors(ref: PerformanceState, n: float) -> Errors:
@@ -64,7 +151,7 @@ def value_error(values: np.ndarray, shares: np.ndarray | None, n: float) -> floa
 def binary_errors(ref: Components, n: float, value_matrix) -> Errors:
     """ROC AUC (std over positives of the share of negatives ranked below them / sqrt(n x positive share)),
     the rates, the confusion counts (sqrt(share (1 - share) n)) and business value."""
-    var = _auc_variance(ref)
+    var = auc_variance(ref)
     out = rate_errors(ref, n) | {"roc_auc": math.sqrt(var[0] / (n * var[1])) if var and n else None}
     shares = np.array(ref.cells) / ref.n if ref.n else None
     for i, name in enumerate(COUNT_METRICS):
@@ -82,12 +169,12 @@ def multiclass_errors(ref: MulticlassComponents, labels: list[str], n: float, va
     variances: dict[str, list] = {m: [] for m in MACRO_METRICS if m != "average_precision"}
     for k in labels:
         rtp, rfp, rfn, rtn = ref.classes[k].cells
-        variances["roc_auc"].append(_auc_variance(ref.classes[k]))
-        variances["f1"].append(_bernoulli(rtp, rtp + rfn + rfp, ref.n))
-        variances["precision"].append(_bernoulli(rtp, rtp + rfp, ref.n))
-        variances["recall"].append(_bernoulli(rtp, rtp + rfn, ref.n))
-        variances["specificity"].append(_bernoulli(rtn, rtn + rfp, ref.n))
-    out: Errors = {f"{m}_macro": _macro_se(v, n, AUC_SE_FACTOR if m == "roc_auc" else 1.0) if n else None
+        variances["roc_auc"].append(auc_variance(ref.classes[k]))
+        variances["f1"].append(bernoulli(rtp, rtp + rfn + rfp, ref.n))
+        variances["precision"].append(bernoulli(rtp, rtp + rfp, ref.n))
+        variances["recall"].append(bernoulli(rtp, rtp + rfn, ref.n))
+        variances["specificity"].append(bernoulli(rtn, rtn + rfp, ref.n))
+    out: Errors = {f"{m}_macro": macro_se(v, n, AUC_SE_FACTOR if m == "roc_auc" else 1.0) if n else None
                    for m, v in variances.items()}
     shares = ref.confusion / ref.n if ref.n else None
     accuracy = float(np.trace(shares)) if shares is not None else None
@@ -125,4 +212,5 @@ def with_errors(values: list[PerfValue], errors: Errors) -> list[PerfValue]:
 
 
 def compatible(config: MonitorConfig) -> bool:
+    """Whether the realized sampling errors are NannyML's."""
     return config.drift.compatibility == NANNYML

@@ -1,0 +1,39 @@
+"""What the Driftline side of every cross-check does alike: an embedded session, NannyML's rows as Delta
+tables, tolerance checks."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+from pyspark.sql import SparkSession
+
+from monitoring.session import embedded_session
+
+
+def session() -> SparkSession:
+    spark = embedded_session({"spark.master": "local[2]", "spark.sql.shuffle.partitions": "4"}, "crosscheck")
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    return spark
+
+
+def read_rows(out: Path) -> dict[str, pd.DataFrame]:
+    """The reference and analysis rows a NannyML script exported; NannyML's CSVs hold the timestamps as text."""
+    frames = {p: pd.read_parquet(out / f"{p}.parquet") for p in ("reference", "analysis")}
+    for frame in frames.values():
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+    return frames
+
+
+def write_tables(spark: SparkSession, delta: Path, tables: dict[str, pd.DataFrame]) -> None:
+    for name, frame in tables.items():
+        spark.createDataFrame(frame).write.format("delta").mode("overwrite").option("overwriteSchema", "true") \
+            .save(str(delta / name))
+
+
+def close(a: float | None, b: float | None, rel: float, abs_: float = 1e-12) -> bool:
+    """Both missing, or within `rel` relative or `abs_` absolute."""
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
