@@ -18,40 +18,31 @@ from pathlib import Path
 os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")
 
 import nannyml as nml  # noqa: E402
+import nannyml_side  # noqa: E402
 from nannyml.calibration import NoopCalibrator  # noqa: E402
+from nannyml_side import CLASSES, num  # noqa: E402
 
 METRICS = ["roc_auc", "f1", "accuracy"]
 CHUNK_SIZE = 5000
-CLASSES = ["highstreet_card", "prepaid_card", "upmarket_card"]
 
 
 def load(dataset: str):
     """(reference, analysis with targets, CBPE arguments, target column)."""
+    reference, analysis, target = nannyml_side.load(dataset)
     if dataset == "car_loan":
-        reference, analysis, targets = nml.load_synthetic_car_loan_dataset()
-        analysis = analysis.merge(targets, left_index=True, right_index=True)
         for frame in (reference, analysis):
-            frame["repaid"] = frame["repaid"].astype(int)
-            frame["y_pred"] = frame["y_pred"].astype(int)
             frame["repaid_loan_on_prev_car"] = frame["repaid_loan_on_prev_car"].astype(str)
-        return reference, analysis, {"y_pred_proba": "y_pred_proba", "problem_type": "classification_binary"}, \
-            "repaid"
-    reference, analysis, targets = nml.load_synthetic_multiclass_classification_dataset()
-    analysis = analysis.merge(targets, on="id")
+        return reference, analysis, {"y_pred_proba": "y_pred_proba", "problem_type": "classification_binary"}, target
     for frame in (reference, analysis):
         frame["is_customer"] = frame["is_customer"].astype(str)
     return reference, analysis, {"y_pred_proba": {c: f"y_pred_proba_{c}" for c in CLASSES},
-                                 "problem_type": "classification_multiclass"}, "y_true"
+                                 "problem_type": "classification_multiclass"}, target
 
 
 def main() -> None:
     dataset, out = sys.argv[1], Path(sys.argv[2]) / sys.argv[1]
     out.mkdir(parents=True, exist_ok=True)
     reference, analysis, arguments, target = load(dataset)
-    reference = reference.drop(columns=[c for c in ("id",) if c in reference.columns])
-    analysis = analysis.drop(columns=[c for c in ("id",) if c in analysis.columns])
-    reference.insert(0, "id", range(len(reference)))
-    analysis.insert(0, "id", range(len(reference), len(reference) + len(analysis)))
     estimator = nml.CBPE(y_pred="y_pred", y_true=target, timestamp_column_name="timestamp", metrics=METRICS,
                          chunk_size=CHUNK_SIZE, **arguments)
     estimator.fit(reference)
@@ -63,8 +54,8 @@ def main() -> None:
         for metric in METRICS:
             chunk[metric] = {"value": float(row[(metric, "value")]),
                              "sampling_error": float(row[(metric, "sampling_error")]),
-                             "lower_threshold": _num(row[(metric, "lower_threshold")]),
-                             "upper_threshold": _num(row[(metric, "upper_threshold")])}
+                             "lower_threshold": num(row[(metric, "lower_threshold")]),
+                             "upper_threshold": num(row[(metric, "upper_threshold")])}
         chunks.append(chunk)
     reference.to_parquet(out / "reference.parquet", index=False)
     analysis.to_parquet(out / "analysis.parquet", index=False)
@@ -78,9 +69,6 @@ def main() -> None:
     print(f"NannyML {nml.__version__} on {dataset}: {len(chunks)} analysis chunks, calibrated classes "
           f"{calibrated}; written to {out}")
 
-
-def _num(x) -> float | None:
-    return None if x is None or x != x else float(x)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")
 
 import nannyml as nml  # noqa: E402
+from nannyml_side import load, num  # noqa: E402
 
 CHUNK_SIZE = 5000
 FEATURES = ["car_value", "salary_range", "debt_to_income_ratio", "loan_length", "repaid_loan_on_prev_car",
@@ -28,13 +29,9 @@ FEATURES = ["car_value", "salary_range", "debt_to_income_ratio", "loan_length", 
 def main() -> None:
     out = Path(sys.argv[1]) / "reconstruction"
     out.mkdir(parents=True, exist_ok=True)
-    reference, analysis, _ = nml.load_synthetic_car_loan_dataset()
+    reference, analysis, _ = load("car_loan")
     for frame in (reference, analysis):
         frame["repaid_loan_on_prev_car"] = frame["repaid_loan_on_prev_car"].astype(str)  # a categorical, as text
-    reference = reference.drop(columns=["id"])
-    analysis = analysis.drop(columns=["id"])
-    reference.insert(0, "id", range(len(reference)))
-    analysis.insert(0, "id", range(len(reference), len(reference) + len(analysis)))
     calc = nml.DataReconstructionDriftCalculator(column_names=FEATURES, timestamp_column_name="timestamp",
                                                  chunk_size=CHUNK_SIZE)
     calc.fit(reference)
@@ -44,18 +41,14 @@ def main() -> None:
         chunks.append({"period": row[("chunk", "period")], "key": row[("chunk", "key")],
                        "value": float(row[("reconstruction_error", "value")]),
                        "sampling_error": float(row[("reconstruction_error", "sampling_error")]),
-                       "lower_threshold": _num(row[("reconstruction_error", "lower_threshold")]),
-                       "upper_threshold": _num(row[("reconstruction_error", "upper_threshold")]),
+                       "lower_threshold": num(row[("reconstruction_error", "lower_threshold")]),
+                       "upper_threshold": num(row[("reconstruction_error", "upper_threshold")]),
                        "alert": bool(row[("reconstruction_error", "alert")])})
     reference.to_parquet(out / "reference.parquet", index=False)
     analysis.to_parquet(out / "analysis.parquet", index=False)
     summary = {"nannyml": nml.__version__, "chunk_size": CHUNK_SIZE, "features": FEATURES, "chunks": chunks}
     (out / "nannyml_reconstruction.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"NannyML {nml.__version__}: {len(chunks)} chunks; written to {out}")
-
-
-def _num(x) -> float | None:
-    return None if x is None or x != x else float(x)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")
 
 import nannyml as nml  # noqa: E402
+from nannyml_side import load, num  # noqa: E402
 
 CHUNK_SIZE = 5000
 CONTINUOUS_METHODS = ["kolmogorov_smirnov", "jensen_shannon", "wasserstein", "hellinger"]
@@ -32,24 +33,16 @@ COLUMNS = {
     "car_loan_dq": (["car_value", "debt_to_income_ratio", "driver_tenure"],
                     ["salary_range", "repaid_loan_on_prev_car", "size_of_downpayment"]),
 }
-LOADERS = {"car_loan": "load_synthetic_car_loan_dataset",
-           "multiclass": "load_synthetic_multiclass_classification_dataset",
-           "car_price": "load_synthetic_car_price_dataset",
-           "car_loan_dq": "load_synthetic_car_loan_data_quality_dataset"}
 
 
 def main() -> None:
     dataset, out = sys.argv[1], Path(sys.argv[2]) / f"univariate_{sys.argv[1]}"
     out.mkdir(parents=True, exist_ok=True)
-    reference, analysis, _ = getattr(nml, LOADERS[dataset])()
+    reference, analysis, _ = load(dataset)
     continuous, categorical = COLUMNS[dataset]
     for frame in (reference, analysis):
         for c in categorical:
             frame[c] = frame[c].astype(str).where(frame[c].notna(), None)
-    reference = reference.drop(columns=[c for c in ("id", "identifier") if c in reference.columns])
-    analysis = analysis.drop(columns=[c for c in ("id", "identifier") if c in analysis.columns])
-    reference.insert(0, "id", range(len(reference)))
-    analysis.insert(0, "id", range(len(reference), len(reference) + len(analysis)))
     common = {"timestamp_column_name": "timestamp", "chunk_size": CHUNK_SIZE}
     drift = nml.UnivariateDriftCalculator(column_names=continuous + categorical, treat_as_categorical=categorical,
                                           continuous_methods=CONTINUOUS_METHODS,
@@ -71,7 +64,7 @@ def main() -> None:
                         continue
                     rows.append({"key": row[(*chunk, "key")], "period": row[(*chunk, "period")],
                                  "column": column, "metric": method or name,
-                                 **{k: _num(row[(*field, k)]) for k in ("value", "upper_threshold",
+                                 **{k: num(row[(*field, k)]) for k in ("value", "upper_threshold",
                                                                         "lower_threshold")},
                                  "alert": bool(row[(*field, "alert")])})
     reference.to_parquet(out / "reference.parquet", index=False)
@@ -80,10 +73,6 @@ def main() -> None:
                "categorical": categorical, "rows": rows}
     (out / "nannyml_univariate.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"NannyML {nml.__version__} on {dataset}: {len(rows)} univariate values; written to {out}")
-
-
-def _num(x) -> float | None:
-    return None if x is None or x != x else float(x)
 
 
 if __name__ == "__main__":
