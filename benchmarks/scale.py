@@ -239,6 +239,41 @@ def agreement(spark, config, nanny: dict) -> dict:
                             "deciles); reported only"}
 
 
+# --------------------------------------------------------------------------------------------- floor
+
+def floor(rows: int) -> None:
+    """The least any Spark monitor of this table does, cold, in a fresh process: start the embedded session,
+    open both tables at their newest version, one aggregation of the chunked predictions (count, and count
+    and sum of every numeric column, count of every categorical one), one latest-label join aggregated by
+    chunk, and one commit of the per-chunk rows to a Delta table. Its wall time bounds what a fresh
+    `run --fit --full` can take (issue 19's 1M goal is measured against it)."""
+    from pyspark.sql import functions as F
+
+    from monitoring.chunking import CHUNK_COL, with_chunk_index
+    from monitoring.config import parse_config
+    from monitoring.session import get_spark
+    from monitoring.tables import read_delta
+
+    config = parse_config(monitor_config(rows, 10))
+    spark = get_spark(config.spark, "driftline-bench-floor")
+    p = paths(rows, 10)
+    preds = read_delta(spark, str(p["predictions"]), "source.table").df
+    labels = read_delta(spark, str(p["labels"]), "labels.table").df
+    chunked = with_chunk_index(preds, config.chunking, "ts", "id")
+    aggs = [F.count(F.lit(1)).alias("rows")]
+    for c in [*CONTINUOUS, "score", "pred"]:
+        aggs += [F.count(c).alias(f"{c}_n"), F.sum(c).alias(f"{c}_sum")]
+    aggs += [F.count(c).alias(f"{c}_n") for c in CATEGORICAL]
+    profiles = chunked.groupBy(CHUNK_COL).agg(*aggs).collect()
+    latest = labels.groupBy("id").agg(F.max(F.struct("label_ts", "label")).alias("l"))
+    performance = {r[CHUNK_COL]: r for r in chunked.join(latest, "id", "left").groupBy(CHUNK_COL).agg(
+        F.count("l").alias("labelled"), F.sum("l.label").alias("positives")).collect()}
+    out = [(int(r[CHUNK_COL]), int(r["rows"]), int(performance[r[CHUNK_COL]]["labelled"] or 0)) for r in profiles]
+    spark.createDataFrame(out, "chunk long, rows long, labelled long").write.format("delta").mode("overwrite") \
+        .save(str(p["root"] / "floor"))
+    spark.stop()
+
+
 # ------------------------------------------------------------------------------------------- columns
 
 def columns_scaling(rows: int, counts: list[int]) -> list[dict]:
@@ -296,6 +331,15 @@ def e2e(rows: int, logs: Path) -> dict:
     return {"seconds": m.seconds, "peak_tree_mb": m.peak_tree_mb, "peak_by_process_mb": m.peak_by_command}
 
 
+def cold_floor(rows: int, logs: Path) -> dict:
+    """The `floor` phase in a fresh process (as `e2e` measures Driftline): wall time and memory."""
+    m = run_measured([sys.executable, __file__, "floor", "--rows", str(rows)], env=_env(), cwd=str(ROOT),
+                     log_path=logs / f"floor-{rows}.log")
+    if m.returncode:
+        raise SystemExit(f"the floor phase failed (exit {m.returncode}); see {logs}/floor-{rows}.log")
+    return {"seconds": m.seconds, "peak_tree_mb": m.peak_tree_mb}
+
+
 def nannyml(rows: int, logs: Path) -> dict:
     p = paths(rows)
     out = logs / f"nannyml-{rows}.json"
@@ -348,9 +392,10 @@ def orchestrate(args) -> int:
             save(result, out, args.quick)
             continue
         _phase(["generate", "--rows", str(rows)], logs / f"generate-{rows}.log")
-        entry: dict = {"rows": rows, "driftline_e2e": e2e(rows, logs)}
+        entry: dict = {"rows": rows, "driftline_e2e": e2e(rows, logs), "cold_floor": cold_floor(rows, logs)}
         print(f"{rows:,} rows: driftline run --fit --full {entry['driftline_e2e']['seconds']:.0f}s, "
-              f"peak {entry['driftline_e2e']['peak_tree_mb']:.0f} MB", flush=True)
+              f"peak {entry['driftline_e2e']['peak_tree_mb']:.0f} MB; the cold floor "
+              f"{entry['cold_floor']['seconds']:.0f}s", flush=True)
         warm_args = ["warm", "--rows", str(rows), "--repeats", str(1 if args.quick else args.repeats)]
         if rows >= BIG:
             warm_args += ["--bare-only"]
@@ -379,7 +424,7 @@ def orchestrate(args) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("phase", nargs="?", default="all", choices=("all", "generate", "warm", "columns"))
+    parser.add_argument("phase", nargs="?", default="all", choices=("all", "generate", "warm", "columns", "floor"))
     parser.add_argument("--quick", action="store_true", help="200k rows, 10 and 20 features: a 10-minute smoke run")
     parser.add_argument("--sizes", default="1M,10M,50M,100M")
     parser.add_argument("--nannyml-max", default="10M", help="largest size NannyML is run on")
@@ -397,6 +442,9 @@ def main() -> int:
         return orchestrate(args)
     if args.phase == "generate":
         generate(args.rows, args.continuous)
+        return 0
+    if args.phase == "floor":
+        floor(args.rows)
         return 0
     if args.phase == "warm":
         out = warm(args.rows, args.repeats, args.nannyml, args.bare_only)

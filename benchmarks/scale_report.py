@@ -17,9 +17,10 @@ def table(result: dict, source: str) -> str:
     lines = [f"Measured {result['date']} on {m['cpus']} cores, {m['memory_gb']} GiB ({m['platform']}, Python "
              f"{m['python']}); raw figures in `benchmarks/results/{source}`.", "",
              "| rows | bare scan-aggregate s (warm) | monitor run s (warm) | x bare | Spark jobs (bare / run) "
-             "| `driftline run --fit --full` s | its s per 1M rows | its peak MB (Python / JVM) | NannyML s "
+             "| `driftline run --fit --full` s | cold floor s | its s per 1M rows | its peak MB (Python / JVM) "
+             "| NannyML s "
              "| NannyML peak MB | NannyML / Driftline time | Driftline / NannyML memory |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for e in result["sizes"]:
         w, d = e["warm"], e["driftline_e2e"]
         procs = d["peak_by_process_mb"]
@@ -37,6 +38,7 @@ def table(result: dict, source: str) -> str:
         ratio = f"{w['ratio_run_to_bare']:.2f}" if "ratio_run_to_bare" in w else "-"
         cells = [f"{e['rows'] / 1e6:g}M", f"{med['bare_scan_aggregate']:.1f}", run, ratio,
                  f"{jobs['bare_scan_aggregate']} / {jobs.get('monitor_run', '-')}", f"{d['seconds']:.0f}",
+                 f"{e['cold_floor']['seconds']:.0f}" if "cold_floor" in e else "-",
                  f"{e['e2e_seconds_per_million_rows']:.1f}", f"{_mb(d['peak_tree_mb'])} ({_mb(py)} / "
                  f"{_mb(procs.get('java', 0.0))})", *nanny]
         lines.append("| " + " | ".join(cells) + " |")
