@@ -23,7 +23,7 @@ from monitoring.chunking import ChunkInfo, in_window, period_rows, window_text, 
 from monitoring.concept import concept_results
 from monitoring.config import MonitorConfig, validate_against_schema
 from monitoring.drift.classifier import classifier_results, sample
-from monitoring.drift.compare import MetricResult, apply_thresholds, compare_slice
+from monitoring.drift.compare import MetricResult, apply_thresholds, compare_slice, reference_rows
 from monitoring.drift.reconstruction import Reconstruction, fit_reconstruction, reconstruction_results
 from monitoring.errors import DataError
 from monitoring.estimator_store import (
@@ -890,17 +890,20 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     settings = compare_settings(config, reference.signature, reference.source_version, changes, null_timestamps,
                                 outside)
     prints = fingerprints(profiles.chunks, settings)
-    stored = [] if refresh else [r for r in read_metrics(spark, metrics_table(config), config.monitor,
-                                                         plan.metrics_version is not None).results
-                                 if r.period == ANALYSIS]
+    everything = [] if refresh else read_metrics(spark, metrics_table(config), config.monitor,
+                                                 plan.metrics_version is not None).results
+    stored = [r for r in everything if r.period == ANALYSIS]
     stale, kept = _stale_chunks(prints, stored)
     results: list[MetricResult] = []
     columns = config.monitored_columns()
+    # the reference chunks' drift rows, stored by a run with these inputs, are not computed again
+    stored_reference = reference_rows(everything, columns, settings) or {}
     for key in reference.slices():
         ref = reference.chunks_of(key)
         chunks = [cp for cp in profiles.chunks if (cp.slice_key, cp.slice_value) == key]
         analysis = [cp for cp in chunks if cp.chunk.index in stale]
-        compared = compare_slice(ref, with_predecessors(chunks, stale), columns, reference.edges(key), config.drift)
+        compared = compare_slice(ref, with_predecessors(chunks, stale), columns, reference.edges(key), config.drift,
+                                 stored_reference.get(key))
         results += [r for r in compared if r.period == REFERENCE or r.chunk.index in stale]
         quality = quality_results(ref, analysis, config)
         if key == WHOLE:  # periods without rows: computed from the chunk indices, so rewritten every run

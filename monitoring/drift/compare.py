@@ -81,9 +81,13 @@ def _metrics(reference: Dist, current: Dist, edges: np.ndarray | None, std: floa
 
 
 def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], columns: list[tuple[str, str]],
-                  edges: dict[str, np.ndarray], config: Drift) -> list[MetricResult]:
-    """All drift and data-quality results of one slice, thresholds and alerts applied."""
-    results: list[MetricResult] = []
+                  edges: dict[str, np.ndarray], config: Drift,
+                  stored_reference: list[MetricResult] | None = None) -> list[MetricResult]:
+    """All drift and data-quality results of one slice, thresholds and alerts applied. `stored_reference`:
+    this slice's reference rows as a run with the same inputs stored them (`reference_rows`); they are
+    taken instead of comparing every reference chunk with the others again (the thresholds come from
+    their values, as from freshly computed ones)."""
+    results: list[MetricResult] = list(stored_reference or [])
     sequence = [(REFERENCE, cp) for cp in reference] + [(ANALYSIS, cp) for cp in analysis]
 
     def add(period: str, cp: ChunkProfile, column: str, kind: str, family: str, comparison: str,
@@ -101,6 +105,8 @@ def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], c
         whole = _concat(present)
         std = pooled_std(ref_profiles) if kind == CONTINUOUS else 0.0
         for i, ((period, cp), dist) in enumerate(zip(sequence, dists, strict=True)):
+            if period == REFERENCE and stored_reference:
+                continue
             p = cp.columns.get(column)
             if p is not None and p.row_count:
                 add(period, cp, column, kind, DATA_QUALITY, NO_COMPARISON, {"missing_rate": p.missing_rate} | (
@@ -129,6 +135,22 @@ def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], c
             r.note = f"a chunk of {r.row_count} rows (< drift.min_chunk_rows {config.min_chunk_rows}) is too small " \
                      "to compare: no alert"
     return results
+
+
+def reference_rows(stored: list[MetricResult], columns: list[tuple[str, str]],
+                   inputs: str) -> dict[tuple[str, str], list[MetricResult]] | None:
+    """The stored reference rows of `compare_slice` (drift and data quality of `columns`) by slice, when
+    every stored reference row was computed from `inputs` (the run's settings fingerprint, which covers the
+    fitted reference: monitoring/fingerprints.py); else None (they are computed again)."""
+    ref = [r for r in stored if r.period == REFERENCE]
+    if not ref or any(r.inputs != inputs for r in ref):
+        return None
+    names = {c for c, _ in columns}
+    out: dict[tuple[str, str], list[MetricResult]] = defaultdict(list)
+    for r in ref:
+        if r.family in (DRIFT, DATA_QUALITY) and r.column in names:
+            out[(r.slice_key, r.slice_value)].append(r)
+    return out
 
 
 def apply_thresholds(results: list[MetricResult], config: Drift,
