@@ -53,6 +53,7 @@ from monitoring.performance.state import PerformanceState, RowModel, classes
 from monitoring.performance.state import aggregate as performance_states
 from monitoring.profile_store import (
     StoredProfiles,
+    load_performance,
     parse_profiles,
     profiles_query,
     read_stored_profiles,
@@ -309,6 +310,7 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
                         f"(reference: {config.reference}); widen reference.start/end or fill the table")
     kept, vanished = _vanished(chunks, stored if same and dataset == ANALYSIS else [])
     if vanished:
+        load_performance(spark, table, config.monitor, dataset, kept)  # written back below
         chunks = ProfiledChunks(sorted(chunks + kept, key=lambda c: (c.chunk.index, c.slice_key, c.slice_value)),
                                 chunks.null_timestamps, chunks.outside)
     written = write_profiles(spark, table, config.monitor, dataset, chunks, config.profile.kll_k, version, sig) \
@@ -845,7 +847,8 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     datasets = ([] if fitted else [REFERENCE]) + ([] if refresh or scanned else [ANALYSIS])
     queries = {}
     if datasets and exists["profiles"]:
-        queries["profiles"] = profiles_query(spark, profiles_table(config), config.monitor, datasets)
+        # the analysis chunks' performance values stay in the table: read for the chunks whose results change
+        queries["profiles"] = profiles_query(spark, profiles_table(config), config.monitor, datasets, light=(ANALYSIS,))
     if not fitted and exists["reference"]:
         queries["reference"] = reference_query(spark, reference_table(config), config.monitor)
     if models is None and exists["estimators"] and (estimation_enabled(config) or config.reconstruction_columns()):
@@ -894,10 +897,15 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
                                                  plan.metrics_version is not None).results
     stored = [r for r in everything if r.period == ANALYSIS]
     stale, kept = _stale_chunks(prints, stored)
+    load_performance(spark, profiles_table(config), config.monitor, ANALYSIS,
+                     [cp for cp in profiles.chunks if cp.chunk.index in stale])
     results: list[MetricResult] = []
     columns = config.monitored_columns()
-    # the reference chunks' drift rows, stored by a run with these inputs, are not computed again
-    stored_reference = reference_rows(everything, columns, settings) or {}
+    # the reference chunks' drift rows, stored by a run with these inputs, are not computed again; when every
+    # stored reference row has these inputs, the reference rows computed here equal them and are not written
+    stored_reference = reference_rows(everything, columns, settings)
+    reference_stored = stored_reference is not None
+    stored_reference = stored_reference or {}
     for key in reference.slices():
         ref = reference.chunks_of(key)
         chunks = [cp for cp in profiles.chunks if (cp.slice_key, cp.slice_value) == key]
@@ -942,14 +950,19 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
         r.inputs = settings if r.period == REFERENCE else \
             prints.get((r.slice_key, r.slice_value, r.chunk.index, part_of(r.family)), settings)
     run_id = run_id or uuid.uuid4().hex
-    # the MERGE replaces the reference rows and the rows of recomputed or vanished chunks; kept rows stay
+    # the MERGE replaces the rows of recomputed or vanished chunks, and the reference rows unless the stored
+    # ones stand (same inputs); kept rows stay
     vanished = {r.chunk.index for r in stored} - {k[2] for k in prints}
-    scope = f"t.period = '{REFERENCE}' OR {chunks_in(stale | vanished)}" if stored else None
+    written_rows = [r for r in results if r.period != REFERENCE] if reference_stored else results
+    scope = None
+    if stored:
+        scope = f"t.period = '{ANALYSIS}' AND {chunks_in(stale | vanished)}" if reference_stored else \
+            f"t.period = '{REFERENCE}' OR {chunks_in(stale | vanished)}"
     failpoint(BEFORE_METRICS)
     written = 0
     if stale or vanished or notices or not stored:  # else every stored row stands: nothing to commit
         with recording(spark, inputs.marker(config.monitor)):
-            written = write_metrics(spark, metrics_table(config), config.monitor, run_id, results,
+            written = write_metrics(spark, metrics_table(config), config.monitor, run_id, written_rows,
                                     profiles.source_version, scope, replace=not stored)
     results += kept
     log.info("stage 3/3 compared %d of %d chunks x %d slices (kept the stored results of the others: same "

@@ -22,10 +22,11 @@ from pyspark.sql.types import (
 )
 
 from monitoring.chunking import ChunkInfo, utc_from_micros
+from monitoring.errors import DataError
 from monitoring.performance.state import PERFORMANCE_COLUMN, PerformanceState
 from monitoring.profiling import ChunkProfile
 from monitoring.sketches import ColumnProfile
-from monitoring.tables import chunks_in, merge_rows, replace_rows, table_exists, table_ident
+from monitoring.tables import chunks_in, merge_rows, replace_rows, sql_string, table_exists, table_ident
 
 SUMS_COLUMN = ":sums"  # the row holding a chunk's sums of row expressions (ChunkProfile.sums)
 PROFILE_KEYS = ["monitor", "dataset", "chunk_index", "slice_key", "slice_value", "column_name"]
@@ -74,6 +75,7 @@ PROFILE_SCHEMA = StructType([
     StructField("source_version", LongType(), True),
     StructField("signature", StringType(), False),  # hash of the settings the states depend on
     StructField("computed_at", TimestampType(), False),
+    StructField("digest", StringType(), True),  # ":performance" rows: the digest of `extra` (read without it)
 ])
 
 REFERENCE_KEYS = ["monitor", "slice_key", "slice_value", "column_name"]
@@ -110,10 +112,10 @@ def state_from_row(r) -> dict:
 def write_profiles(spark: SparkSession, table: str, monitor: str, dataset: str, chunks: list[ChunkProfile],
                    kll_k: int, source_version: int | None, signature: str,
                    only_chunks: list[int] | None = None, performance_of: list[ChunkProfile] = ()) -> int:
-    """MERGE the chunk profiles into `table`, replacing every earlier row of this monitor and dataset
-    (with `only_chunks`: of those chunk indices, so a chunk given without rows is deleted and every
+    """Write the chunk profiles into `table` in one commit, replacing every earlier row of this monitor and
+    dataset (with `only_chunks`: of those chunk indices, so a chunk given without rows is deleted and every
     other chunk stays as it is), plus the performance rows of `performance_of` (other chunks whose label
-    backfill goes into the same commit); returns the number of rows written."""
+    backfill goes into the same commit, replacing their stored ones); returns the number of rows written."""
     now = datetime.now(timezone.utc)
     rows = [_performance_row(monitor, dataset, cp, kll_k, source_version, signature, now)
             for cp in performance_of if cp.performance is not None]
@@ -122,20 +124,24 @@ def write_profiles(spark: SparkSession, table: str, monitor: str, dataset: str, 
         for p in cp.columns.values():
             rows.append((monitor, dataset, c.index, c.key, c.start, c.end, cp.slice_key, cp.slice_value,
                          p.column, p.kind, *state_values(p, kll_k), None, None, None, None, source_version,
-                         signature, now))
+                         signature, now, None))
         if cp.performance is not None:
             rows.append(_performance_row(monitor, dataset, cp, kll_k, source_version, signature, now))
         if cp.sums is not None:
             holder = ColumnProfile(SUMS_COLUMN, "sums", row_count=cp.row_count)
             rows.append((monitor, dataset, c.index, c.key, c.start, c.end, cp.slice_key, cp.slice_value,
                          holder.column, holder.kind, *state_values(holder, kll_k), dict(cp.sums), None, None, None,
-                         source_version, signature, now))
+                         source_version, signature, now, None))
     frame = spark.createDataFrame(rows, PROFILE_SCHEMA)
     if only_chunks is None:  # every chunk of the dataset: one overwrite of its rows
         replace_rows(spark, table, frame, {"monitor": monitor, "dataset": dataset}, deletion_vectors=True)
-    elif rows or only_chunks:
-        merge_rows(spark, table, frame, PROFILE_KEYS, {"monitor": monitor, "dataset": dataset},
-                   scope_where=chunks_in(only_chunks), deletion_vectors=True)
+    elif rows or only_chunks:  # replaceWhere, not MERGE: the scope is rewritten whole (2-3x cheaper daily)
+        scope = chunks_in(only_chunks, "")
+        relabelled = {cp.chunk.index for cp in performance_of if cp.performance is not None}
+        if relabelled:
+            scope += f" OR (column_name = {sql_string(PERFORMANCE_COLUMN)} AND {chunks_in(relabelled, '')})"
+        replace_rows(spark, table, frame, {"monitor": monitor, "dataset": dataset}, deletion_vectors=True,
+                     scope_where=scope)
     return len(rows)
 
 
@@ -153,11 +159,14 @@ def write_performance(spark: SparkSession, table: str, monitor: str, dataset: st
 def _performance_row(monitor: str, dataset: str, cp: ChunkProfile, kll_k: int, source_version: int | None,
                      signature: str, now: datetime) -> tuple:
     c, state = cp.chunk, cp.performance
+    if not state.loaded:
+        raise ValueError(f"the performance state of chunk {c.key} was not read from the profiles table: "
+                         "load it (load_performance) before writing it back")
     perf = ColumnProfile(PERFORMANCE_COLUMN, "performance", row_count=int(state.get("rows")),
                          valid_count=int(state.get("labelled")))
     return (monitor, dataset, c.index, c.key, c.start, c.end, cp.slice_key, cp.slice_value, perf.column, perf.kind,
             *state_values(perf, kll_k), state.values, state.id_min, state.id_max, state.labels_version,
-            source_version, signature, now)
+            source_version, signature, now, state.values_digest().hex())
 
 
 @dataclass(frozen=True)
@@ -183,15 +192,42 @@ def read_stored_profiles(spark: SparkSession, table: str, monitor: str, datasets
     return parse_profiles(profiles_query(spark, table, monitor, datasets).collect(), datasets)
 
 
-def profiles_query(spark: SparkSession, table: str, monitor: str, datasets: list[str]) -> DataFrame:
-    """The stored profile rows of `datasets` (for `parse_profiles`; the table exists)."""
+def profiles_query(spark: SparkSession, table: str, monitor: str, datasets: list[str],
+                   light: tuple[str, ...] = ()) -> DataFrame:
+    """The stored profile rows of `datasets` (for `parse_profiles`; the table exists). The performance
+    values of the datasets in `light` stay in the table where their digest is stored (a year of daily
+    chunks holds millions of them; a run needs those of the chunks it recomputes: `load_performance`)."""
     df = spark.sql(f"SELECT * FROM {table_ident(table)}")
     df = df.where((F.col("monitor") == monitor) & F.col("dataset").isin(datasets))
     df = df.withColumn("start_us", F.unix_micros("chunk_start")).withColumn("end_us", F.unix_micros("chunk_end"))
-    for col in ("id_min", "id_max", "labels_version"):  # tables written before the label backfill
+    for col in ("id_min", "id_max", "labels_version", "digest"):  # tables written before these columns
         if col not in df.columns:
-            df = df.withColumn(col, F.lit(None))
+            df = df.withColumn(col, F.lit(None).cast("string" if col == "digest" else "long"))
+    if light:
+        left = (F.col("column_name") == PERFORMANCE_COLUMN) & F.col("dataset").isin(list(light)) \
+            & F.col("digest").isNotNull()
+        df = df.withColumn("extra", F.when(~left, F.col("extra")))
     return df
+
+
+def load_performance(spark: SparkSession, table: str, monitor: str, dataset: str, chunks: list[ChunkProfile]) -> None:
+    """Read the performance values `profiles_query(light=...)` left in the table for those of `chunks`
+    that lack them (one query; none when all are there)."""
+    todo = {(c.chunk.index, c.slice_key, c.slice_value): c for c in chunks
+            if c.performance is not None and not c.performance.loaded}
+    if not todo:
+        return
+    rows = spark.sql(f"SELECT chunk_index, slice_key, slice_value, extra FROM {table_ident(table)}").where(
+        (F.col("monitor") == monitor) & (F.col("dataset") == dataset) & (F.col("column_name") == PERFORMANCE_COLUMN)
+        & F.col("chunk_index").isin(sorted({k[0] for k in todo}))).toArrow().to_pylist()
+    for r in rows:
+        c = todo.get((r["chunk_index"], r["slice_key"], r["slice_value"]))
+        if c is not None:
+            c.performance.values, c.performance.digest = dict(r["extra"] or []), None
+    missing = [c.chunk.key for c in todo.values() if not c.performance.loaded]
+    if missing:
+        raise DataError(f"the performance rows of chunks {', '.join(missing[:5])} vanished from {table} while this run "
+                        "read it (another writer?); run again")
 
 
 def parse_profiles(rows: list, datasets: list[str]) -> StoredProfiles:
@@ -206,8 +242,10 @@ def parse_profiles(rows: list, datasets: list[str]) -> StoredProfiles:
             info = ChunkInfo(r["chunk_index"], r["chunk_key"], start, end)
             chunks[key] = ChunkProfile(info, r["row_count"], slice_key=r["slice_key"], slice_value=r["slice_value"])
         if r["column_name"] == PERFORMANCE_COLUMN:
-            chunks[key].performance = PerformanceState(dict(r["extra"] or {}), r["id_min"], r["id_max"],
-                                                       r["labels_version"])
+            left = r["extra"] is None and r["digest"] is not None  # profiles_query(light=...)
+            chunks[key].performance = PerformanceState(
+                None if left else dict(r["extra"] or {}), r["id_min"], r["id_max"], r["labels_version"],
+                bytes.fromhex(r["digest"]) if left else None)
             continue
         if r["column_name"] == SUMS_COLUMN:
             chunks[key].sums = dict(r["extra"] or {})

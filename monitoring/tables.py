@@ -148,9 +148,10 @@ def change_feed(spark: SparkSession, name: str, since: int, until: int) -> DataF
     return reader.load(absolute(name)) if is_path(name) else reader.table(name)
 
 
-def chunks_in(indices) -> str:
-    """SQL: the target row's chunk_index is one of `indices` (integers)."""
-    return f"t.chunk_index IN ({', '.join(str(int(i)) for i in sorted(indices)) or 'NULL'})"
+def chunks_in(indices, alias: str = "t") -> str:
+    """SQL: the row's chunk_index (of the table aliased `alias`; "" for none) is one of `indices` (integers)."""
+    column = f"{alias}.chunk_index" if alias else "chunk_index"
+    return f"{column} IN ({', '.join(str(int(i)) for i in sorted(indices)) or 'NULL'})"
 
 
 def sql_string(value: str) -> str:
@@ -191,16 +192,20 @@ def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
 
 
 def replace_rows(spark: SparkSession, name: str, rows: DataFrame, scope: dict[str, str],
-                 prefix: tuple[str, str] | None = None, deletion_vectors: bool = False) -> None:
+                 prefix: tuple[str, str] | None = None, deletion_vectors: bool = False,
+                 scope_where: str | None = None) -> None:
     """Replace every row of Delta table `name` in `scope` (column -> value; with `prefix` (column, text)
-    also: that column starts with that text) by `rows` in one overwrite commit (Delta's replaceWhere:
-    cheaper than a MERGE when the whole scope is rewritten); the table is created on first use
-    (`deletion_vectors`: see `ensure_table`)."""
+    also: that column starts with that text; with `scope_where`, SQL over the table's columns without an
+    alias, also: the rows it selects) by `rows`, which all lie in that scope, in one overwrite commit
+    (Delta's replaceWhere: no join with the target, so cheaper than a MERGE when the scope is rewritten
+    whole); the table is created on first use (`deletion_vectors`: see `ensure_table`)."""
     if not retry_conflicts(lambda: ensure_table(spark, name, rows.schema, rows, deletion_vectors), name):
         return
     where = " AND ".join(f"{quote_part(k)} = {sql_string(v)}" for k, v in scope.items())
     if prefix is not None:
         where += f" AND startswith({quote_part(prefix[0])}, {sql_string(prefix[1])})"
+    if scope_where is not None:
+        where += f" AND ({scope_where})"
     writer = rows.write.format("delta").mode("overwrite").option("replaceWhere", where)
     retry_conflicts(lambda: writer.save(absolute(name)) if is_path(name) else writer.saveAsTable(name), name)
 

@@ -80,6 +80,10 @@ def _metric_rows(spark, config) -> dict[tuple, dict]:
             for _, r in pdf.iterrows()}
 
 
+def _last_commit(spark, table: str):
+    return spark.sql(f"DESCRIBE HISTORY {table_ident(table)} LIMIT 1").first()
+
+
 def _assert_same_metrics(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key, row in a.items():
@@ -132,6 +136,21 @@ def test_new_day_reprofiles_that_day_and_the_open_chunk(spark, year):
     # states differ at all; the stored results of every other chunk are kept
     assert {new, _day_index(100)} <= set(result.compared) <= {opened, new, _day_index(100)}
     assert len(first.compared) == DAYS - 28
+    # one commit per state table: the profiles' scope rewritten whole (replaceWhere); the stored reference
+    # rows stand (same inputs), so the metrics MERGE holds the compared chunks' rows only
+    profiles_commit = _last_commit(spark, profiles_table(config))
+    assert profiles_commit["operation"] == "WRITE" and profiles_commit["operationParameters"]["mode"] == "Overwrite"
+    metrics_commit = _last_commit(spark, metrics_table(config))
+    compared = [r for r in result.metrics if r.period == ANALYSIS and r.chunk.index in set(result.compared)]
+    assert metrics_commit["operation"] == "MERGE" and any(r.period == "reference" for r in result.metrics)
+    assert int(metrics_commit["operationMetrics"]["numSourceRows"]) == len(compared)
+
+    # the performance values of the chunks kept as stored stayed in the table (their digests tell they
+    # did not change); those of the compared chunks are there
+    compared_chunks = [c for c in result.chunks if c.chunk.index in set(result.compared)]
+    kept_chunks = [c for c in result.chunks if c.chunk.index not in set(result.compared) | set(step.chunks)]
+    assert all(c.performance.loaded for c in compared_chunks) and len(compared_chunks) >= 2
+    assert not any(c.performance.loaded for c in kept_chunks) and len(kept_chunks) > 300
 
     incremental = _metric_rows(spark, config)
     full = run(spark, config, refresh=True)

@@ -30,8 +30,10 @@ def _config(preds: str, labels: str, out: str, problem_type: str):
 
 def _profiles(spark, config) -> dict[tuple, dict]:
     """Every stored profile row by key: counts, chunk bounds, categories, id range, label version and
-    signature as they are; means and the `extra` sums (performance states, per-chunk sums) as numbers."""
-    rows = spark.read.format("delta").load(profiles_table(config)).drop("computed_at", "kll", "hll").collect()
+    signature as they are; means and the `extra` sums (performance states, per-chunk sums) as numbers (not
+    their `digest`, a hash of the exact sums, which differ in the last bits when summed in another order)."""
+    rows = spark.read.format("delta").load(profiles_table(config)).drop("computed_at", "kll", "hll", "digest") \
+        .collect()
     return {(r.dataset, r.chunk_index, r.slice_key, r.slice_value, r.column_name): r.asDict() for r in rows}
 
 

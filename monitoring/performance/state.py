@@ -20,6 +20,7 @@ Keys of `PerformanceState.values` (all sums, so two states merge by adding):
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import reduce
 from typing import Protocol
@@ -53,10 +54,26 @@ class RowModel(Protocol):
 
 @dataclass
 class PerformanceState:
-    values: dict[str, float] = field(default_factory=dict)
+    # None: left in the profiles table (a run reads a stored chunk's values only when it recomputes the
+    # chunk's results; monitoring/profile_store.py), `digest` then holds their digest
+    values: dict[str, float] | None = field(default_factory=dict)
     id_min: str | None = None  # smallest and largest prediction id of the chunk, as text
     id_max: str | None = None
     labels_version: int | None = None  # label table version the sums were computed at
+    digest: bytes | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self.values is not None
+
+    def values_digest(self) -> bytes:
+        """Digest of the values (stored with them, so a run compares states without reading them back)."""
+        if self.values is None:
+            return self.digest
+        keys = sorted(self.values)  # the keys alone: sorting (key, value) pairs costs twice as much
+        h = hashlib.blake2b("\0".join(keys).encode(), digest_size=16)
+        h.update(np.fromiter(map(self.values.__getitem__, keys), float, len(keys)).tobytes())
+        return h.digest()
 
     def get(self, key: str) -> float:
         return self.values.get(key, 0.0)
