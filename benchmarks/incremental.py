@@ -76,7 +76,7 @@ def main() -> None:
                                      "full_profiling": []}
     reprofiled: list[list[int]] = []
     # the days follow each other as in production: each daily run finds the state tables as the previous
-    # daily run left them (its MERGE commits), not freshly rewritten by a full run; the full runs come last
+    # daily run left them (its commits), not freshly rewritten by a full run; the full runs come last
     for day in range(args.days + 1):  # the first day warms up
         first = int(per_day * (365 + day))
         write(rows_of(spark, first, int(per_day), per_day, 1), preds, labels, "append")
