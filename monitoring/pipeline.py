@@ -51,6 +51,7 @@ from monitoring.performance.realized import histograms
 from monitoring.performance.results import performance_results, reference_state
 from monitoring.performance.state import PerformanceState, RowModel, classes
 from monitoring.performance.state import aggregate as performance_states
+from monitoring.performance.state import prepare as prepare_rows
 from monitoring.profile_store import (
     StoredProfiles,
     load_performance,
@@ -342,12 +343,11 @@ def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None
     failpoint(PROFILING)
     if not labels:
         return chunks, None
-    join = _joined(config, df, labels, label_filter) if join_source is None else \
-        _joined(config, join_source[0], labels, label_filter, join_source[1])
-    states = _performance(join, slices, config, labels.version, model, relation)
+    rows, keep = (df, None) if join_source is None else join_source
+    states, stats = _label_states(config, rows, labels, slices, model, relation, label_filter=label_filter, keep=keep)
     for cp in chunks:
         cp.performance = _with_ids(states.get((cp.chunk.index, cp.slice_key, cp.slice_value)), *(cp.id_range or ()))
-    return chunks, join.counts.stats()
+    return chunks, stats
 
 
 def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str, df: DataFrame,
@@ -442,14 +442,15 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
         whole = [c for c in targets if (c.slice_key, c.slice_value) == WHOLE]
         rows = df.where(period_rows(config.chunking.period, [c.chunk.index for c in whole],
                                     config.source.timestamp_column))
-        join = _joined(config, rows, labels, label_rows(whole, config.labels, id_type))
+        label_filter = label_rows(whole, config.labels, id_type)
     else:
         log.warning("%s: recomputing the performance of every chunk: %s", dataset, plan.reason)
-        join = _joined(config, df, labels)
-    states = _performance(join, _stored_slices(chunks), config, labels.version, model, relation) \
-        if targets else {}
+        rows, label_filter = df, None
+    states = {}
     if targets:
-        plan = replace(plan, label_stats=join.counts.stats())
+        states, stats = _label_states(config, rows, labels, _stored_slices(chunks), model, relation,
+                                      label_filter=label_filter)
+        plan = replace(plan, label_stats=stats)
     for c in chunks:
         if id(c) in recompute or c.performance is None:
             ids = (c.performance.id_min, c.performance.id_max) if c.performance else ()
@@ -462,14 +463,19 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
     return plan
 
 
-def _performance(join: LabelJoin, slices: dict[str, list[str]], config: MonitorConfig, labels_version: int,
-                 model: RowModel | None, relation: RelationBins | None, sums: dict[str, Column] | None = None,
-                 by: str | None = None) -> dict[tuple, PerformanceState]:
-    """Performance states per chunk x slice (x `by`, the dataset of a shared scan) of the label join's rows,
-    with the residual sums of the per-feature concept drift when `relation` is given and the `sums` of row
-    expressions: one query."""
-    return performance_states(_chunked(config, join.rows, slices), config, GROUP + ([by] if by else []),
-                              labels_version, model, relation, sums, twin=_chunked(config, join.twin, slices))
+def _label_states(config: MonitorConfig, df: DataFrame, labels: VersionedTable, slices: dict[str, list[str]],
+                  model: RowModel | None, relation: RelationBins | None, sums: dict[str, Column] | None = None,
+                  label_filter: Column | None = None, keep: Column | None = None,
+                  by: str | None = None) -> tuple[dict[tuple, PerformanceState], LabelStats]:
+    """Performance states per chunk x slice (x `by`, the dataset of a shared scan) of `df`'s rows (those `keep`
+    selects) joined with their latest labels (the label rows `label_filter` keeps), with `model`'s outputs,
+    the residual sums of the per-feature concept drift when `relation` is given and the `sums` of row
+    expressions, and the label counts the join observed: one query. The per-row inputs are computed before
+    the join (performance.state.prepare), so the join carries them instead of every feature."""
+    join = _joined(config, prepare_rows(df, model, relation, sums, keep), labels, label_filter, keep)
+    states = performance_states(_chunked(config, join.rows, slices), config, GROUP + ([by] if by else []),
+                                labels.version, model, relation, sums, twin=_chunked(config, join.twin, slices))
+    return states, join.counts.stats()
 
 
 def _with_ids(state: PerformanceState | None, lo: str | None = None, hi: str | None = None) -> PerformanceState | None:
@@ -552,7 +558,7 @@ def _label_pass(spark: SparkSession, config: MonitorConfig, ref: FittedReference
     log.info("fit: %s over the reference rows%s", "joining the labels" if labels is not None else "summing",
              " with the row model's outputs" if model is not None else "")
     if labels is not None:
-        states = _performance(_joined(config, df, labels), slices, config, labels.version, model, relation, sums)
+        states, _ = _label_states(config, df, labels, slices, model, relation, sums)
         per_chunk = {key: {k: state.values.pop(k, 0.0) for k in sums} for key, state in states.items()}
         for cp in ref.chunks:
             key, old = (cp.chunk.index, cp.slice_key, cp.slice_value), cp.performance
@@ -666,8 +672,7 @@ def _shared_label_pass(config: MonitorConfig, table: DataFrame, keep: Column, la
     log.info("fit: %s%s", "joining the labels" if labels is not None else "summing the reconstruction errors",
              " with the row model's outputs" if model is not None else "")
     if labels is not None:
-        join = _joined(config, table, labels, keep=keep)
-        states = _performance(join, slices, config, labels.version, model, relation, sums, by=DATASET)
+        states, stats = _label_states(config, table, labels, slices, model, relation, sums, keep=keep, by=DATASET)
         for key, state in states.items():
             found[key] = {k: state.values.pop(k, 0.0) for k in sums}
         for name, chunks in parts.items():
@@ -675,7 +680,6 @@ def _shared_label_pass(config: MonitorConfig, table: DataFrame, keep: Column, la
                 key = (cp.chunk.index, cp.slice_key, cp.slice_value, name)
                 if key in states:
                     cp.performance = _with_ids(states[key], *(cp.id_range or ()))
-        stats = join.counts.stats()
     elif sums:
         rows = _chunked(config, table.where(keep), slices).groupBy(*GROUP, DATASET).agg(
             *[F.sum(e).alias(f"s{i}") for i, e in enumerate(sums.values())]).collect()

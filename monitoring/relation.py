@@ -65,27 +65,114 @@ class RelationBins:
     def mark(self) -> str:
         return MARK + self.fingerprint()
 
-    def binned(self, df: DataFrame, keep: list[Column]) -> tuple[DataFrame, list[Column]]:
-        """`df`'s `keep` columns with what the bins need, and each feature's bin (an int column: its index,
-        MISSING or OTHER) over that frame. A continuous value is made finite (or flagged missing) in a
-        projection of its own: binning the raw value repeats that test per edge, and in one projection
-        of many features the code grows past what the JVM compiles (docs/performance.md)."""
+    def layout(self) -> list[tuple[int, int, int]]:
+        """Per feature (word, bit offset, width): where its bin code (bin + 2, so OTHER is 0 and MISSING 1)
+        sits in the longs `packed` adds, 63 bits a word."""
+        out, word, offset = [], 0, 0
+        for _, kind, bounds in self.features:
+            width = (len(bounds) + (2 if kind == CONTINUOUS else 1)).bit_length()  # of the largest code, bins + 1
+            if offset + width > 63:
+                word, offset = word + 1, 0
+            out.append((word, offset, width))
+            offset += width
+        return out
+
+    def words(self) -> list[str]:
+        return [f"_dl_w{k}" for k in range(self.layout()[-1][0] + 1)]
+
+    def packed(self, df: DataFrame) -> DataFrame:
+        """`df` with every feature's bin packed in a few long columns (`words`): computed before the label
+        join, so that the join's shuffle and sort carry a few longs instead of every feature. A bin is its
+        index, MISSING or OTHER (continuous: by the inner edges, right-closed like
+        `numpy.searchsorted(..., side="right")`; categorical: the reference's top categories). A continuous
+        value is made finite (or flagged missing) in a projection of its own: binning the raw value
+        repeats that test per edge, and in one projection of many features the code grows past what the
+        JVM compiles (docs/performance.md)."""
         prepared: list[Column] = []
-        bins: list[Column] = []
+        codes: list[Column] = []
         for i, (name, kind, bounds) in enumerate(self.features):
             col, x, ok = F.col(quote_part(name)), f"_dl_x{i}", f"_dl_ok{i}"
             if kind == CONTINUOUS:
                 value = finite(col)
                 prepared += [F.coalesce(value, F.lit(0.0)).alias(x), value.isNotNull().alias(ok)]
-                index = sum(((F.col(x) >= F.lit(float(e))).cast("int") for e in bounds), F.lit(0))
-                bins.append(F.when(F.col(ok), index).otherwise(F.lit(MISSING)))
+                index = _search(F.col(x), bounds, 0, len(bounds))
+                codes.append(F.when(F.col(ok), index - F.lit(OTHER)).otherwise(F.lit(MISSING - OTHER).cast("long")))
                 continue
             prepared.append(col.cast("string").alias(x))
             value = F.col(x)
-            known = F.array_position(F.array(*[F.lit(c) for c in bounds]), value).cast("int") - 1 \
-                if bounds else F.lit(-1)
-            bins.append(F.when(value.isNull(), F.lit(MISSING)).when(known >= 0, known).otherwise(F.lit(OTHER)))
-        return df.select(*keep, *prepared), bins
+            known = F.array_position(F.array(*[F.lit(c) for c in bounds]), value) - 1 if bounds else F.lit(-1)
+            codes.append(F.when(value.isNull(), F.lit(MISSING - OTHER))
+                         .when(known >= 0, known - F.lit(OTHER)).otherwise(F.lit(0)).cast("long"))
+        words: dict[int, Column] = {}
+        for code, (word, offset, _) in zip(codes, self.layout(), strict=True):
+            part = F.shiftleft(code, offset)
+            words[word] = part if word not in words else words[word] + part
+        named = [w.alias(n) for w, n in zip(words.values(), self.words(), strict=True)]
+        return df.select("*", *prepared).select(*[F.col(quote_part(c)) for c in df.columns], *named)
+
+    def sums(self, group: list[str]):
+        """A `mapInArrow` function: per group of `group` columns (one Arrow batch's rows at a time, summed
+        over the partition) and feature f and bin b of the labelled rows (columns `_dl_r`, the residual,
+        and the `words`), rows (group..., f, b, n, x = sum r, x2 = sum r^2). np.bincount over the unpacked
+        codes instead of exploding every row into one row per feature (docs/performance.md)."""
+        layout, words = self.layout(), self.words()
+        width = max(1 << w for _, _, w in layout)  # codes per feature, padded
+
+        def run(batches):
+            import numpy as np  # noqa: F811 (a Python worker)
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            acc: dict[tuple, list] = {}
+            schema = None
+            for batch in batches:
+                schema = schema or batch.schema
+                if not batch.num_rows:
+                    continue
+                keys, radix, code = [], 1, np.zeros(batch.num_rows, np.int64)
+                for g in group:
+                    enc = pc.dictionary_encode(batch.column(g))
+                    levels = enc.dictionary.to_pylist() + [None]
+                    code += pc.fill_null(enc.indices, len(levels) - 1).to_numpy().astype(np.int64) * radix
+                    keys.append(levels)
+                    radix *= len(levels)
+                groups, inverse = np.unique(code, return_inverse=True)
+                w = [batch.column(n).to_numpy() for n in words]
+                bins = np.stack([(w[k] >> o) & ((1 << b) - 1) for k, o, b in layout], axis=1)
+                index = (inverse[:, None] * len(layout) + np.arange(len(layout))) * width + bins
+                r = batch.column("_dl_r").to_numpy()
+                size = len(groups) * len(layout) * width
+                cells = [np.bincount(index.ravel(), weights=np.repeat(v, len(layout)), minlength=size)
+                         for v in (np.ones_like(r), r, r * r)]
+                for j, c in enumerate(groups):
+                    key, rest = [], int(c)
+                    for levels in keys:
+                        key.append(levels[rest % len(levels)])
+                        rest //= len(levels)
+                    total = acc.setdefault(tuple(key), [np.zeros((len(layout), width)) for _ in range(3)])
+                    for t, cell in zip(total, cells, strict=True):
+                        t += cell.reshape(len(groups), len(layout), width)[j]
+            out = []
+            for key, (n, x, x2) in acc.items():
+                f, b = np.nonzero(n)
+                cols = {g: pa.array([k] * len(f), schema.field(g).type) for g, k in zip(group, key, strict=True)}
+                out.append(pa.RecordBatch.from_pydict({**cols, "f": pa.array(f, pa.int32()),
+                                                       "b": pa.array(b - 2, pa.int32()),
+                                                       "n": pa.array(n[f, b].round().astype(np.int64)),
+                                                       "x": pa.array(x[f, b]), "x2": pa.array(x2[f, b])}))
+            yield from out
+
+        return run
+
+
+def _search(x: Column, bounds: tuple, lo: int, hi: int) -> Column:
+    """The bin of `x` among bins lo..hi by binary search over the inner edges: the number of edges <= x, like
+    `numpy.searchsorted(bounds, x, side="right")`, in about log2(bins) comparisons a row."""
+    if lo == hi:
+        return F.lit(lo).cast("long")
+    mid = (lo + hi + 1) // 2
+    return F.when(x >= F.lit(float(bounds[mid - 1])), _search(x, bounds, mid, hi)) \
+        .otherwise(_search(x, bounds, lo, mid - 1))
 
 
 def relation_bins(columns: dict, config: MonitorConfig) -> RelationBins | None:

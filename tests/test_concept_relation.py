@@ -161,3 +161,42 @@ def test_change_z_stays_finite_where_scipy_underflows(chi2, dof, z):
     values = [change_z(x, dof) for x in grid]
     assert all(b > a for a, b in zip(values[:-1], values[1:], strict=True))
     assert change_z(300, dof) == pytest.approx(-special.ndtri_exp(stats.chi2.logsf(300, dof)), rel=1e-12)
+
+
+def test_packed_bins_and_their_sums_match_numpy(spark):
+    """Many features over several packed words, with NaN, infinities, values on the edges, nulls and unseen
+    categories, summed per (chunk, slice) group with null slice values: the REL branch equals numpy."""
+    from monitoring.performance.state import _residuals
+    from monitoring.relation import RelationBins
+
+    rng = np.random.default_rng(11)
+    n, edges = 4000, tuple(float(e) for e in np.linspace(-1.5, 1.5, 9))
+    frame = pd.DataFrame({f"c{i}": rng.normal(size=n).round(1) for i in range(40)})
+    frame.iloc[::7, 3] = np.nan
+    frame.iloc[::11, 5] = np.inf
+    frame.iloc[::13, 5] = -np.inf
+    frame["k"] = rng.choice(np.array(["a", "b", "zz", None], dtype=object), n)
+    frame["chunk"] = rng.integers(0, 3, n)
+    frame["s"] = rng.choice(np.array(["u", None], dtype=object), n)
+    frame["_dl_r"] = rng.normal(size=n)
+    bins = RelationBins(tuple((f"c{i}", "continuous", edges) for i in range(40)) + (("k", "categorical", ("a", "b")),))
+    assert len(bins.words()) == 3  # 40 x 4 bits + 2 bits over 63-bit words
+    packed = bins.packed(spark.createDataFrame(frame).withColumn("_dl_touch", F.lit(False)))
+    got = {(r["chunk"], r["s"], r["f"], r["b"]): (r["n"], r["x"], r["x2"])
+           for r in _residuals(packed, ["chunk", "s"], bins).collect()}
+
+    expected = {}
+    for f, (name, _, _) in enumerate(bins.features):
+        v = frame[name]
+        if name == "k":
+            b = np.array([MISSING if x is None else ("a", "b").index(x) if x in ("a", "b") else OTHER for x in v])
+        else:
+            x = v.to_numpy(dtype=float)
+            b = np.where(np.isfinite(x), np.searchsorted(edges, x, side="right"), MISSING)
+        cells = pd.DataFrame({"chunk": frame["chunk"], "s": frame["s"].fillna("<null>"), "b": b, "r": frame["_dl_r"]})
+        for (chunk, s, bin_), g in cells.groupby(["chunk", "s", "b"]):
+            expected[(chunk, None if s == "<null>" else s, f, bin_)] = (len(g), g["r"].sum(), (g["r"] ** 2).sum())
+    assert got.keys() == expected.keys()
+    for key, (count, total, squares) in expected.items():
+        assert got[key][0] == count
+        assert got[key][1:] == pytest.approx((total, squares), rel=1e-9, abs=1e-9)

@@ -28,6 +28,7 @@ from typing import Protocol
 import numpy as np
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from monitoring.config import MonitorConfig
 from monitoring.labels import INVALID, LABEL, LABELLED
@@ -133,57 +134,69 @@ _REGRESSION = ("e", "ae", "se", "se2", "ape", "ape2", "sle", "sle2", "msle_inval
 CELL, HIST, REL = 0, 1, 2  # the branches of `aggregate` (column `t`); binary CELL rows carry the histogram
 
 
+def prepare(df: DataFrame, model: RowModel | None = None, relation=None, sums: dict[str, Column] | None = None,
+            keep: Column | None = None) -> DataFrame:
+    """The prediction rows with what `aggregate` needs of them besides the label, computed BEFORE the label
+    join: `model`'s outputs (`_dl_model`, for the rows `keep` selects), the `sums`' row expressions
+    (`_dl_s<j>`) and `relation`'s bins packed in a few longs (RelationBins.packed). The join's shuffle and
+    sort then carry these instead of every feature (docs/performance.md)."""
+    if model is not None:
+        df = df.withColumn("_dl_model", model.column() if keep is None else F.when(keep, model.column()))
+    for j, e in enumerate((sums or {}).values()):
+        df = df.withColumn(f"_dl_s{j}", e.cast("double"))
+    return relation.packed(df) if relation is not None and relation.features else df
+
+
 def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_version: int | None = None,
               model: RowModel | None = None, relation=None, sums: dict[str, Column] | None = None,
               twin: DataFrame | None = None) -> dict[tuple, PerformanceState]:
-    """Performance states per group (chunk x slice) of labelled-joined rows, from ONE query of up to
-    three hash aggregations over the same per-row frame:
+    """Performance states per group (chunk x slice) of labelled-joined rows (prepared by `prepare` with the
+    same `model`, `relation` and `sums`), from ONE query of up to three aggregations over the same per-row
+    frame:
     - CELL: rows by label x prediction x invalid flag (binary: x positive-class score bin, the
       histogram) with their loss sums, `model`'s per-row outputs and the `sums` of row expressions
       (name -> row expression, kept in `values` under their names); regression: the error sums;
     - HIST (multiclass): per class `f`, rows by label flag x prediction flag x score bin, with score
       and calibrated-probability sums;
     - REL (with `relation`, monitoring/relation.py RelationBins): per feature `f` and bin `b`, the
-      labelled rows' residual count, sum and sum of squares.
-    Keys are ints and short text, each bin is computed from a prepared column (RelationBins.binned),
-    and every branch reads the same columns, so Spark shares one shuffle of each joined table between
-    them (one scan; docs/performance.md). The chunk's id range is not here: a min and max of a text id
-    would turn the aggregation into a sort (monitoring/profiling.py finds it). `twin`: the same rows
-    observed under other names, read by every branch but the first (labels.LabelJoin)."""
+      labelled rows' residual count, sum and sum of squares (summed in `mapInArrow`, RelationBins.sums).
+    Keys are ints and short text and every branch reads the same columns, so Spark shares one shuffle of
+    each joined table between them (one scan; docs/performance.md). The chunk's id range is not here: a
+    min and max of a text id would turn the aggregation into a sort (monitoring/profiling.py finds it).
+    `twin`: the same rows observed under other names, read by every branch but the first
+    (labels.LabelJoin)."""
     from monitoring.relation import PREFIX, residual  # relation imports this module
 
     sums, pairs = sums or {}, classes(config) if config.problem_type != "regression" else []
     cell, values = _cell(config, model)
+    words = relation.words() if relation is not None and relation.features else []
     # every column a branch reads, touched by all of them (null test, one aggregate): same columns, one exchange
-    touched = [*(c for c, _ in config.monitored_columns()), *[c for _, c in pairs],
-               *([config.outputs.prediction] if config.outputs.prediction else [])]
+    features = {f.name for f in config.features}  # prepared before the join: the join does not carry them
+    touched = [*(quote_part(c) for c, _ in config.monitored_columns() if c not in features),
+               *words, *[f"_dl_s{j}" for j in range(len(sums))],
+               *(["_dl_model"] if model is not None else [])]
     row = [*map(F.col, group), F.col(LABEL).alias("_dl_l"), F.col(LABELLED).alias("_dl_ok"),
            F.col(INVALID).cast("int").alias("_dl_bad"),
            (predicted(config) if pairs else F.lit(None).cast("string")).alias("_dl_p"),
-           reduce(lambda a, b: a | b, [F.col(quote_part(c)).isNull() for c in dict.fromkeys(touched)],
-                  F.lit(False)).alias("_dl_touch"),
+           reduce(lambda a, b: a | b, [F.col(c).isNull() for c in dict.fromkeys(touched)], F.lit(False))
+           .alias("_dl_touch"),
            *[x.cast("double").alias(f"_dl_v{j}") for j, x in enumerate(values)],
-           *[e.cast("double").alias(f"_dl_s{j}") for j, e in enumerate(sums.values())],
+           *[F.col(f"_dl_s{j}") for j in range(len(sums))],
            *[F.col(quote_part(c)).cast("double").alias(f"_dl_score{j}") for j, (_, c) in enumerate(pairs)]]
     if model is not None and config.problem_type == "multiclass":
         row += [F.col(f"_dl_model.c{j}").cast("double").alias(f"_dl_q{j}") for j in range(len(pairs))]
+    if words:
+        r = residual(config)
+        row += [F.when(~F.isnan(r), r).alias("_dl_r"), *map(F.col, words)]
 
-    def per_row(frame: DataFrame) -> tuple[DataFrame, list[Column]]:
-        if model is not None:
-            frame = frame.withColumn("_dl_model", model.column())
-        if relation is not None and relation.features:
-            r = residual(config)
-            return relation.binned(frame, [*row, F.when(~F.isnan(r), r).alias("_dl_r")])
-        return frame.select(*row), []
-
-    df, bins = per_row(df)
-    other = per_row(twin)[0] if twin is not None else df
+    df = df.select(*row)
+    other = twin.select(*row) if twin is not None else df
     touch = F.max("_dl_touch").alias("_dl_touch")
     branches = [_cells(df, config, group, len(values), len(sums), touch)]
     if config.problem_type == "multiclass":
         branches.append(_histograms(other, pairs, group, model is not None, touch))
-    if bins:
-        branches.append(_residuals(other, group, bins, touch))
+    if words:
+        branches.append(_residuals(other, group, relation))
     rows = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), branches).collect()
 
     states: dict[tuple, PerformanceState] = {}
@@ -241,12 +254,17 @@ def _histograms(df: DataFrame, pairs: list[tuple[str, str]], group: list[str], c
              F.sum("e.q").alias("y"), touch).withColumn("t", F.lit(HIST))
 
 
-def _residuals(df: DataFrame, group: list[str], bins: list[Column], touch: Column) -> DataFrame:
-    exploded = df.where(F.col("_dl_r").isNotNull()).select(*group, "_dl_r", "_dl_touch",
-                                                           F.posexplode(F.array(*bins)).alias("f", "b"))
-    r = F.col("_dl_r")
-    return exploded.groupBy(*group, "f", "b").agg(F.count(F.lit(1)).alias("n"), F.sum(r).alias("x"),
-                                                  F.sum(r * r).alias("x2"), touch).withColumn("t", F.lit(REL))
+def _residuals(df: DataFrame, group: list[str], relation) -> DataFrame:
+    """The REL branch: per group, feature and bin the labelled rows' residual sums, summed per partition in
+    numpy (RelationBins.sums) and then across partitions. `_dl_touch` goes in so every branch reads the
+    same columns (a Python function's input is never pruned)."""
+    rows = df.where(F.col("_dl_r").isNotNull()).select(*group, "_dl_r", "_dl_touch", *relation.words())
+    fields = {f.name: f.dataType for f in rows.schema.fields}
+    schema = T.StructType([*(T.StructField(g, fields[g]) for g in group), T.StructField("f", T.IntegerType()),
+                           T.StructField("b", T.IntegerType()), T.StructField("n", T.LongType()),
+                           T.StructField("x", T.DoubleType()), T.StructField("x2", T.DoubleType())])
+    return rows.mapInArrow(relation.sums(group), schema).groupBy(*group, "f", "b") \
+        .agg(F.sum("n").alias("n"), F.sum("x").alias("x"), F.sum("x2").alias("x2")).withColumn("t", F.lit(REL))
 
 
 def _score_bin(score: Column) -> Column:
