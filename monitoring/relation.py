@@ -31,7 +31,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import operator
 from dataclasses import dataclass
+from functools import cached_property, reduce
 
 import numpy as np
 from pyspark.sql import Column, DataFrame
@@ -44,7 +46,7 @@ from monitoring.drift.compare import ANALYSIS, BASELINE, REFERENCE, MetricResult
 from monitoring.labels import LABEL, LABELLED
 from monitoring.performance.state import predicted
 from monitoring.profiling import ChunkProfile
-from monitoring.sketches import CONTINUOUS, finite
+from monitoring.sketches import CONTINUOUS, double_sql, finite_sql
 from monitoring.tables import quote_part
 
 RELATION_CHANGE, RELATION_SHIFT = "relation_change", "relation_shift"
@@ -59,11 +61,15 @@ class RelationBins:
 
     features: tuple[tuple[str, str, tuple], ...]
 
-    def fingerprint(self) -> str:
+    @cached_property
+    def _fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.features, default=str).encode()).hexdigest()[:16]
 
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
     def mark(self) -> str:
-        return MARK + self.fingerprint()
+        return MARK + self._fingerprint
 
     def layout(self) -> list[tuple[int, int, int]]:
         """Per feature (word, bit offset, width): where its bin code (bin + 2, so OTHER is 0 and MISSING 1)
@@ -89,90 +95,46 @@ class RelationBins:
         repeats that test per edge, and in one projection of many features the code grows past what the
         JVM compiles (docs/performance.md)."""
         prepared: list[Column] = []
-        codes: list[Column] = []
+        codes: list[Column | str] = []
         for i, (name, kind, bounds) in enumerate(self.features):
-            col, x, ok = F.col(quote_part(name)), f"_dl_x{i}", f"_dl_ok{i}"
-            if kind == CONTINUOUS:
-                value = finite(col)
-                prepared += [F.coalesce(value, F.lit(0.0)).alias(x), value.isNotNull().alias(ok)]
-                index = _search(F.col(x), bounds, 0, len(bounds))
-                codes.append(F.when(F.col(ok), index - F.lit(OTHER)).otherwise(F.lit(MISSING - OTHER).cast("long")))
+            x, ok = f"_dl_x{i}", f"_dl_ok{i}"
+            if kind == CONTINUOUS:  # SQL text: one Py4J call per feature instead of one per node
+                prepared += [F.expr(f"coalesce({finite_sql(quote_part(name))}, 0D) AS {x}"),
+                             F.expr(f"{finite_sql(quote_part(name))} IS NOT NULL AS {ok}")]
+                codes.append(f"CASE WHEN {ok} THEN {_search(x, bounds, 0, len(bounds))} ELSE {MISSING - OTHER}L END")
                 continue
-            prepared.append(col.cast("string").alias(x))
+            prepared.append(F.col(quote_part(name)).cast("string").alias(x))
             value = F.col(x)
             known = F.array_position(F.array(*[F.lit(c) for c in bounds]), value) - 1 if bounds else F.lit(-1)
             codes.append(F.when(value.isNull(), F.lit(MISSING - OTHER))
                          .when(known >= 0, known - F.lit(OTHER)).otherwise(F.lit(0)).cast("long"))
-        words: dict[int, Column] = {}
+        words: dict[int, list] = {}
         for code, (word, offset, _) in zip(codes, self.layout(), strict=True):
-            part = F.shiftleft(code, offset)
-            words[word] = part if word not in words else words[word] + part
-        named = [w.alias(n) for w, n in zip(words.values(), self.words(), strict=True)]
+            words.setdefault(word, []).append(f"shiftleft({code}, {offset})" if isinstance(code, str)
+                                              else F.shiftleft(code, offset))
+        named = []
+        for parts, n in zip(words.values(), self.words(), strict=True):
+            text = [p for p in parts if isinstance(p, str)]
+            terms = ([F.expr(" + ".join(text))] if text else []) + [p for p in parts if not isinstance(p, str)]
+            named.append(reduce(operator.add, terms).alias(n))
         return df.select("*", *prepared).select(*[F.col(quote_part(c)) for c in df.columns], *named)
 
-    def sums(self, group: list[str]):
-        """A `mapInArrow` function: per group of `group` columns (one Arrow batch's rows at a time, summed
-        over the partition) and feature f and bin b of the labelled rows (columns `_dl_r`, the residual,
-        and the `words`), rows (group..., f, b, n, x = sum r, x2 = sum r^2). np.bincount over the unpacked
-        codes instead of exploding every row into one row per feature (docs/performance.md)."""
-        layout, words = self.layout(), self.words()
-        width = max(1 << w for _, _, w in layout)  # codes per feature, padded
-
-        def run(batches):
-            import numpy as np  # noqa: F811 (a Python worker)
-            import pyarrow as pa
-            import pyarrow.compute as pc
-
-            acc: dict[tuple, list] = {}
-            schema = None
-            for batch in batches:
-                schema = schema or batch.schema
-                if not batch.num_rows:
-                    continue
-                keys, radix, code = [], 1, np.zeros(batch.num_rows, np.int64)
-                for g in group:
-                    enc = pc.dictionary_encode(batch.column(g))
-                    levels = enc.dictionary.to_pylist() + [None]
-                    code += pc.fill_null(enc.indices, len(levels) - 1).to_numpy().astype(np.int64) * radix
-                    keys.append(levels)
-                    radix *= len(levels)
-                groups, inverse = np.unique(code, return_inverse=True)
-                w = [batch.column(n).to_numpy() for n in words]
-                bins = np.stack([(w[k] >> o) & ((1 << b) - 1) for k, o, b in layout], axis=1)
-                index = (inverse[:, None] * len(layout) + np.arange(len(layout))) * width + bins
-                r = batch.column("_dl_r").to_numpy()
-                size = len(groups) * len(layout) * width
-                cells = [np.bincount(index.ravel(), weights=np.repeat(v, len(layout)), minlength=size)
-                         for v in (np.ones_like(r), r, r * r)]
-                for j, c in enumerate(groups):
-                    key, rest = [], int(c)
-                    for levels in keys:
-                        key.append(levels[rest % len(levels)])
-                        rest //= len(levels)
-                    total = acc.setdefault(tuple(key), [np.zeros((len(layout), width)) for _ in range(3)])
-                    for t, cell in zip(total, cells, strict=True):
-                        t += cell.reshape(len(groups), len(layout), width)[j]
-            out = []
-            for key, (n, x, x2) in acc.items():
-                f, b = np.nonzero(n)
-                cols = {g: pa.array([k] * len(f), schema.field(g).type) for g, k in zip(group, key, strict=True)}
-                out.append(pa.RecordBatch.from_pydict({**cols, "f": pa.array(f, pa.int32()),
-                                                       "b": pa.array(b - 2, pa.int32()),
-                                                       "n": pa.array(n[f, b].round().astype(np.int64)),
-                                                       "x": pa.array(x[f, b]), "x2": pa.array(x2[f, b])}))
-            yield from out
-
-        return run
+    def unpacked(self) -> str:
+        """SQL text: the array of every feature's bin (index, MISSING or OTHER) read back from the words."""
+        words = self.words()
+        return "array(" + ", ".join(f"CAST((shiftright(`{words[w]}`, {offset}) & {(1 << width) - 1}) + {OTHER} AS INT)"
+                                    for w, offset, width in self.layout()) + ")"
 
 
-def _search(x: Column, bounds: tuple, lo: int, hi: int) -> Column:
-    """The bin of `x` among bins lo..hi by binary search over the inner edges: the number of edges <= x, like
-    `numpy.searchsorted(bounds, x, side="right")`, in about log2(bins) comparisons a row."""
+def _search(x: str, bounds: tuple, lo: int, hi: int) -> str:
+    """SQL text: the code (bin + 2) of the finite `x` among bins lo..hi by binary search over the inner edges,
+    the bin being the number of edges <= x, like `numpy.searchsorted(bounds, x, side="right")`, in about
+    log2(bins) comparisons a row."""
     if lo == hi:
-        return F.lit(lo).cast("long")
+        return f"{lo - OTHER}L"
     mid = (lo + hi + 1) // 2
-    return F.when(x >= F.lit(float(bounds[mid - 1])), _search(x, bounds, mid, hi)) \
-        .otherwise(_search(x, bounds, lo, mid - 1))
+    return f"CASE WHEN {x} >= {double_sql(bounds[mid - 1])} THEN {_search(x, bounds, mid, hi)} " \
+           f"ELSE {_search(x, bounds, lo, mid - 1)} END"
 
 
 def relation_bins(columns: dict, config: MonitorConfig) -> RelationBins | None:

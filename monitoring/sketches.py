@@ -39,12 +39,25 @@ def finite(x: Column) -> Column:
     return F.when(F.isnan(x) | (F.abs(x) == F.lit(float("inf"))), F.lit(None)).otherwise(x)
 
 
+def finite_sql(column: str) -> str:
+    """`finite` of the column `column` (quoted) as SQL text: one parse on the JVM instead of a Py4J call per
+    node, which adds up to tens of seconds over hundreds of columns (docs/performance.md)."""
+    x = f"CAST({column} AS DOUBLE)"
+    return f"CASE WHEN isnan({x}) OR abs({x}) = CAST('Infinity' AS DOUBLE) THEN NULL ELSE {x} END"
+
+
+def double_sql(value: float) -> str:
+    """A finite double as an exact SQL double literal (the shortest repr round-trips)."""
+    return f"{float(value)!r}D"
+
+
 def continuous_inputs(col: str, alias: str) -> list[Column]:
-    """Per-row inputs of one continuous column, computed in a code-generated projection before the
-    aggregations (an expression inside the KLL aggregate is evaluated row by row, uncompiled)."""
-    x = F.col(col).cast("double")
-    return [finite(F.col(col)).alias(f"{alias}__f"), x.isNull().cast("int").alias(f"{alias}__isnull"),
-            F.isnan(x).cast("int").alias(f"{alias}__isnan")]
+    """Per-row inputs of one continuous column (`col` quoted), computed in a code-generated projection
+    before the aggregations (an expression inside the KLL aggregate is evaluated row by row, uncompiled):
+    its finite value, null and NaN flags."""
+    x = f"CAST({col} AS DOUBLE)"
+    return [F.expr(f"{finite_sql(col)} AS `{alias}__f`"), F.expr(f"CAST({x} IS NULL AS INT) AS `{alias}__isnull`"),
+            F.expr(f"CAST(isnan({x}) AS INT) AS `{alias}__isnan`")]
 
 
 def moment_aggs(alias: str) -> list[Column]:

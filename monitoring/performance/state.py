@@ -28,7 +28,6 @@ from typing import Protocol
 import numpy as np
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from monitoring.config import MonitorConfig
 from monitoring.labels import INVALID, LABEL, LABELLED
@@ -159,7 +158,7 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
     - HIST (multiclass): per class `f`, rows by label flag x prediction flag x score bin, with score
       and calibrated-probability sums;
     - REL (with `relation`, monitoring/relation.py RelationBins): per feature `f` and bin `b`, the
-      labelled rows' residual count, sum and sum of squares (summed in `mapInArrow`, RelationBins.sums).
+      labelled rows' residual count, sum and sum of squares (bins unpacked from RelationBins.packed's words).
     Keys are ints and short text and every branch reads the same columns, so Spark shares one shuffle of
     each joined table between them (one scan; docs/performance.md). The chunk's id range is not here: a
     min and max of a text id would turn the aggregation into a sort (monitoring/profiling.py finds it).
@@ -255,16 +254,14 @@ def _histograms(df: DataFrame, pairs: list[tuple[str, str]], group: list[str], c
 
 
 def _residuals(df: DataFrame, group: list[str], relation) -> DataFrame:
-    """The REL branch: per group, feature and bin the labelled rows' residual sums, summed per partition in
-    numpy (RelationBins.sums) and then across partitions. `_dl_touch` goes in so every branch reads the
-    same columns (a Python function's input is never pruned)."""
-    rows = df.where(F.col("_dl_r").isNotNull()).select(*group, "_dl_r", "_dl_touch", *relation.words())
-    fields = {f.name: f.dataType for f in rows.schema.fields}
-    schema = T.StructType([*(T.StructField(g, fields[g]) for g in group), T.StructField("f", T.IntegerType()),
-                           T.StructField("b", T.IntegerType()), T.StructField("n", T.LongType()),
-                           T.StructField("x", T.DoubleType()), T.StructField("x2", T.DoubleType())])
-    return rows.mapInArrow(relation.sums(group), schema).groupBy(*group, "f", "b") \
-        .agg(F.sum("n").alias("n"), F.sum("x").alias("x"), F.sum("x2").alias("x2")).withColumn("t", F.lit(REL))
+    """The REL branch: per group, feature f and bin b the labelled rows' residual count, sum and sum of
+    squares; each row becomes one entry per feature, its bin unpacked from the packed words."""
+    exploded = df.where(F.col("_dl_r").isNotNull()).select(*group, "_dl_r", "_dl_touch",
+                                                           F.expr(f"posexplode({relation.unpacked()}) AS (f, b)"))
+    r = F.col("_dl_r")
+    return exploded.groupBy(*group, "f", "b").agg(F.count(F.lit(1)).alias("n"), F.sum(r).alias("x"),
+                                                  F.sum(r * r).alias("x2"), F.max("_dl_touch").alias("_dl_touch")) \
+        .withColumn("t", F.lit(REL))
 
 
 def _score_bin(score: Column) -> Column:
