@@ -119,10 +119,13 @@ class RelationBins:
             named.append(reduce(operator.add, terms).alias(n))
         return df.select("*", *prepared).select(*[F.col(quote_part(c)) for c in df.columns], *named)
 
-    def unpacked(self) -> str:
-        """SQL text: the array of every feature's bin (index, MISSING or OTHER) read back from the words."""
+    def codes(self) -> str:
+        """SQL text: the array of every feature's bin code (bin - OTHER) read back from the words. One shift
+        and one mask per feature, nothing more: with an ANSI add and cast per element as well, the generated
+        projection of 200 features outgrew what the JIT compiles and the label job ran 8x slower (measured,
+        docs/performance.md)."""
         words = self.words()
-        return "array(" + ", ".join(f"CAST((shiftright(`{words[w]}`, {offset}) & {(1 << width) - 1}) + {OTHER} AS INT)"
+        return "array(" + ", ".join(f"(shiftright(`{words[w]}`, {offset}) & {(1 << width) - 1})"
                                     for w, offset, width in self.layout()) + ")"
 
 

@@ -62,8 +62,9 @@ def continuous_inputs(col: str, alias: str) -> list[Column]:
 
 def moment_aggs(alias: str) -> list[Column]:
     """Declarative aggregates of one continuous column (Spark's code-generated hash aggregate)."""
-    return [F.sum(f"{alias}__isnull").alias(f"{alias}__nulls"), F.sum(f"{alias}__isnan").alias(f"{alias}__nan"),
-            F.sum(f"{alias}__f").alias(f"{alias}__sum"), F.var_pop(f"{alias}__f").alias(f"{alias}__var")]
+    return [F.expr(f"{fn}(`{alias}__{of}`) AS `{alias}__{name}`")  # SQL text: one Py4J call each (finite_sql)
+            for fn, of, name in (("sum", "isnull", "nulls"), ("sum", "isnan", "nan"), ("sum", "f", "sum"),
+                                 ("var_pop", "f", "var"))]
 
 
 def kll_agg(alias: str, kll_k: int) -> Column:

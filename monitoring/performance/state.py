@@ -256,11 +256,13 @@ def _histograms(df: DataFrame, pairs: list[tuple[str, str]], group: list[str], c
 def _residuals(df: DataFrame, group: list[str], relation) -> DataFrame:
     """The REL branch: per group, feature f and bin b the labelled rows' residual count, sum and sum of
     squares; each row becomes one entry per feature, its bin unpacked from the packed words."""
+    from monitoring.relation import OTHER  # relation imports this module
+
     exploded = df.where(F.col("_dl_r").isNotNull()).select(*group, "_dl_r", "_dl_touch",
-                                                           F.expr(f"posexplode({relation.unpacked()}) AS (f, b)"))
-    r = F.col("_dl_r")
-    return exploded.groupBy(*group, "f", "b").agg(F.count(F.lit(1)).alias("n"), F.sum(r).alias("x"),
-                                                  F.sum(r * r).alias("x2"), F.max("_dl_touch").alias("_dl_touch")) \
+                                                           F.expr(f"posexplode({relation.codes()}) AS (f, c)"))
+    r, b = F.col("_dl_r"), (F.col("c") + F.lit(OTHER)).cast("int").alias("b")
+    return exploded.groupBy(*group, "f", b).agg(F.count(F.lit(1)).alias("n"), F.sum(r).alias("x"),
+                                                F.sum(r * r).alias("x2"), F.max("_dl_touch").alias("_dl_touch")) \
         .withColumn("t", F.lit(REL))
 
 
