@@ -31,9 +31,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import operator
 from dataclasses import dataclass
-from functools import cached_property, reduce
+from functools import cached_property
 
 import numpy as np
 from pyspark.sql import Column, DataFrame
@@ -95,28 +94,25 @@ class RelationBins:
         repeats that test per edge, and in one projection of many features the code grows past what the
         JVM compiles (docs/performance.md)."""
         prepared: list[Column] = []
-        codes: list[Column | str] = []
+        codes: list[Column] = []
         for i, (name, kind, bounds) in enumerate(self.features):
             x, ok = f"_dl_x{i}", f"_dl_ok{i}"
-            if kind == CONTINUOUS:  # SQL text: one Py4J call per feature instead of one per node
-                prepared += [F.expr(f"coalesce({finite_sql(quote_part(name))}, 0D) AS {x}"),
-                             F.expr(f"{finite_sql(quote_part(name))} IS NOT NULL AS {ok}")]
-                codes.append(f"CASE WHEN {ok} THEN {_search(x, bounds, 0, len(bounds))} ELSE {MISSING - OTHER}L END")
+            if kind == CONTINUOUS:  # SQL text: one Py4J call per expression instead of one per node
+                value = finite_sql(quote_part(name))
+                prepared += [F.expr(f"coalesce({value}, 0D) AS {x}"), F.expr(f"{value} IS NOT NULL AS {ok}")]
+                codes.append(F.expr(f"CASE WHEN {ok} THEN {_search(x, bounds, 0, len(bounds))} "
+                                    f"ELSE {MISSING - OTHER}L END"))
                 continue
             prepared.append(F.col(quote_part(name)).cast("string").alias(x))
             value = F.col(x)
             known = F.array_position(F.array(*[F.lit(c) for c in bounds]), value) - 1 if bounds else F.lit(-1)
             codes.append(F.when(value.isNull(), F.lit(MISSING - OTHER))
                          .when(known >= 0, known - F.lit(OTHER)).otherwise(F.lit(0)).cast("long"))
-        words: dict[int, list] = {}
+        words: dict[int, Column] = {}
         for code, (word, offset, _) in zip(codes, self.layout(), strict=True):
-            words.setdefault(word, []).append(f"shiftleft({code}, {offset})" if isinstance(code, str)
-                                              else F.shiftleft(code, offset))
-        named = []
-        for parts, n in zip(words.values(), self.words(), strict=True):
-            text = [p for p in parts if isinstance(p, str)]
-            terms = ([F.expr(" + ".join(text))] if text else []) + [p for p in parts if not isinstance(p, str)]
-            named.append(reduce(operator.add, terms).alias(n))
+            part = F.shiftleft(code, offset)
+            words[word] = part if word not in words else words[word] + part
+        named = [w.alias(n) for w, n in zip(words.values(), self.words(), strict=True)]
         return df.select("*", *prepared).select(*[F.col(quote_part(c)) for c in df.columns], *named)
 
     def codes(self) -> str:

@@ -183,7 +183,7 @@ def test_packed_bins_and_their_sums_match_numpy(spark):
     assert len(bins.words()) == 3  # 40 x 4 bits + 2 bits over 63-bit words
     packed = bins.packed(spark.createDataFrame(frame).withColumn("_dl_touch", F.lit(False)))
     got = {(r["chunk"], r["s"], r["f"], r["b"]): (r["n"], r["x"], r["x2"])
-           for r in _residuals(packed, ["chunk", "s"], bins).collect()}
+           for r in _residuals(packed, ["chunk", "s"], bins, F.max("_dl_touch").alias("_dl_touch")).collect()}
 
     expected = {}
     for f, (name, _, _) in enumerate(bins.features):

@@ -195,7 +195,7 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
     if config.problem_type == "multiclass":
         branches.append(_histograms(other, pairs, group, model is not None, touch))
     if words:
-        branches.append(_residuals(other, group, relation))
+        branches.append(_residuals(other, group, relation, touch))
     rows = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), branches).collect()
 
     states: dict[tuple, PerformanceState] = {}
@@ -253,7 +253,7 @@ def _histograms(df: DataFrame, pairs: list[tuple[str, str]], group: list[str], c
              F.sum("e.q").alias("y"), touch).withColumn("t", F.lit(HIST))
 
 
-def _residuals(df: DataFrame, group: list[str], relation) -> DataFrame:
+def _residuals(df: DataFrame, group: list[str], relation, touch: Column) -> DataFrame:
     """The REL branch: per group, feature f and bin b the labelled rows' residual count, sum and sum of
     squares; each row becomes one entry per feature, its bin unpacked from the packed words."""
     from monitoring.relation import OTHER  # relation imports this module
@@ -262,7 +262,7 @@ def _residuals(df: DataFrame, group: list[str], relation) -> DataFrame:
                                                            F.expr(f"posexplode({relation.codes()}) AS (f, c)"))
     r, b = F.col("_dl_r"), (F.col("c") + F.lit(OTHER)).cast("int").alias("b")
     return exploded.groupBy(*group, "f", b).agg(F.count(F.lit(1)).alias("n"), F.sum(r).alias("x"),
-                                                F.sum(r * r).alias("x2"), F.max("_dl_touch").alias("_dl_touch")) \
+                                                F.sum(r * r).alias("x2"), touch) \
         .withColumn("t", F.lit(REL))
 
 
