@@ -12,6 +12,8 @@ the same value counts, with the prediction id as one more column, give the dupli
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, Window
@@ -95,11 +97,20 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     text_id = bool(id_col) and isinstance(df.schema[id_col].dataType, (StringType, BinaryType))
     in_kll = text_id and bool(continuous) and kll_impl == "native"
     id_range = [F.min("_dl_id").alias("_dl_id_lo"), F.max("_dl_id").alias("_dl_id_hi")] if id_col else []
-    moments = inputs.groupBy(*group).agg(
-        F.count(F.lit(1)).alias("rows"), F.count("_dl_ts").alias("ts_n"), F.min("_dl_ts").alias("ts_min"),
-        F.max("_dl_ts").alias("ts_max"),
-        *[F.sum(f"_dl_sum{i}").alias(f"_dl_sum{i}") for i in range(len(sums))],
-        *([] if in_kll else id_range), *[m for a in aliases for m in moment_aggs(a)])
+    per_chunk = [F.count(F.lit(1)).alias("rows"), F.count("_dl_ts").alias("ts_n"), F.min("_dl_ts").alias("ts_min"),
+                 F.max("_dl_ts").alias("ts_max"), *([] if in_kll else id_range),
+                 *[F.sum(f"_dl_sum{i}").alias(f"_dl_sum{i}") for i in range(len(sums))]]
+    layout = SlotLayout.fit(len(continuous), len(group) + 1 + len(per_chunk),
+                            int(df.sparkSession.conf.get("spark.sql.codegen.maxFields", "100")))
+    if layout.groups == 1:
+        moments = inputs.groupBy(*group).agg(*per_chunk, *[m for a in aliases for m in moment_aggs(a)])
+    else:
+        carried = [*group, "_dl_ts", *[f"_dl_sum{i}" for i in range(len(sums))], *(["_dl_id"] if ids else [])]
+        stacked = df.select(*group, micros.alias("_dl_ts"), *summed, *ids, layout.stack(continuous))
+        slots = stacked.select(*carried, SLOT_GROUP, *[c for j in range(layout.size)
+                                                        for c in continuous_inputs(f"`s{j}`", f"s{j}")])
+        moments = slots.groupBy(*group, SLOT_GROUP).agg(
+            *per_chunk, *[m for j in range(layout.size) for m in moment_aggs(f"s{j}")])
     placed = F.col(CHUNK_COL).isNotNull()
     parts = {"m": moments}
     if continuous:
@@ -107,6 +118,8 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     if categorical or id_col:
         parts["v"] = _value_counts(df.where(placed), group, categorical, top_n, id_col)
     found = {name: [] for name in ("m", "k", "v")} | collect_union(parts)
+    if layout.groups > 1:
+        found["m"] = layout.unstack(found["m"], group)
     # rows without a timestamp or outside the window (kept by `with_chunk_index(keep_null_ts=True)`) form the
     # null chunk: counted here, left out of everything else
     unplaced = [r for r in found["m"] if r[CHUNK_COL] is None and (r[SLICE_KEY], r[SLICE_VALUE]) == WHOLE]
@@ -148,6 +161,54 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
         for key, cp in chunks.items():
             cp.sums = (cp.sums or {}) | {DUPLICATE_IDS: float(duplicates.get(key, 0))}
     return ProfiledChunks([chunks[k] for k in sorted(chunks)], null_ts, outside)
+
+
+SLOT_GROUP = "_dl_g"
+MOMENT_FIELDS = 6  # aggregation buffer fields of `moment_aggs`: three sums, and var_pop's count, mean and m2
+_SLOT = re.compile(r"s(\d+)__(\w+)")
+
+
+@dataclass(frozen=True)
+class SlotLayout:
+    """How the moments of many continuous columns fit Spark's code generation: `groups` groups of `size`
+    slots. Past `spark.sql.codegen.maxFields` aggregation fields (about 15 columns) Spark runs the aggregate
+    uncompiled, and var_pop alone then costs more than all the KLL sketches (docs/performance.md, part 9);
+    so each row is stacked into `groups` rows of `size` columns (one `inline`, no second scan) and the
+    moments are aggregated per chunk and group, compiled. One group: the columns as they are."""
+
+    columns: int
+    groups: int
+    size: int
+
+    @classmethod
+    def fit(cls, columns: int, fixed: int, max_fields: int) -> SlotLayout:
+        """The fewest groups whose aggregation has at most `max_fields` fields, `fixed` of them not moments."""
+        groups = max(1, math.ceil(columns / max(1, (max_fields - fixed) // MOMENT_FIELDS)))
+        return cls(columns, groups, math.ceil(columns / groups))
+
+    def stack(self, names: list[str]) -> Column:
+        """The generator of one row per group: SLOT_GROUP and slots `s0`.. as doubles (nulls past the end)."""
+        def slot(i: int) -> Column:
+            return F.col(quote_part(names[i])).cast("double") if i < self.columns else F.lit(None).cast("double")
+        return F.inline(F.array(*[
+            F.struct(F.lit(g).alias(SLOT_GROUP), *[slot(g * self.size + j).alias(f"s{j}") for j in range(self.size)])
+            for g in range(self.groups)]))
+
+    def unstack(self, rows: list[dict], group: list[str]) -> list[dict]:
+        """One dict per chunk key from its groups' rows: slot `s<j>__<m>` of group g becomes `c<g*size+j>__<m>`;
+        the per-chunk aggregates are the same in every group (each row is in each group once)."""
+        merged: dict[tuple, dict] = {}
+        for r in rows:
+            values = dict(r)
+            g = values.pop(SLOT_GROUP)
+            out = merged.setdefault(tuple(values[c] for c in group), {})
+            for name, value in values.items():
+                m = _SLOT.fullmatch(name)
+                if m is None:
+                    out.setdefault(name, value)
+                elif (i := g * self.size + int(m[1])) < self.columns:
+                    out[f"c{i}__{m[2]}"] = value
+        return list(merged.values())
 
 
 def _kll_sketches(inputs: DataFrame, group: list[str], aliases: list[str], kll_k: int, kll_impl: str,

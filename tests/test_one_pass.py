@@ -55,3 +55,42 @@ def test_job_count_independent_of_columns_and_chunks(spark):
     large = _profile_jobs(spark, with_days(9), many_cols, 9, "many")
     assert small >= 1
     assert large == small, f"{small} jobs for 2 columns x 2 chunks but {large} for 16 columns x 9 chunks"
+
+
+def test_moments_of_many_columns_are_stacked_and_exact(spark):
+    """40 continuous columns pass spark.sql.codegen.maxFields: their moments are aggregated in stacked groups
+    of columns (one row per group), and every count and moment still matches numpy on the same rows
+    (mean and m2 to 1e-9 relative, counts exactly), including a column far from zero and null, NaN and inf."""
+    from monitoring.profiling import SlotLayout
+
+    NAN_MARK = -12345.5
+    rng = np.random.default_rng(3)
+    n, width = 3_000, 40
+    pdf = pd.DataFrame({"id": np.arange(n)})
+    for i in range(width):
+        x = rng.normal(loc=1e6 if i == 7 else i, scale=1 + i, size=n)
+        x[rng.random(n) < 0.05] = np.nan
+        x[rng.random(n) < 0.01] = np.inf
+        pdf[f"x{i}"] = np.where(np.isnan(x), NAN_MARK, x)  # pandas' NaN would reach Spark as null
+    nulls = rng.random((n, width)) < 0.03
+    df = spark.createDataFrame(pdf).selectExpr(
+        "id", "timestamp_seconds(1735689600 + id) AS ts",
+        *[f"CASE WHEN id IN ({','.join(map(str, np.flatnonzero(nulls[:, i]).tolist()))}) THEN NULL "
+          f"WHEN x{i} = {NAN_MARK} THEN CAST('NaN' AS DOUBLE) ELSE x{i} END AS x{i}"
+          for i in range(width)])
+    chunking = Chunking(size=1_000)
+    chunks = profile_chunks(with_slices(with_chunk_index(df, chunking, "ts", "id"), {}),
+                            [(f"x{i}", "continuous") for i in range(width)], chunking, "ts", 200, 20)
+    assert SlotLayout.fit(width, 8, int(spark.conf.get("spark.sql.codegen.maxFields"))).groups > 1
+    assert [c.row_count for c in chunks] == [1_000] * 3
+    for k, chunk in enumerate(chunks):
+        rows = slice(k * 1_000, (k + 1) * 1_000)
+        for i in range(width):
+            x, null = pdf[f"x{i}"].replace(NAN_MARK, np.nan).to_numpy()[rows], nulls[rows, i]
+            finite = x[~null & np.isfinite(x)]
+            p = chunk.columns[f"x{i}"]
+            assert (p.null_count, p.nan_count, p.inf_count, p.valid_count) == (
+                int(null.sum()), int(np.isnan(x[~null]).sum()), int(np.isinf(x[~null]).sum()), finite.size), f"x{i}"
+            assert abs(p.mean - finite.mean()) <= 1e-9 * abs(finite.mean()) + 1e-12, f"x{i}"
+            m2 = ((finite - finite.mean()) ** 2).sum()
+            assert abs(p.m2 - m2) <= 1e-9 * m2, f"x{i}"
