@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import BinaryType, StringType
+from pyspark.sql.types import BinaryType, IntegralType, StringType
 
 from monitoring.chunking import CHUNK_COL, ChunkInfo, period_chunk, utc_from_micros
 from monitoring.config import Chunking
@@ -248,18 +248,24 @@ def _value_counts(df: DataFrame, group: list[str], categorical: list[str], top_n
     distinct values and an HLL sketch of them (for merges); with `id_col` also, as column ID_ENTRY, the
     rows beyond the first of each non-null prediction id in `other` (duplicate ids). Both branches read
     the same shuffled counts (Spark reuses the exchange): one scan."""
+    # an integral id travels as a long in `k` (text of ten million ids costs more than all the categories)
+    integral = bool(id_col) and isinstance(df.schema[id_col].dataType, IntegralType)
+    no_key = F.lit(None).cast("long")
     pairs = F.explode(F.array(*[
-        F.struct(F.lit(i).alias("i"), F.col(quote_part(name)).cast("string").alias("v"))
+        F.struct(F.lit(i).alias("i"), F.col(quote_part(name)).cast("string").alias("v"), no_key.alias("k"))
         for i, name in enumerate(categorical)
-    ] + ([F.struct(F.lit(ID_ENTRY).alias("i"), F.col(quote_part(id_col)).cast("string").alias("v"))]
+    ] + ([F.struct(F.lit(ID_ENTRY).alias("i"),
+                   (F.lit(None) if integral else F.col(quote_part(id_col))).cast("string").alias("v"),
+                   (F.col(quote_part(id_col)) if integral else no_key).cast("long").alias("k"))]
          if id_col else []))).alias("kv")
-    counts = (df.select(*group, pairs).select(*group, "kv.i", "kv.v")
-              .groupBy(*group, "i", "v").agg(F.count(F.lit(1)).alias("n"),
-                                             # an aggregate, not the grouping key: a filter on it is not
-                                             # pushed below the aggregation, so both branches share it
-                                             # (1: a non-null id, 2: the null id, 0: a column's value)
-                                             F.max(F.when(F.col("i") != ID_ENTRY, 0).when(F.col("v").isNull(), 2)
-                                                   .otherwise(1)).alias("entry")))
+    counts = (df.select(*group, pairs).select(*group, "kv.i", "kv.v", "kv.k")
+              .groupBy(*group, "i", "v", "k").agg(F.count(F.lit(1)).alias("n"),
+                                                  # an aggregate, not the grouping key: a filter on it is not
+                                                  # pushed below the aggregation, so both branches share it
+                                                  # (1: a non-null id, 2: the null id, 0: a column's value)
+                                                  F.max(F.when(F.col("i") != ID_ENTRY, 0)
+                                                        .when(F.col("v").isNull() & F.col("k").isNull(), 2)
+                                                        .otherwise(1)).alias("entry")))
     values = counts.where(F.col("entry") == 0)
     order = Window.partitionBy(*group, "i").orderBy(F.col("v").isNull(), F.desc("n"), F.asc("v"))
     ranked = values.withColumn("rank", F.row_number().over(order))
