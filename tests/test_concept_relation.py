@@ -165,8 +165,9 @@ def test_change_z_stays_finite_where_scipy_underflows(chi2, dof, z):
 
 def test_packed_bins_and_their_sums_match_numpy(spark):
     """Many features over several packed words, with NaN, infinities, values on the edges, nulls and unseen
-    categories, summed per (chunk, slice) group with null slice values: the REL branch equals numpy."""
-    from monitoring.performance.state import _residuals
+    categories, summed per (chunk, slice) group with null slice values: the REL entries equal numpy, and the
+    CELL entries of the same aggregation still count every row once (those without a residual too)."""
+    from monitoring.performance.state import CELL, REL, _cells
     from monitoring.relation import RelationBins
 
     rng = np.random.default_rng(11)
@@ -178,12 +179,21 @@ def test_packed_bins_and_their_sums_match_numpy(spark):
     frame["k"] = rng.choice(np.array(["a", "b", "zz", None], dtype=object), n)
     frame["chunk"] = rng.integers(0, 3, n)
     frame["s"] = rng.choice(np.array(["u", None], dtype=object), n)
-    frame["_dl_r"] = rng.normal(size=n)
+    frame["_dl_r"] = np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n))  # unlabelled rows: no residual
+    frame["_dl_score0"], frame["_dl_bad"], frame["_dl_ok"] = rng.random(n), 0, False
+    frame["_dl_l"] = frame["_dl_p"] = None
     bins = RelationBins(tuple((f"c{i}", "continuous", edges) for i in range(40)) + (("k", "categorical", ("a", "b")),))
     assert len(bins.words()) == 3  # 40 x 4 bits + 2 bits over 63-bit words
-    packed = bins.packed(spark.createDataFrame(frame).withColumn("_dl_touch", F.lit(False)))
-    got = {(r["chunk"], r["s"], r["f"], r["b"]): (r["n"], r["x"], r["x2"])
-           for r in _residuals(packed, ["chunk", "s"], bins, F.max("_dl_touch").alias("_dl_touch")).collect()}
+    packed = bins.packed(spark.createDataFrame(frame).withColumn("_dl_touch", F.lit(False))
+                         .withColumns({c: F.col(c).cast("string") for c in ("_dl_l", "_dl_p")}))
+    rows = _cells(packed, make_config("t", [("k", "categorical")], "/tmp/unused"), ["chunk", "s"], 0, 0,
+                  F.max("_dl_touch").alias("_dl_touch"), bins).collect()
+    got = {(r["chunk"], r["s"], r["f"] - 1, r["b"]): (r["n"], r["rx"], r["rx2"]) for r in rows if r["t"] == REL}
+    cells = pd.Series([r["n"] for r in rows if r["t"] == CELL],
+                      [(r["chunk"], r["s"]) for r in rows if r["t"] == CELL]).groupby(level=0).sum()
+    sizes = frame.fillna({"s": "<null>"}).groupby(["chunk", "s"]).size()
+    assert cells.to_dict() == {(c, None if s == "<null>" else s): n for (c, s), n in sizes.items()}
+    frame = frame[frame["_dl_r"].notna()]
 
     expected = {}
     for f, (name, _, _) in enumerate(bins.features):

@@ -150,16 +150,17 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
               model: RowModel | None = None, relation=None, sums: dict[str, Column] | None = None,
               twin: DataFrame | None = None) -> dict[tuple, PerformanceState]:
     """Performance states per group (chunk x slice) of labelled-joined rows (prepared by `prepare` with the
-    same `model`, `relation` and `sums`), from ONE query of up to three aggregations over the same per-row
+    same `model`, `relation` and `sums`), from ONE query of one or two aggregations over the same per-row
     frame:
     - CELL: rows by label x prediction x invalid flag (binary: x positive-class score bin, the
       histogram) with their loss sums, `model`'s per-row outputs and the `sums` of row expressions
       (name -> row expression, kept in `values` under their names); regression: the error sums;
     - HIST (multiclass): per class `f`, rows by label flag x prediction flag x score bin, with score
       and calibrated-probability sums;
-    - REL (with `relation`, monitoring/relation.py RelationBins): per feature `f` and bin `b`, the
-      labelled rows' residual count, sum and sum of squares (bins unpacked from RelationBins.packed's words).
-    Keys are ints and short text and every branch reads the same columns, so Spark shares one shuffle of
+    - REL (with `relation`, monitoring/relation.py RelationBins), entries of the CELL aggregation: per
+      feature `f` - 1 and bin `b`, the labelled rows' residual count, sum and sum of squares (bins unpacked
+      from RelationBins.packed's words).
+    Keys are ints and short text and both branches read the same columns, so Spark shares one shuffle of
     each joined table between them (one scan; docs/performance.md). The chunk's id range is not here: a
     min and max of a text id would turn the aggregation into a sort (monitoring/profiling.py finds it).
     `twin`: the same rows observed under other names, read by every branch but the first
@@ -191,11 +192,9 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
     df = df.select(*row)
     other = twin.select(*row) if twin is not None else df
     touch = F.max("_dl_touch").alias("_dl_touch")
-    branches = [_cells(df, config, group, len(values), len(sums), touch)]
+    branches = [_cells(df, config, group, len(values), len(sums), touch, relation if words else None)]
     if config.problem_type == "multiclass":
         branches.append(_histograms(other, pairs, group, model is not None, touch))
-    if words:
-        branches.append(_residuals(other, group, relation, touch))
     rows = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), branches).collect()
 
     states: dict[tuple, PerformanceState] = {}
@@ -218,24 +217,43 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
             _histogram(add, pairs[rw["f"]][0], rw, rw["ny"], rw["y"])
         else:
             v[relation.mark()] = 1.0
-            name = relation.features[rw["f"]][0]
-            for stat, value in (("n", rw["n"]), ("r", rw["x"]), ("q", rw["x2"])):
+            name = relation.features[rw["f"] - 1][0]
+            for stat, value in (("n", rw["n"]), ("r", rw["rx"]), ("q", rw["rx2"])):
                 add(f"{PREFIX}{rw['b']}|{stat}|{name}", value)
     return states
 
 
-def _cells(df: DataFrame, config: MonitorConfig, group: list[str], values: int, sums: int, touch: Column) -> DataFrame:
-    keys = [F.col("_dl_l").alias("label"), F.col("_dl_p").alias("pred"), F.col("_dl_bad").alias("invalid")]
+def _cells(df: DataFrame, config: MonitorConfig, group: list[str], values: int, sums: int, touch: Column,
+           relation=None) -> DataFrame:
+    """The CELL branch and, with `relation`, the REL entries in the same aggregation: each labelled row with
+    a residual also becomes one entry per feature (`f` = feature + 1, its bin in `b`, unpacked from the
+    packed words), so the joined rows are aggregated once (a second branch would sort and join them again)."""
+    keys = {"label": F.col("_dl_l"), "pred": F.col("_dl_p"), "invalid": F.col("_dl_bad")}
     aggs = [F.sum(f"_dl_v{j}").alias(f"v{j}") for j in range(values)]
     if config.problem_type == "binary":
         score, cls = F.col("_dl_score0"), F.lit(classes(config)[0][0])
-        keys += [F.when(score.isNotNull(), _score_bin(score)).cast("int").alias("b"),
-                 F.when(F.col("_dl_ok"), (F.col("_dl_l") == cls).cast("int")).alias("pos"),
-                 F.coalesce((F.col("_dl_p") == cls).cast("int"), F.lit(0)).alias("yhat")]
+        keys |= {"b": F.when(score.isNotNull(), _score_bin(score)).cast("int"),
+                 "pos": F.when(F.col("_dl_ok"), (F.col("_dl_l") == cls).cast("int")),
+                 "yhat": F.coalesce((F.col("_dl_p") == cls).cast("int"), F.lit(0))}
         aggs.append(F.sum(score).alias("x"))
-    return df.groupBy(*group, *keys).agg(F.count(F.lit(1)).alias("n"), *aggs,
-                                         *[F.sum(f"_dl_s{j}").alias(f"s{j}") for j in range(sums)], touch) \
-        .withColumn("t", F.lit(CELL))
+    kind = F.lit(CELL)
+    if relation is not None:
+        from monitoring.relation import OTHER  # relation imports this module
+
+        # entry 0: the row's cell; entries 1..: its features' bins (the sums of the other entries' cells
+        # are read by nobody; summing them costs less than a condition per entry)
+        df = df.select("*", F.expr(f"posexplode(IF(_dl_r IS NULL, array(CAST(NULL AS BIGINT)), "
+                                   f"concat(array(CAST(NULL AS BIGINT)), {relation.codes()}))) AS (f, c)"))
+        cell = F.col("f") == 0
+        bins = (F.col("c") + F.lit(OTHER)).cast("int")
+        keys = {"f": F.col("f")} | {name: F.when(cell, key) for name, key in keys.items() if name != "b"} \
+            | {"b": F.when(cell, keys["b"]).otherwise(bins) if "b" in keys else F.when(~cell, bins)}
+        r = F.col("_dl_r")
+        aggs += [F.sum(r).alias("rx"), F.sum(r * r).alias("rx2")]
+        kind = F.when(cell, F.lit(CELL)).otherwise(F.lit(REL))
+    return df.groupBy(*group, *[key.alias(name) for name, key in keys.items()]) \
+        .agg(F.count(F.lit(1)).alias("n"), *aggs, *[F.sum(f"_dl_s{j}").alias(f"s{j}") for j in range(sums)], touch) \
+        .withColumn("t", kind)
 
 
 def _histograms(df: DataFrame, pairs: list[tuple[str, str]], group: list[str], calibrated: bool,
@@ -251,19 +269,6 @@ def _histograms(df: DataFrame, pairs: list[tuple[str, str]], group: list[str], c
                             _score_bin(F.col("e.s")).cast("int").alias("b")) \
         .agg(F.count(F.lit(1)).alias("n"), F.sum("e.s").alias("x"), F.count("e.q").alias("ny"),
              F.sum("e.q").alias("y"), touch).withColumn("t", F.lit(HIST))
-
-
-def _residuals(df: DataFrame, group: list[str], relation, touch: Column) -> DataFrame:
-    """The REL branch: per group, feature f and bin b the labelled rows' residual count, sum and sum of
-    squares; each row becomes one entry per feature, its bin unpacked from the packed words."""
-    from monitoring.relation import OTHER  # relation imports this module
-
-    exploded = df.where(F.col("_dl_r").isNotNull()).select(*group, "_dl_r", "_dl_touch",
-                                                           F.expr(f"posexplode({relation.codes()}) AS (f, c)"))
-    r, b = F.col("_dl_r"), (F.col("c") + F.lit(OTHER)).cast("int").alias("b")
-    return exploded.groupBy(*group, "f", b).agg(F.count(F.lit(1)).alias("n"), F.sum(r).alias("x"),
-                                                F.sum(r * r).alias("x2"), touch) \
-        .withColumn("t", F.lit(REL))
 
 
 def _score_bin(score: Column) -> Column:
