@@ -2,8 +2,9 @@
 
 Three aggregations over the chunked rows, collected as one union (one Spark job without adaptive
 execution, whatever the number of columns or chunks): counts and moments of continuous columns (Spark's
-code-generated hash aggregate), their KLL sketches (an object aggregate: mixing declarative aggregates
-into it makes them run uncompiled, several times slower, see docs/performance.md; on Spark < 4.1 the
+code-generated hash aggregate; past its field limit, over stacked groups of columns, `SlotLayout`), their
+KLL sketches (an object aggregate: mixing declarative aggregates into it makes them run uncompiled,
+several times slower, see docs/performance.md; on Spark < 4.1 the
 same sketches from the `datasketches` package in pandas UDFs, `kll_impl="python"`), and categorical
 value counts grouped by chunk x column x value with the top-N kept per chunk and column inside Spark;
 the same value counts, with the prediction id as one more column, give the duplicate ids of a chunk
@@ -248,7 +249,7 @@ def _value_counts(df: DataFrame, group: list[str], categorical: list[str], top_n
     distinct values and an HLL sketch of them (for merges); with `id_col` also, as column ID_ENTRY, the
     rows beyond the first of each non-null prediction id in `other` (duplicate ids). Both branches read
     the same shuffled counts (Spark reuses the exchange): one scan."""
-    # an integral id travels as a long in `k` (text of ten million ids costs more than all the categories)
+    # an integral id travels as a long in `k`: cheaper to hash and shuffle than its text (docs/performance.md)
     integral = bool(id_col) and isinstance(df.schema[id_col].dataType, IntegralType)
     no_key = F.lit(None).cast("long")
     pairs = F.explode(F.array(*[
