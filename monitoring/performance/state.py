@@ -241,7 +241,7 @@ def _cells(df: DataFrame, config: MonitorConfig, group: list[str], values: int, 
         from monitoring.relation import OTHER  # relation imports this module
 
         # entry 0: the row's cell; entries 1..: its features' bins (the sums of the other entries' cells
-        # are read by nobody; summing them costs less than a condition per entry)
+        # are read by nobody; summing them costs less than a condition per entry, docs/performance.md)
         df = df.select("*", F.expr(f"posexplode(IF(_dl_r IS NULL, array(CAST(NULL AS BIGINT)), "
                                    f"concat(array(CAST(NULL AS BIGINT)), {relation.codes()}))) AS (f, c)"))
         cell = F.col("f") == 0
