@@ -76,8 +76,8 @@ def latest_labels(labels: DataFrame, cfg: Labels, regression: bool, known: list[
     tv = F.struct(F.col(quote_part(cfg.timestamp_column)).alias("ts"), label.alias("v"), valid.alias("ok"))
     # shuffled by id first: labels rarely repeat an id, so a partial aggregation would sort every row before
     # the shuffle for nothing (a max of a struct is a sort aggregate); this way the rows are sorted once
-    latest = labels.repartition(F.col(quote_part(cfg.id_column))).groupBy(
-        F.col(quote_part(cfg.id_column)).alias("_dl_id")).agg(
+    ids = F.col(quote_part(cfg.id_column))
+    latest = labels.repartition(ids).groupBy(ids.alias("_dl_id")).agg(
         F.max(F.when(label.isNotNull(), tv)).alias("_dl_tv"), F.count(F.lit(1)).alias("_dl_n"),
         F.count(F.col(quote_part(cfg.label_column))).alias("_dl_nonnull"))
     return latest.select("_dl_id", F.when(F.col("_dl_tv.ok"), F.col("_dl_tv.v")).alias(LABEL),

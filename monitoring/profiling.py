@@ -90,9 +90,9 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     sums = sums or {}
     summed = [e.cast("double").alias(f"_dl_sum{i}") for i, e in enumerate(sums.values())]
     ids = [F.col(quote_part(id_col)).alias("_dl_id")] if id_col else []
-    inputs = df.select(*group, micros.alias("_dl_ts"), *summed, *ids,
-                       *[c for name, a in zip(continuous, aliases, strict=True)
-                         for c in continuous_inputs(quote_part(name), a)])
+    per_row = [*group, micros.alias("_dl_ts"), *summed, *ids]
+    inputs = df.select(*per_row, *[c for name, a in zip(continuous, aliases, strict=True)
+                                   for c in continuous_inputs(quote_part(name), a)])
     # the id range: a min and max of text is no hash-aggregate buffer (it would sort the rows), so a text id
     # goes with the KLL sketches' object aggregate, which takes any buffer
     text_id = bool(id_col) and isinstance(df.schema[id_col].dataType, (StringType, BinaryType))
@@ -106,10 +106,8 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     if layout.groups == 1:
         moments = inputs.groupBy(*group).agg(*per_chunk, *[m for a in aliases for m in moment_aggs(a)])
     else:
-        carried = [*group, "_dl_ts", *[f"_dl_sum{i}" for i in range(len(sums))], *(["_dl_id"] if ids else [])]
-        stacked = df.select(*group, micros.alias("_dl_ts"), *summed, *ids, layout.stack(continuous))
-        slots = stacked.select(*carried, SLOT_GROUP, *[c for j in range(layout.size)
-                                                        for c in continuous_inputs(f"`s{j}`", f"s{j}")])
+        slots = df.select(*per_row, layout.stack(continuous)).select(
+            "*", *[c for j in range(layout.size) for c in continuous_inputs(f"`s{j}`", f"s{j}")])
         moments = slots.groupBy(*group, SLOT_GROUP).agg(
             *per_chunk, *[m for j in range(layout.size) for m in moment_aggs(f"s{j}")])
     placed = F.col(CHUNK_COL).isNotNull()
