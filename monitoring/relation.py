@@ -51,6 +51,7 @@ from monitoring.tables import quote_part
 RELATION_CHANGE, RELATION_SHIFT = "relation_change", "relation_shift"
 PREFIX = "rel|"  # state keys rel|<bin>|<n, r or q>|<feature>; <bin>: index, MISSING or OTHER
 MISSING, OTHER = -1, -2
+GROUP_BITS = 12  # a REL entry holds the bins of features spanning at most this many bits: 4096 combinations
 MARK = "rel#"  # key rel#<fingerprint> (value: chunks merged) marks states holding these bins' sums
 
 
@@ -115,14 +116,34 @@ class RelationBins:
         named = [w.alias(n) for w, n in zip(words.values(), self.words(), strict=True)]
         return df.select("*", *prepared).select(*[F.col(quote_part(c)) for c in df.columns], *named)
 
+    @cached_property
+    def groups(self) -> list[tuple[int, int, int, tuple[tuple[int, int, int], ...]]]:
+        """The REL entries of a row: consecutive features of one word whose codes span at most GROUP_BITS
+        bits together (a wider feature alone), each (word, offset, width, members), a member being (feature,
+        shift within the group, width). One entry per group instead of per feature: the label pass
+        aggregates a few combined codes a row and `decode` splits their sums per feature (docs/performance.md)."""
+        out: list[tuple[int, int, int, list[tuple[int, int, int]]]] = []
+        for i, (word, offset, width) in enumerate(self.layout()):
+            last = out[-1] if out else None
+            if last is not None and last[0] == word and last[2] + width <= GROUP_BITS:
+                out[-1] = (word, last[1], last[2] + width, last[3] + [(i, offset - last[1], width)])
+            else:
+                out.append((word, offset, width, [(i, 0, width)]))
+        return [(w, o, n, tuple(m)) for w, o, n, m in out]
+
     def codes(self) -> str:
-        """SQL text: the array of every feature's bin code (bin - OTHER) read back from the words. One shift
-        and one mask per feature, nothing more: with an ANSI add and cast per element as well, the generated
-        projection of 200 features outgrew what the JIT compiles and the label job ran 8x slower (measured,
-        docs/performance.md)."""
+        """SQL text: the array of every group's combined code (its features' codes, bin - OTHER, side by side)
+        read back from the words. One shift and one mask per group, nothing more: with an ANSI add and cast
+        per element as well, the generated projection of 200 features outgrew what the JIT compiles and
+        the label job ran 8x slower (measured, docs/performance.md)."""
         words = self.words()
         return "array(" + ", ".join(f"(shiftright(`{words[w]}`, {offset}) & {(1 << width) - 1})"
-                                    for w, offset, width in self.layout()) + ")"
+                                    for w, offset, width, _ in self.groups) + ")"
+
+    def decode(self, group: int, code: int) -> list[tuple[str, int]]:
+        """(feature, bin) of each member of group `group` (0-based) whose combined code is `code`."""
+        return [(self.features[i][0], ((code >> shift) & ((1 << width) - 1)) + OTHER)
+                for i, shift, width in self.groups[group][3]]
 
 
 def _search(x: str, bounds: tuple, lo: int, hi: int) -> str:

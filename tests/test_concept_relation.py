@@ -164,11 +164,12 @@ def test_change_z_stays_finite_where_scipy_underflows(chi2, dof, z):
 
 
 def test_packed_bins_and_their_sums_match_numpy(spark):
-    """Many features over several packed words, with NaN, infinities, values on the edges, nulls and unseen
-    categories, summed per (chunk, slice) group with null slice values: the REL entries equal numpy, and the
-    CELL entries of the same aggregation still count every row once (those without a residual too)."""
+    """Many features over several packed words (their bins aggregated in groups of features), with NaN,
+    infinities, values on the edges, nulls and unseen categories, summed per (chunk, slice) group with null
+    slice values: the REL entries equal numpy, and the CELL entries of the same aggregation still count every
+    row once (those without a residual too)."""
     from monitoring.performance.state import CELL, REL, _cells
-    from monitoring.relation import RelationBins
+    from monitoring.relation import GROUP_BITS, RelationBins
 
     rng = np.random.default_rng(11)
     n, edges = 4000, tuple(float(e) for e in np.linspace(-1.5, 1.5, 9))
@@ -188,7 +189,14 @@ def test_packed_bins_and_their_sums_match_numpy(spark):
                          .withColumns({c: F.col(c).cast("string") for c in ("_dl_l", "_dl_p")}))
     rows = _cells(packed, make_config("t", [("k", "categorical")], "/tmp/unused"), ["chunk", "s"], 0, 0,
                   F.max("_dl_touch").alias("_dl_touch"), bins).collect()
-    got = {(r["chunk"], r["s"], r["f"] - 1, r["b"]): (r["n"], r["rx"], r["rx2"]) for r in rows if r["t"] == REL}
+    # one REL entry per group of features (3 x 4 bits a group; the last word: 3, 3, 3, then 1 with k)
+    assert len(bins.groups) == 14 and all(width <= GROUP_BITS for _, _, width, _ in bins.groups)
+    names, got = [name for name, _, _ in bins.features], {}
+    for r in rows:
+        for name, bin_ in bins.decode(r["f"] - 1, r["b"]) if r["t"] == REL else ():
+            key = (r["chunk"], r["s"], names.index(name), bin_)
+            got[key] = tuple(a + b for a, b in zip(got.get(key, (0, 0.0, 0.0)), (r["n"], r["rx"], r["rx2"]),
+                                                   strict=True))
     cells = pd.Series([r["n"] for r in rows if r["t"] == CELL],
                       [(r["chunk"], r["s"]) for r in rows if r["t"] == CELL]).groupby(level=0).sum()
     sizes = frame.fillna({"s": "<null>"}).groupby(["chunk", "s"]).size()

@@ -217,9 +217,9 @@ def aggregate(df: DataFrame, config: MonitorConfig, group: list[str], labels_ver
             _histogram(add, pairs[rw["f"]][0], rw, rw["ny"], rw["y"])
         else:
             v[relation.mark()] = 1.0
-            name = relation.features[rw["f"] - 1][0]
-            for stat, value in (("n", rw["n"]), ("r", rw["rx"]), ("q", rw["rx2"])):
-                add(f"{PREFIX}{rw['b']}|{stat}|{name}", value)
+            for name, b in relation.decode(rw["f"] - 1, rw["b"]):
+                for stat, value in (("n", rw["n"]), ("r", rw["rx"]), ("q", rw["rx2"])):
+                    add(f"{PREFIX}{b}|{stat}|{name}", value)
     return states
 
 
@@ -238,14 +238,12 @@ def _cells(df: DataFrame, config: MonitorConfig, group: list[str], values: int, 
         aggs.append(F.sum(score).alias("x"))
     kind = F.lit(CELL)
     if relation is not None:
-        from monitoring.relation import OTHER  # relation imports this module
-
         # entry 0: the row's cell; entries 1..: its features' bins (the sums of the other entries' cells
         # are read by nobody; summing them costs less than a condition per entry, docs/performance.md)
         df = df.select("*", F.expr(f"posexplode(IF(_dl_r IS NULL, array(CAST(NULL AS BIGINT)), "
                                    f"concat(array(CAST(NULL AS BIGINT)), {relation.codes()}))) AS (f, c)"))
         cell = F.col("f") == 0
-        bins = (F.col("c") + F.lit(OTHER)).cast("int")
+        bins = F.col("c").cast("int")  # the combined code of a group of features (RelationBins.groups)
         keys = {"f": F.col("f")} | {name: F.when(cell, key) for name, key in keys.items() if name != "b"} \
             | {"b": F.when(cell, keys["b"]).otherwise(bins) if "b" in keys else F.when(~cell, bins)}
         r = F.col("_dl_r")
