@@ -1,9 +1,12 @@
-"""A Delta table's schema read from its transaction log, without Spark (`driftline validate`).
+"""A Delta table's schema and newest commit read from its transaction log, without Spark.
 
 The newest `metaData` action holds the schema: the commits (`_delta_log/<version>.json`, newest first)
-are read back to the last checkpoint, then the checkpoint itself (Parquet, through pyarrow). Only
-tables on the local file system are read this way; for catalog tables and remote paths `read_schema`
-returns None and the schema is checked when a Spark job opens the table.
+are read back to the last checkpoint, then the checkpoint itself (Parquet, through pyarrow). The newest
+commit is the highest-numbered commit file, its `commitInfo` holds the `userMetadata` a run marks its
+commits with (monitoring/run_plan.py). Only tables on the local file system are read this way (DESCRIBE
+HISTORY costs 0.3 s a table warm, 3 s the first time in a process); for catalog tables, remote paths and
+tables whose newest commits may not be in the log yet (coordinated commits) both return None and the
+caller asks Spark.
 """
 
 from __future__ import annotations
@@ -49,6 +52,31 @@ def read_schema(table: str) -> StructType | None:
                 if m and m.get("schemaString"):
                     return StructType.fromJson(json.loads(m["schemaString"]))
     raise FileNotFoundError(f"the Delta log of '{table}' has no metaData action")
+
+
+def newest_commit(table: str) -> tuple[int, str | None] | None:
+    """(version, userMetadata) of the table's newest commit, as DESCRIBE HISTORY ... LIMIT 1 gives them; None
+    when it is not a local path or newer commits are staged but not yet in the log; FileNotFoundError when the path
+    holds no Delta table. A commit file appears whole (Delta writes it atomically), so the version read is a
+    committed one."""
+    root = local_path(table)
+    if root is None:
+        return None
+    log = root / "_delta_log"
+    if not log.is_dir():
+        raise FileNotFoundError(f"no _delta_log directory under {root}")
+    versions = [int(p.stem) for p in log.glob("*.json") if p.stem.isdigit()]
+    if not versions:
+        raise FileNotFoundError(f"the Delta log under {root} holds no commit")
+    newest = max(versions)
+    staged = (p.name.split(".", 1)[0] for p in (log / "_staged_commits").glob("*.json"))
+    if any(v.isdigit() and int(v) > newest for v in staged):  # coordinated commits not backfilled yet
+        return None
+    for line in (log / f"{newest:020d}.json").read_text().splitlines():
+        action = json.loads(line) if line.strip() else {}
+        if "commitInfo" in action:
+            return newest, action["commitInfo"].get("userMetadata")
+    return newest, None
 
 
 def _last_checkpoint(log: Path) -> int:

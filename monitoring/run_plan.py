@@ -3,8 +3,9 @@
 A run's results depend on its settings, the Driftline version and the versions of five tables: the
 source and label tables it reads, and the profiles, reference and estimators tables that hold its
 stored states. `RunInputs` hashes them; the commit that writes a run's metrics records that hash in
-its Delta `userMetadata`. The next run reads the newest commit of each table (DESCRIBE HISTORY ... LIMIT
-1: one small Spark job each) and, when the metrics table's newest commit carries the same
+its Delta `userMetadata`. The next run reads the newest commit of each table (from the Delta log of a
+local table, `monitoring.delta_log.newest_commit`; else DESCRIBE HISTORY ... LIMIT 1, one small Spark job
+each) and, when the metrics table's newest commit carries the same
 hash, returns the stored results without reading a row (docs/incremental.md).
 
 A table written by anyone else in between changes its version, so the hash differs and the run takes
@@ -24,6 +25,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
+from monitoring import delta_log
 from monitoring.config import MonitorConfig
 from monitoring.fingerprints import COMPARE_FORMAT, result_settings
 from monitoring.tables import table_ident
@@ -34,6 +36,12 @@ STATE_TABLES = ("profiles", "reference", "estimators")
 
 def newest_commit(spark: SparkSession, name: str) -> tuple[int, str | None] | None:
     """(version, userMetadata) of the newest commit of Delta table `name`; None when it does not exist."""
+    try:
+        local = delta_log.newest_commit(name)
+    except FileNotFoundError:
+        return None
+    if local is not None:
+        return local
     try:
         # a plain collect of the command's rows: a projection on top would cost a Spark job of its own
         rows = spark.sql(f"DESCRIBE HISTORY {table_ident(name)} LIMIT 1").collect()

@@ -22,6 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DataType, MapType, StructField, StructType
 
+from monitoring import delta_log
 from monitoring.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,9 @@ def read_delta(spark: SparkSession, name: str, key: str, version: int | None = N
     ident = table_ident(name)
     try:
         if version is None:
-            version = spark.sql(f"DESCRIBE HISTORY {ident} LIMIT 1").collect()[0]["version"]
-    except AnalysisException as exc:
+            local = delta_log.newest_commit(name)  # a local table's log, read without Spark
+            version = local[0] if local else spark.sql(f"DESCRIBE HISTORY {ident} LIMIT 1").collect()[0]["version"]
+    except (AnalysisException, FileNotFoundError) as exc:
         raise ConfigError(key, f"table '{name}' cannot be read as a Delta table ({first_line(exc)}). "
                                "Check the path or catalog name, and that the table was written.") from None
     df = spark.sql(f"SELECT * FROM {ident} VERSION AS OF {int(version)}")

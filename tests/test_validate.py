@@ -105,6 +105,39 @@ def test_schema_from_a_checkpointed_log_equals_sparks(spark, table):
     assert [f.name for f in read_schema(out).fields] == ["id", "x", "tag"]
 
 
+def test_newest_commit_from_the_log_equals_describe_history(spark, table):
+    """The newest commit read from a local table's log (no Spark) is DESCRIBE HISTORY's: version and
+    userMetadata, after a checkpoint and after a commit without metadata; None for a catalog name, a
+    remote URI and a newer commit staged outside the log (Spark asks), FileNotFoundError for a path without
+    a Delta table."""
+    from monitoring.delta_log import newest_commit
+    from monitoring.tables import table_ident
+
+    root, _ = table
+    out = str(root / "commits")
+    frame = pd.DataFrame({"id": [1, 2], "x": [0.5, 1.5]})
+    spark.conf.set("spark.databricks.delta.properties.defaults.checkpointInterval", "2")
+    try:
+        write_delta(spark, frame, out)
+        for i in range(3):
+            spark.createDataFrame(frame).write.format("delta").mode("append").option("userMetadata", f"run-{i}") \
+                .save(out)
+            history = spark.sql(f"DESCRIBE HISTORY {table_ident(out)} LIMIT 1").first()
+            assert newest_commit(out) == (history["version"], f"run-{i}") == (i + 1, history["userMetadata"])
+        spark.createDataFrame(frame).write.format("delta").mode("append").save(out)
+    finally:
+        spark.conf.unset("spark.databricks.delta.properties.defaults.checkpointInterval")
+    assert list(Path(out, "_delta_log").glob("*.checkpoint*.parquet"))
+    assert newest_commit(out) == (4, None)
+    assert newest_commit("main.schema.table") is None and newest_commit("s3://bucket/table") is None
+    staged = Path(out, "_delta_log", "_staged_commits")
+    staged.mkdir(exist_ok=True)
+    (staged / "00000000000000000005.3f2a.json").write_text("{}")  # a coordinated commit not backfilled yet
+    assert newest_commit(out) is None
+    with pytest.raises(FileNotFoundError):
+        newest_commit(str(root / "nothing-here"))
+
+
 def test_version():
     done = subprocess.run([sys.executable, "-m", "monitoring.cli", "--version"], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
