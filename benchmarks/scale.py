@@ -205,7 +205,7 @@ def agreement(spark, config, nanny: dict) -> dict:
     from pyspark.sql import functions as F
 
     from monitoring.pipeline import metrics_table
-    from monitoring.tables import table_ident
+    from monitoring.stores.tables import table_ident
 
     ours = (spark.table(table_ident(metrics_table(config)))
             .where((F.col("period") == "analysis") & (F.col("slice_key") == "")
@@ -252,7 +252,7 @@ def floor(rows: int) -> None:
     from monitoring.chunking import CHUNK_COL, with_chunk_index
     from monitoring.config import parse_config
     from monitoring.session import get_spark
-    from monitoring.tables import read_delta
+    from monitoring.stores.tables import read_delta
 
     config = parse_config(monitor_config(rows, 10))
     spark = get_spark(config.spark, "driftline-bench-floor")

@@ -76,7 +76,7 @@ class Results:
         """The stored metrics table of this monitor, as a Spark DataFrame (every row, not only this run's)."""
         from monitoring.pipeline import metrics_table
         from monitoring.session import get_spark
-        from monitoring.tables import read_delta
+        from monitoring.stores.tables import read_delta
 
         spark = spark or get_spark(self.config.spark)
         return read_delta(spark, metrics_table(self.config), "metrics").df \
@@ -176,8 +176,8 @@ class Monitor:
 
     def results(self) -> Results:
         """The stored results of the monitor (the metrics table), without running anything."""
-        from monitoring.metrics_store import read_metrics
         from monitoring.pipeline import metrics_table
+        from monitoring.stores.metrics import read_metrics
 
         stored = read_metrics(self.spark, metrics_table(self.config), self.config.monitor)
         return Results(self.config, stored.results, run_alerts(stored.results, self.config))
@@ -205,11 +205,11 @@ class Monitor:
 
         from monitoring.drift.compare import ANALYSIS
         from monitoring.pipeline import profiles_table, reference_table
-        from monitoring.profile_store import parse_profiles, profiles_query
-        from monitoring.reference import parse_reference, reference_query
         from monitoring.reporting.interactive import Distribution
         from monitoring.slices import WHOLE
-        from monitoring.tables import collect_union, table_exists
+        from monitoring.stores.profiles import parse_profiles, profiles_query
+        from monitoring.stores.reference import parse_reference, reference_query
+        from monitoring.stores.tables import collect_union, table_exists
 
         columns = [i.subject for i in stored.incidents() if i.kind == COLUMN]
         analysis = [r.chunk.index for r in stored.metrics if r.period == ANALYSIS and r.row_count]

@@ -25,7 +25,7 @@ from monitoring.config import Labels, MonitorConfig
 from monitoring.labels import LabelStats
 from monitoring.profiling import ChunkProfile
 from monitoring.slices import WHOLE
-from monitoring.tables import change_feed, first_line, quote_part
+from monitoring.stores.tables import change_feed, first_line, quote_part
 
 CHANGE_FEED = "change data feed"
 

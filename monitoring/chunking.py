@@ -15,7 +15,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from monitoring.config import Chunking, Period
-from monitoring.tables import quote_part
+from monitoring.stores.tables import quote_part
 
 CHUNK_COL = "_dl_chunk"
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

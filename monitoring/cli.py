@@ -24,7 +24,7 @@ def preflight(config: MonitorConfig) -> list[str]:
     """The config's columns against the schemas of its local Delta tables, read from their logs (no Spark);
     returns the tables it could not check (catalog or remote: the Spark job checks them)."""
     from monitoring.config import validate_against_schema
-    from monitoring.delta_log import read_schema
+    from monitoring.stores.delta_log import read_schema
 
     skipped = []
 
@@ -175,10 +175,10 @@ def cmd_report(args) -> int:
     from monitoring.alerts import run_alerts, webhook_payload
     from monitoring.api import Monitor, Results
     from monitoring.importance import with_model_importances
-    from monitoring.metrics_store import read_metrics
     from monitoring.pipeline import metrics_table
     from monitoring.reporting.mlflow_log import log_run
     from monitoring.session import get_spark
+    from monitoring.stores.metrics import read_metrics
 
     config = with_model_importances(_config(args))
     spark = get_spark(config.spark)

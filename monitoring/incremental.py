@@ -23,7 +23,7 @@ from monitoring.chunking import in_window, period_index
 from monitoring.config import MonitorConfig
 from monitoring.profiling import ChunkProfile
 from monitoring.slices import WHOLE
-from monitoring.tables import change_feed, first_line, quote_part
+from monitoring.stores.tables import change_feed, first_line, quote_part
 
 
 @dataclass(frozen=True)

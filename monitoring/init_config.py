@@ -23,7 +23,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from monitoring.config import NUMERIC_TYPES, TIME_TYPES, parse_config
-from monitoring.tables import quote_part, read_delta
+from monitoring.stores.tables import quote_part, read_delta
 
 SAMPLE_ROWS = 10_000
 CATEGORICAL_MAX = 20

@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from monitoring.config import Labels
 from monitoring.sketches import finite
-from monitoring.tables import quote_part
+from monitoring.stores.tables import quote_part
 
 LABEL, LABELLED, INVALID = "_dl_label", "_dl_labelled", "_dl_invalid_label"
 

@@ -26,23 +26,11 @@ from monitoring.drift.classifier import classifier_results, sample
 from monitoring.drift.compare import MetricResult, apply_thresholds, compare_slice, reference_rows
 from monitoring.drift.reconstruction import Reconstruction, fit_reconstruction, reconstruction_results
 from monitoring.errors import DataError
-from monitoring.estimator_store import (
-    StoredReconstruction,
-    estimators_query,
-    read_calibrators,
-    read_estimators,
-    read_loss_models,
-    read_reconstruction,
-    write_calibrators,
-    write_loss_models,
-    write_reconstruction,
-)
 from monitoring.faults import BEFORE_METRICS, PROFILING, failpoint
 from monitoring.fingerprints import compare_settings, fingerprints, part_of, with_predecessors
 from monitoring.guards import check_labels, empty_columns, kind_problems
 from monitoring.incremental import Increment, plan_increment
 from monitoring.labels import LABEL, LABELLED, LabelJoin, LabelStats, join_labels
-from monitoring.metrics_store import read_metrics, write_metrics
 from monitoring.performance.cbpe import Calibrator, ClassCalibrators, fit_calibrator
 from monitoring.performance.dle import SEED as DLE_SEED
 from monitoring.performance.dle import LossModels, fit_loss_models
@@ -52,15 +40,6 @@ from monitoring.performance.results import performance_results, reference_state
 from monitoring.performance.state import PerformanceState, RowModel, classes
 from monitoring.performance.state import aggregate as performance_states
 from monitoring.performance.state import prepare as prepare_rows
-from monitoring.profile_store import (
-    StoredProfiles,
-    load_performance,
-    parse_profiles,
-    profiles_query,
-    read_stored_profiles,
-    write_performance,
-    write_profiles,
-)
 from monitoring.profiling import GROUP, ChunkProfile, ProfiledChunks, profile_chunks
 from monitoring.quality import (
     DECLARED_KIND,
@@ -77,21 +56,41 @@ from monitoring.quality import (
     schema_results,
     vanished_results,
 )
-from monitoring.reference import (
-    FittedReference,
-    StoredReference,
-    merge_reference,
-    parse_reference,
-    read_reference,
-    reference_query,
-    write_reference,
-)
+from monitoring.reference import FittedReference, merge_reference
 from monitoring.registry import UNBOUNDED
 from monitoring.relation import RelationBins, relation_bins, relation_results
 from monitoring.run_plan import STATE_TABLES, RunInputs, plan_run, recording
 from monitoring.sketches import resolve_kll_impl
 from monitoring.slices import WHOLE, slice_values, validate_slices, with_slices
-from monitoring.tables import VersionedTable, chunks_in, collect_union, quote_part, read_delta, table_exists
+from monitoring.stores.estimators import (
+    StoredReconstruction,
+    estimators_query,
+    read_calibrators,
+    read_estimators,
+    read_loss_models,
+    read_reconstruction,
+    write_calibrators,
+    write_loss_models,
+    write_reconstruction,
+)
+from monitoring.stores.metrics import read_metrics, write_metrics
+from monitoring.stores.profiles import (
+    StoredProfiles,
+    load_performance,
+    parse_profiles,
+    profiles_query,
+    read_stored_profiles,
+    write_performance,
+    write_profiles,
+)
+from monitoring.stores.reference import (
+    StoredReference,
+    parse_reference,
+    read_reference,
+    reference_query,
+    write_reference,
+)
+from monitoring.stores.tables import VersionedTable, chunks_in, collect_union, quote_part, read_delta, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -798,7 +797,7 @@ def load_reconstruction(config: MonitorConfig, reference: FittedReference,
 
 
 def load_estimators(config: MonitorConfig, reference: FittedReference, rows: list) -> Estimators:
-    """The estimation models of the stored estimator `rows` (monitoring/estimator_store.py)."""
+    """The estimation models of the stored estimator `rows` (monitoring/stores/estimators.py)."""
     if not estimation_enabled(config):
         return Estimators()
     table, stored = estimators_table(config), None

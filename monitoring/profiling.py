@@ -37,7 +37,7 @@ from monitoring.sketches import (
     top_counts,
 )
 from monitoring.slices import SLICE_KEY, SLICE_VALUE, WHOLE
-from monitoring.tables import collect_union, quote_part
+from monitoring.stores.tables import collect_union, quote_part
 
 GROUP = [CHUNK_COL, SLICE_KEY, SLICE_VALUE]
 DUPLICATE_IDS = "duplicate:ids"  # key in ChunkProfile.sums: rows beyond the first per prediction id

@@ -34,7 +34,7 @@ from monitoring.performance.state import INVALID_LABELS
 from monitoring.profiling import DUPLICATE_IDS, ChunkProfile
 from monitoring.sketches import finite
 from monitoring.slices import WHOLE
-from monitoring.tables import quote_part
+from monitoring.stores.tables import quote_part
 
 SUM_TOLERANCE = 1e-3  # class scores summing to 1 +- this pass (float32 storage and softmax rounding stay far below)
 MISSING, OUT_OF_RANGE, NOT_ONE, UNKNOWN_CLASS = ("prediction_missing", "score_out_of_range",

@@ -46,7 +46,7 @@ from monitoring.labels import LABEL, LABELLED
 from monitoring.performance.state import predicted
 from monitoring.profiling import ChunkProfile
 from monitoring.sketches import CONTINUOUS, double_sql, finite_sql
-from monitoring.tables import quote_part
+from monitoring.stores.tables import quote_part
 
 RELATION_CHANGE, RELATION_SHIFT = "relation_change", "relation_shift"
 PREFIX = "rel|"  # state keys rel|<bin>|<n, r or q>|<feature>; <bin>: index, MISSING or OTHER

@@ -4,7 +4,7 @@ A run's results depend on its settings, the Driftline version and the versions o
 source and label tables it reads, and the profiles, reference and estimators tables that hold its
 stored states. `RunInputs` hashes them; the commit that writes a run's metrics records that hash in
 its Delta `userMetadata`. The next run reads the newest commit of each table (from the Delta log of a
-local table, `monitoring.delta_log.newest_commit`; else DESCRIBE HISTORY ... LIMIT 1, one small Spark job
+local table, `monitoring.stores.delta_log.newest_commit`; else DESCRIBE HISTORY ... LIMIT 1, one small Spark job
 each) and, when the metrics table's newest commit carries the same
 hash, returns the stored results without reading a row (docs/incremental.md).
 
@@ -25,10 +25,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
-from monitoring import delta_log
 from monitoring.config import MonitorConfig
 from monitoring.fingerprints import COMPARE_FORMAT, result_settings
-from monitoring.tables import table_ident
+from monitoring.stores import delta_log
+from monitoring.stores.tables import table_ident
 
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 STATE_TABLES = ("profiles", "reference", "estimators")

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, MapType, StructType
 
 from monitoring.errors import ConfigError
-from monitoring.tables import first_line
+from monitoring.stores.tables import first_line
 
 SLICE_KEY, SLICE_VALUE = "_dl_slice_key", "_dl_slice_value"
 WHOLE = ("", "")  # slice key and value of the whole table

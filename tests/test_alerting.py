@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from monitoring.cli import EXIT_REPORTING, main
-from monitoring.metrics_store import read_metrics
+from monitoring.stores.metrics import read_metrics
 
 from .helpers import daily_ts, webhook_receiver, write_delta
 from .mlflow_server import free_port, metric_history, mlflow_server, rest_get, rest_runs

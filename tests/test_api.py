@@ -9,8 +9,8 @@ import pytest
 
 import monitoring as dl
 from monitoring.alerts import run_alerts
-from monitoring.metrics_store import read_metrics
 from monitoring.ranking import HEADLINE
+from monitoring.stores.metrics import read_metrics
 
 from .helpers import drift_config, write_drift_tables
 

@@ -18,9 +18,9 @@ import pytest
 from sklearn import metrics as skm
 
 from monitoring.backfill import CHANGE_FEED
-from monitoring.metrics_store import METRIC_KEYS, METRICS_SCHEMA
 from monitoring.pipeline import fit, metrics_table, run
-from monitoring.tables import table_ident
+from monitoring.stores.metrics import METRIC_KEYS, METRICS_SCHEMA
+from monitoring.stores.tables import table_ident
 
 from .helpers import make_config
 from .spark_budget import _final_ids

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from monitoring.config import parse_config
-from monitoring.metrics_store import read_metrics
 from monitoring.pipeline import fit, run
-from monitoring.tables import quote_part, sql_string
+from monitoring.stores.metrics import read_metrics
+from monitoring.stores.tables import quote_part, sql_string
 
 from .helpers import assert_same_metrics, drift_config, write_drift_tables
 

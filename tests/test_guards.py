@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from monitoring.cli import main
-from monitoring.metrics_store import read_metrics
+from monitoring.stores.metrics import read_metrics
 
 from .helpers import daily_ts, write_delta
 

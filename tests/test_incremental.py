@@ -14,10 +14,10 @@ import pytest
 from monitoring.backfill import CHANGE_FEED
 from monitoring.cli import build_parser
 from monitoring.incremental import plan_increment
-from monitoring.metrics_store import METRIC_KEYS, UNCOMPARED
 from monitoring.pipeline import ANALYSIS, fit, metrics_table, profiles_table, run
 from monitoring.quality import VANISHED_CHUNKS
-from monitoring.tables import table_ident
+from monitoring.stores.metrics import METRIC_KEYS, UNCOMPARED
+from monitoring.stores.tables import table_ident
 
 from .helpers import make_config
 

@@ -18,7 +18,7 @@ from monitoring.drift.compare import ANALYSIS
 from monitoring.labels import join_labels
 from monitoring.performance.results import PERFORMANCE
 from monitoring.pipeline import fit, run
-from monitoring.tables import read_delta
+from monitoring.stores.tables import read_delta
 
 from .helpers import make_config
 

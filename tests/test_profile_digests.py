@@ -1,4 +1,4 @@
-"""A run reads the stored performance values of only the chunks it recomputes (monitoring/profile_store.py):
+"""A run reads the stored performance values of only the chunks it recomputes (monitoring/stores/profiles.py):
 each `:performance` row stores the digest of its values; a light read leaves the values in the table and
 gives that digest (equal to a digest of the values computed independently), `load_performance` reads the
 values back exactly, a table written before the `digest` column is read whole, and a state whose values
@@ -15,15 +15,15 @@ import pytest
 
 from monitoring.chunking import ChunkInfo
 from monitoring.performance.state import PerformanceState
-from monitoring.profile_store import (
+from monitoring.profiling import ChunkProfile
+from monitoring.sketches import CONTINUOUS, ColumnProfile
+from monitoring.stores.profiles import (
     PROFILE_SCHEMA,
     load_performance,
     parse_profiles,
     profiles_query,
     write_profiles,
 )
-from monitoring.profiling import ChunkProfile
-from monitoring.sketches import CONTINUOUS, ColumnProfile
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 

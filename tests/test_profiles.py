@@ -13,8 +13,8 @@ import pyarrow as pa
 import pytest
 
 from monitoring.pipeline import ANALYSIS, fit, profile_dataset, profiles_table, run
-from monitoring.profile_store import read_profiles
 from monitoring.sketches import kll_rank_error, merge_all
+from monitoring.stores.profiles import read_profiles
 
 from .helpers import make_config
 

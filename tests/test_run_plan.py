@@ -9,8 +9,8 @@ import math
 
 import pandas as pd
 
-from monitoring.metrics_store import read_metrics
 from monitoring.pipeline import fit, metrics_table, run
+from monitoring.stores.metrics import read_metrics
 from tests.helpers import metric_key
 from tests.test_run_budget import _config, _tables
 

@@ -12,9 +12,9 @@ import pytest
 from pyspark.sql import functions as F
 
 from monitoring.config import parse_config
-from monitoring.metrics_store import read_metrics
 from monitoring.pipeline import fit, metrics_table, profiles_table, run
 from monitoring.relation import PREFIX
+from monitoring.stores.metrics import read_metrics
 from tests.helpers import assert_registered, assert_same_metrics, drift_config, write_drift_tables
 from tests.spark_budget import spark_budget
 

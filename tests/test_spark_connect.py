@@ -21,9 +21,9 @@ import pytest
 import yaml
 
 from monitoring.config import parse_config
-from monitoring.metrics_store import read_metrics
 from monitoring.pipeline import fit, run
 from monitoring.session import cached_delta_jars
+from monitoring.stores.metrics import read_metrics
 
 from .helpers import assert_same_metrics, drift_config, write_drift_tables
 from .mlflow_server import free_port

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from monitoring.delta_log import read_schema
+from monitoring.stores.delta_log import read_schema
 
 from .helpers import write_delta
 
@@ -110,8 +110,8 @@ def test_newest_commit_from_the_log_equals_describe_history(spark, table):
     userMetadata, after a checkpoint and after a commit without metadata; None for a catalog name, a
     remote URI and a newer commit staged outside the log (Spark asks), FileNotFoundError for a path without
     a Delta table."""
-    from monitoring.delta_log import newest_commit
-    from monitoring.tables import table_ident
+    from monitoring.stores.delta_log import newest_commit
+    from monitoring.stores.tables import table_ident
 
     root, _ = table
     out = str(root / "commits")

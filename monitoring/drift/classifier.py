@@ -25,7 +25,7 @@ from monitoring.drift.compare import ANALYSIS, NO_COMPARISON, MetricResult
 from monitoring.drift.reconstruction import MULTIVARIATE
 from monitoring.performance.results import TABLE
 from monitoring.sketches import CONTINUOUS, finite
-from monitoring.tables import quote_part
+from monitoring.stores.tables import quote_part
 
 CLASSIFIER_AUC = "classifier_auc"
 SEED = 13

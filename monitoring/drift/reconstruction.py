@@ -30,7 +30,7 @@ from monitoring.drift.compare import ANALYSIS, NO_COMPARISON, REFERENCE, MetricR
 from monitoring.performance.results import TABLE
 from monitoring.profiling import ChunkProfile
 from monitoring.sketches import CONTINUOUS, ColumnProfile, finite
-from monitoring.tables import quote_part
+from monitoring.stores.tables import quote_part
 
 N, SUM, SUMSQ = "reconstruction:n", "reconstruction:sum", "reconstruction:sumsq"  # keys in ChunkProfile.sums
 

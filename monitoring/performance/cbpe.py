@@ -37,7 +37,7 @@ from monitoring.performance.nannyml_errors import (
 )
 from monitoring.performance.realized import COUNT_METRICS, PerfValue, roc_auc
 from monitoring.performance.state import SCORE_BINS, PerformanceState
-from monitoring.tables import quote_part
+from monitoring.stores.tables import quote_part
 
 ECE_BINS, SPLITS, TEST_SHARE, SEED = 10, 10, 0.1, 42  # NannyML's calibration check
 ESTIMATED_METRICS = ("roc_auc", "average_precision", "f1", "precision", "recall", "specificity", "accuracy",

@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
 
 from monitoring.sketches import CATEGORICAL
-from monitoring.tables import quote_part
+from monitoring.stores.tables import quote_part
 
 LOSSES = ("ae", "se", "ape", "sle")  # absolute, squared, absolute percentage, squared log error
 MAPE_EPS = float(np.finfo(np.float64).eps)

@@ -31,7 +31,7 @@ from pyspark.sql import functions as F
 
 from monitoring.config import MonitorConfig
 from monitoring.labels import INVALID, LABEL, LABELLED
-from monitoring.tables import quote_part
+from monitoring.stores.tables import quote_part
 
 SCORE_BINS = 2000
 PROB_EPS = float(np.finfo(np.float64).eps)  # scikit-learn's clip of probabilities in log loss
@@ -55,7 +55,7 @@ class RowModel(Protocol):
 @dataclass
 class PerformanceState:
     # None: left in the profiles table (a run reads a stored chunk's values only when it recomputes the
-    # chunk's results; monitoring/profile_store.py), `digest` then holds their digest
+    # chunk's results; monitoring/stores/profiles.py), `digest` then holds their digest
     values: dict[str, float] | None = field(default_factory=dict)
     id_min: str | None = None  # smallest and largest prediction id of the chunk, as text
     id_max: str | None = None

@@ -1,6 +1,6 @@
 """Runs at once: two monitors sharing the same source and result tables, and the same monitor twice, all
 started together on one SparkSession (as scheduled jobs or notebooks sharing a cluster would). Delta
-rejects a commit that conflicts with one made meanwhile; Driftline retries it (monitoring/tables.py), so
+rejects a commit that conflicts with one made meanwhile; Driftline retries it (monitoring/stores/tables.py), so
 every run completes, the result tables hold no duplicate keys, and each monitor's values equal those of
 the same monitor run alone."""
 
@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from monitoring.config import Output
-from monitoring.metrics_store import METRIC_KEYS
 from monitoring.pipeline import fit, run
-from monitoring.profile_store import PROFILE_KEYS
+from monitoring.stores.metrics import METRIC_KEYS
+from monitoring.stores.profiles import PROFILE_KEYS
 
 from ..helpers import make_config, write_delta
 

@@ -26,12 +26,12 @@ import yaml
 
 from monitoring.cli import main
 from monitoring.config import parse_config
-from monitoring.estimator_store import ESTIMATOR_KEYS
 from monitoring.faults import BEFORE_METRICS, ENV, MLFLOW_LOGGING, PROFILING
-from monitoring.metrics_store import METRIC_KEYS
 from monitoring.pipeline import fit, run
-from monitoring.profile_store import PROFILE_KEYS, REFERENCE_KEYS
-from monitoring.tables import table_exists
+from monitoring.stores.estimators import ESTIMATOR_KEYS
+from monitoring.stores.metrics import METRIC_KEYS
+from monitoring.stores.profiles import PROFILE_KEYS, REFERENCE_KEYS
+from monitoring.stores.tables import table_exists
 
 from ..helpers import drift_config, write_drift_tables
 

@@ -30,7 +30,6 @@ from monitoring.config import Chunking, Period, parse_config
 from monitoring.drift.compare import ANALYSIS, DRIFT
 from monitoring.errors import ConfigError, ReportingError
 from monitoring.incidents import incidents
-from monitoring.metrics_store import read_metrics
 from monitoring.pipeline import fit, metrics_table, run
 from monitoring.quality import (
     EMPTY_REFERENCE_COLUMN,
@@ -42,6 +41,7 @@ from monitoring.quality import (
 from monitoring.redact import MASK, redact
 from monitoring.reporting.mlflow_log import log_run
 from monitoring.slices import WHOLE, check_expression
+from monitoring.stores.metrics import read_metrics
 
 from ..helpers import daily_ts
 

@@ -21,8 +21,8 @@ from pyspark.sql.types import (
 
 from monitoring.chunking import ChunkInfo
 from monitoring.drift.compare import ANALYSIS, MetricResult
-from monitoring.profile_store import CHUNK_FIELDS
-from monitoring.tables import merge_rows, replace_rows, table_exists, table_ident
+from monitoring.stores.profiles import CHUNK_FIELDS
+from monitoring.stores.tables import merge_rows, replace_rows, table_exists, table_ident
 
 METRIC_KEYS = ["monitor", "period", "chunk_index", "slice_key", "slice_value", "column_name", "family", "metric",
                "comparison"]

@@ -26,7 +26,7 @@ from monitoring.errors import DataError
 from monitoring.performance.state import PERFORMANCE_COLUMN, PerformanceState
 from monitoring.profiling import ChunkProfile
 from monitoring.sketches import ColumnProfile
-from monitoring.tables import chunks_in, merge_rows, replace_rows, sql_string, table_exists, table_ident
+from monitoring.stores.tables import chunks_in, merge_rows, replace_rows, sql_string, table_exists, table_ident
 
 SUMS_COLUMN = ":sums"  # the row holding a chunk's sums of row expressions (ChunkProfile.sums)
 PROFILE_KEYS = ["monitor", "dataset", "chunk_index", "slice_key", "slice_value", "column_name"]

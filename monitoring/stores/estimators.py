@@ -26,7 +26,7 @@ from pyspark.sql.types import (
 from monitoring.drift.reconstruction import Reconstruction
 from monitoring.performance.cbpe import Calibrator
 from monitoring.performance.dle import LossModels
-from monitoring.tables import replace_rows, table_exists, table_ident
+from monitoring.stores.tables import replace_rows, table_exists, table_ident
 
 ESTIMATOR_KEYS = ["monitor", "model"]
 ESTIMATOR_SCHEMA = StructType([

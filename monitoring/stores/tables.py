@@ -22,8 +22,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DataType, MapType, StructField, StructType
 
-from monitoring import delta_log
 from monitoring.errors import ConfigError
+from monitoring.stores import delta_log
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
