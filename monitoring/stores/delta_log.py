@@ -4,9 +4,9 @@ The newest `metaData` action holds the schema: the commits (`_delta_log/<version
 are read back to the last checkpoint, then the checkpoint itself (Parquet, through pyarrow). The newest
 commit is the highest-numbered commit file, its `commitInfo` holds the `userMetadata` a run marks its
 commits with (monitoring/run_plan.py). Only tables on the local file system are read this way (DESCRIBE
-HISTORY costs 0.3 s a table warm, 3 s the first time in a process); for catalog tables, remote paths and
-tables whose newest commits may not be in the log yet (coordinated commits) both return None and the
-caller asks Spark.
+HISTORY costs 0.3 s a table warm, 3 s the first time in a process); for catalog tables and remote paths
+both return None and the caller asks Spark, and `newest_commit` also when newer commits are staged
+outside the log (coordinated commits).
 """
 
 from __future__ import annotations
