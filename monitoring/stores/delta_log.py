@@ -26,15 +26,24 @@ def local_path(table: str) -> Path | None:
     return None
 
 
-def read_schema(table: str) -> StructType | None:
-    """The table's current schema; None when it is not a local path; FileNotFoundError when the path holds
-    no Delta table."""
+def _log_dir(table: str) -> Path | None:
+    """The `_delta_log` directory of a local path table; None when `table` is not a local path;
+    FileNotFoundError when the path holds no Delta table."""
     root = local_path(table)
     if root is None:
         return None
     log = root / "_delta_log"
     if not log.is_dir():
         raise FileNotFoundError(f"no _delta_log directory under {root}")
+    return log
+
+
+def read_schema(table: str) -> StructType | None:
+    """The table's current schema; None when it is not a local path; FileNotFoundError when the path holds
+    no Delta table."""
+    log = _log_dir(table)
+    if log is None:
+        return None
     checkpoint = _last_checkpoint(log)
     commits = sorted((p for p in log.glob("*.json") if p.stem.isdigit() and int(p.stem) > checkpoint),
                      key=lambda p: int(p.stem), reverse=True)
@@ -59,15 +68,12 @@ def newest_commit(table: str) -> tuple[int, str | None] | None:
     when it is not a local path or newer commits are staged but not yet in the log; FileNotFoundError when the path
     holds no Delta table. A commit file appears whole (Delta writes it atomically), so the version read is a
     committed one."""
-    root = local_path(table)
-    if root is None:
+    log = _log_dir(table)
+    if log is None:
         return None
-    log = root / "_delta_log"
-    if not log.is_dir():
-        raise FileNotFoundError(f"no _delta_log directory under {root}")
     versions = [int(p.stem) for p in log.glob("*.json") if p.stem.isdigit()]
     if not versions:
-        raise FileNotFoundError(f"the Delta log under {root} holds no commit")
+        raise FileNotFoundError(f"the Delta log under {log.parent} holds no commit")
     newest = max(versions)
     staged = (p.name.split(".", 1)[0] for p in (log / "_staged_commits").glob("*.json"))
     if any(v.isdigit() and int(v) > newest for v in staged):  # coordinated commits not backfilled yet
