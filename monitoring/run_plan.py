@@ -4,7 +4,7 @@ A run's results depend on its settings, the Driftline version and the versions o
 source and label tables it reads, and the profiles, reference and estimators tables that hold its
 stored states. `RunInputs` hashes them; the commit that writes a run's metrics records that hash in
 its Delta `userMetadata`. The next run reads the newest commit of each table (from the Delta log of a
-local table, `monitoring.stores.delta_log.newest_commit`; else DESCRIBE HISTORY ... LIMIT 1, one small Spark job
+local table, `monitoring.stores.tables.newest_commit`; else DESCRIBE HISTORY ... LIMIT 1, one small Spark job
 each) and, when the metrics table's newest commit carries the same
 hash, returns the stored results without reading a row (docs/incremental.md).
 
@@ -27,8 +27,7 @@ from pyspark.sql import SparkSession
 
 from monitoring.config import MonitorConfig
 from monitoring.fingerprints import COMPARE_FORMAT, result_settings
-from monitoring.stores import delta_log
-from monitoring.stores.tables import table_ident
+from monitoring.stores import tables
 
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 STATE_TABLES = ("profiles", "reference", "estimators")
@@ -37,17 +36,9 @@ STATE_TABLES = ("profiles", "reference", "estimators")
 def newest_commit(spark: SparkSession, name: str) -> tuple[int, str | None] | None:
     """(version, userMetadata) of the newest commit of Delta table `name`; None when it does not exist."""
     try:
-        local = delta_log.newest_commit(name)
-    except FileNotFoundError:
+        return tables.newest_commit(spark, name)
+    except (AnalysisException, FileNotFoundError):
         return None
-    if local is not None:
-        return local
-    try:
-        # a plain collect of the command's rows: a projection on top would cost a Spark job of its own
-        rows = spark.sql(f"DESCRIBE HISTORY {table_ident(name)} LIMIT 1").collect()
-    except AnalysisException:
-        return None
-    return (int(rows[0]["version"]), rows[0]["userMetadata"]) if rows else None
 
 
 def _driftline_version() -> str:

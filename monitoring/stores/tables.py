@@ -88,14 +88,27 @@ def _columns(spark: SparkSession, name: str) -> list[str] | None:
         return None
 
 
+def newest_commit(spark: SparkSession, name: str) -> tuple[int, str | None]:
+    """(version, userMetadata) of the newest commit of Delta table `name`: from a local table's log, without
+    Spark (`delta_log.newest_commit`), else DESCRIBE HISTORY ... LIMIT 1 (one small Spark job). Raises
+    AnalysisException or FileNotFoundError when there is no such Delta table."""
+    local = delta_log.newest_commit(name)
+    if local is not None:
+        return local
+    # a plain collect of the command's rows: a projection on top would cost a Spark job of its own
+    rows = spark.sql(f"DESCRIBE HISTORY {table_ident(name)} LIMIT 1").collect()
+    if not rows:
+        raise FileNotFoundError(f"Delta table '{name}' has no commit")
+    return int(rows[0]["version"]), rows[0]["userMetadata"]
+
+
 def read_delta(spark: SparkSession, name: str, key: str, version: int | None = None) -> VersionedTable:
     """Read table `name` (config key `key`) at `version` (default: its latest); a clear error if it is
     missing."""
     ident = table_ident(name)
     try:
         if version is None:
-            local = delta_log.newest_commit(name)  # a local table's log, read without Spark
-            version = local[0] if local else spark.sql(f"DESCRIBE HISTORY {ident} LIMIT 1").collect()[0]["version"]
+            version = newest_commit(spark, name)[0]
     except (AnalysisException, FileNotFoundError) as exc:
         raise ConfigError(key, f"table '{name}' cannot be read as a Delta table ({first_line(exc)}). "
                                "Check the path or catalog name, and that the table was written.") from None
