@@ -73,7 +73,7 @@ from monitoring.stores.estimators import (
     write_loss_models,
     write_reconstruction,
 )
-from monitoring.stores.metrics import read_metrics, write_metrics
+from monitoring.stores.metrics import MetricsScope, read_metrics, write_metrics
 from monitoring.stores.profiles import (
     StoredProfiles,
     load_performance,
@@ -90,7 +90,7 @@ from monitoring.stores.reference import (
     reference_query,
     write_reference,
 )
-from monitoring.stores.tables import VersionedTable, chunks_in, collect_union, quote_part, read_delta, table_exists
+from monitoring.stores.tables import VersionedTable, collect_union, quote_part, read_delta, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -953,20 +953,17 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
         r.inputs = settings if r.period == REFERENCE else \
             prints.get((r.slice_key, r.slice_value, r.chunk.index, part_of(r.family)), settings)
     run_id = run_id or uuid.uuid4().hex
-    # the MERGE replaces the rows of recomputed or vanished chunks, and the reference rows unless the stored
+    # the write replaces the rows of recomputed or vanished chunks, and the reference rows unless the stored
     # ones stand (same inputs); kept rows stay
     vanished = {r.chunk.index for r in stored} - {k[2] for k in prints}
     written_rows = [r for r in results if r.period != REFERENCE] if reference_stored else results
-    scope = None
-    if stored:
-        scope = f"t.period = '{ANALYSIS}' AND {chunks_in(stale | vanished)}" if reference_stored else \
-            f"t.period = '{REFERENCE}' OR {chunks_in(stale | vanished)}"
+    scope = MetricsScope(frozenset(stale | vanished), reference=not reference_stored) if stored else None
     failpoint(BEFORE_METRICS)
     written = 0
     if stale or vanished or notices or not stored:  # else every stored row stands: nothing to commit
         with recording(spark, inputs.marker(config.monitor)):
             written = write_metrics(spark, metrics_table(config), config.monitor, run_id, written_rows,
-                                    profiles.source_version, scope, replace=not stored)
+                                    profiles.source_version, scope)
     results += kept
     log.info("stage 3/3 compared %d of %d chunks x %d slices (kept the stored results of the others: same "
              "inputs), wrote %d metric rows to %s in %.1fs", len(stale), len(profiles.whole), len(reference.slices()),

@@ -16,7 +16,7 @@ from monitoring.cli import build_parser
 from monitoring.incremental import plan_increment
 from monitoring.pipeline import ANALYSIS, fit, metrics_table, profiles_table, run
 from monitoring.quality import VANISHED_CHUNKS
-from monitoring.stores.metrics import METRIC_KEYS, UNCOMPARED
+from monitoring.stores.metrics import METRIC_KEYS
 from monitoring.stores.tables import table_ident
 
 from .helpers import make_config
@@ -75,7 +75,7 @@ def _profile_times(spark, config) -> dict[int, dict[str, datetime]]:
 
 def _metric_rows(spark, config) -> dict[tuple, dict]:
     pdf = spark.sql(f"SELECT * FROM {table_ident(metrics_table(config))}").toPandas()
-    values = [c for c in pdf.columns if c not in METRIC_KEYS and c not in UNCOMPARED]
+    values = [c for c in pdf.columns if c not in METRIC_KEYS and c not in ("run_id", "computed_at", "source_version")]
     return {tuple(r[k] for k in METRIC_KEYS): {c: None if pd.isna(r[c]) else r[c] for c in values}
             for _, r in pdf.iterrows()}
 
@@ -137,13 +137,15 @@ def test_new_day_reprofiles_that_day_and_the_open_chunk(spark, year):
     assert {new, _day_index(100)} <= set(result.compared) <= {opened, new, _day_index(100)}
     assert len(first.compared) == DAYS - 28
     # one commit per state table: the profiles' scope rewritten whole (replaceWhere); the stored reference
-    # rows stand (same inputs), so the metrics MERGE holds the compared chunks' rows only
+    # rows stand (same inputs), so the metrics write holds the compared chunks' rows only and replaces theirs
     profiles_commit = _last_commit(spark, profiles_table(config))
     assert profiles_commit["operation"] == "WRITE" and profiles_commit["operationParameters"]["mode"] == "Overwrite"
     metrics_commit = _last_commit(spark, metrics_table(config))
     compared = [r for r in result.metrics if r.period == ANALYSIS and r.chunk.index in set(result.compared)]
-    assert metrics_commit["operation"] == "MERGE" and any(r.period == "reference" for r in result.metrics)
-    assert int(metrics_commit["operationMetrics"]["numSourceRows"]) == len(compared)
+    assert metrics_commit["operation"] == "WRITE" and any(r.period == "reference" for r in result.metrics)
+    assert "chunk_index IN" in metrics_commit["operationParameters"]["predicate"]
+    written = metrics_commit["operationMetrics"]
+    assert int(written["numOutputRows"]) - int(written["numCopiedRows"]) == len(compared)
 
     # the performance values of the chunks kept as stored stayed in the table (their digests tell they
     # did not change); those of the compared chunks are there

@@ -175,13 +175,8 @@ def sql_string(value: str) -> str:
 
 
 def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
-               replace_scope: dict[str, str] | None = None, compare: list[str] | None = None,
-               scope_where: str | None = None, deletion_vectors: bool = False) -> None:
+               deletion_vectors: bool = False) -> None:
     """Upsert `rows` into Delta table `name` by `keys` (created on first use): a rerun replaces rows.
-    With `replace_scope` (column -> value), target rows in that scope that `rows` no longer hold are
-    deleted in the same MERGE, so the scope ends up holding exactly `rows` (one atomic commit);
-    `scope_where` (SQL over the target alias `t`) narrows that scope (an incremental run). With
-    `compare`, a matched row is only rewritten when one of those columns differs (null-safe).
     `deletion_vectors`: see `ensure_table`."""
     ident = table_ident(name)
     if not retry_conflicts(lambda: ensure_table(spark, name, rows.schema, rows, deletion_vectors), name):
@@ -189,17 +184,7 @@ def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
     view = f"_dl_merge_{uuid.uuid4().hex}"  # unique: two runs in one session must not share it
     rows.createOrReplaceTempView(view)
     on = " AND ".join(f"t.{quote_part(k)} <=> s.{quote_part(k)}" for k in keys)
-    delete = ""
-    if replace_scope:
-        scope = " AND ".join(f"t.{quote_part(k)} = {sql_string(v)}" for k, v in replace_scope.items())
-        if scope_where is not None:
-            scope += f" AND ({scope_where})"
-        delete = f" WHEN NOT MATCHED BY SOURCE AND {scope} THEN DELETE"
-    changed = ""
-    if compare:
-        changed = " AND NOT (" + " AND ".join(f"t.{quote_part(c)} <=> s.{quote_part(c)}" for c in compare) + ")"
-    merge = (f"MERGE INTO {ident} t USING {view} s ON {on} "
-             f"WHEN MATCHED{changed} THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *{delete}")
+    merge = f"MERGE INTO {ident} t USING {view} s ON {on} WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
     try:
         retry_conflicts(lambda: spark.sql(merge), name)
     finally:
