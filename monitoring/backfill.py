@@ -81,11 +81,13 @@ def _changed_ids(spark: SparkSession, cfg: Labels, since: int, until: int) -> Da
 
 def _ids_per_chunk(spark: SparkSession, changed: DataFrame, ranges: list[tuple[int, str, str]],
                    id_type: str) -> dict[int | None, int]:
-    """Distinct changed ids per chunk whose id range holds them (None: ids in no chunk); one small job."""
-    bounds = spark.createDataFrame(ranges, "chunk long, lo string, hi string")
-    inside = (F.col("_dl_id") >= F.col("lo").cast(id_type)) & (F.col("_dl_id") <= F.col("hi").cast(id_type))
+    """Distinct changed ids (`changed` holds each once) per chunk whose id range holds them (None: ids in
+    no chunk); one small job. The bounds are cast to the id type once, not once per id and chunk."""
+    bounds = spark.createDataFrame(ranges, "chunk long, lo string, hi string").select(
+        "chunk", F.col("lo").cast(id_type).alias("lo"), F.col("hi").cast(id_type).alias("hi"))
+    inside = (F.col("_dl_id") >= F.col("lo")) & (F.col("_dl_id") <= F.col("hi"))
     rows = changed.join(F.broadcast(bounds), inside, "left").groupBy("chunk").agg(
-        F.count_distinct("_dl_id").alias("n")).collect()
+        F.count(F.lit(1)).alias("n")).collect()
     return {r["chunk"]: int(r["n"]) for r in rows}
 
 

@@ -35,6 +35,7 @@ class Increment:
     chunks: tuple[int, ...] | None  # chunk indices re-profiled; None: every chunk (see reason)
     changed_rows: int | None  # change-feed rows (inserts, deletes, update pre- and post-images)
     reason: str  # CHANGE_FEED, or why every chunk was recomputed
+    changed_ids: tuple | None = None  # (lowest, highest) id among the changed rows; None: no such row
 
 
 def plan_increment(spark: SparkSession, config: MonitorConfig, table: str, stored: list[ChunkProfile],
@@ -43,17 +44,20 @@ def plan_increment(spark: SparkSession, config: MonitorConfig, table: str, store
     period = config.chunking.period
     if period is None:
         return Increment(since, until, None, None, "size and count chunks are numbered over the whole table")
-    ts = F.col(quote_part(config.source.timestamp_column))
+    ts, ids = F.col(quote_part(config.source.timestamp_column)), F.col(quote_part(config.source.id_column))
     try:
         changes = change_feed(spark, table, since, until).where(in_window(config.chunking, ts))
-        counts = {int(r["chunk"]): int(r["n"]) for r in
-                  changes.groupBy(period_index(period, ts).alias("chunk")).agg(F.count(F.lit(1)).alias("n")).collect()}
+        rows = changes.groupBy(period_index(period, ts).alias("chunk")).agg(
+            F.count(F.lit(1)).alias("n"), F.min(ids).alias("lo"), F.max(ids).alias("hi")).collect()
     except Exception as exc:  # noqa: BLE001 - any failure of the feed (none, a retyped or restored table): recompute
         first = first_line(exc, 200)
         return Increment(since, until, None, None,
                          f"the change data feed of {table} for versions {since + 1}..{until} cannot say which rows "
                          f"changed ({first}); if the table has none, set the table property "
                          "delta.enableChangeDataFeed = true so later runs re-profile only new chunks")
+    counts = {int(r["chunk"]): int(r["n"]) for r in rows}
+    lows, highs = [r["lo"] for r in rows if r["lo"] is not None], [r["hi"] for r in rows if r["hi"] is not None]
     whole = [c.chunk.index for c in stored if (c.slice_key, c.slice_value) == WHOLE]
     open_chunk = {max(whole)} if whole else set()
-    return Increment(since, until, tuple(sorted(set(counts) | open_chunk)), sum(counts.values()), CHANGE_FEED)
+    return Increment(since, until, tuple(sorted(set(counts) | open_chunk)), sum(counts.values()), CHANGE_FEED,
+                     (min(lows), max(highs)) if lows else None)

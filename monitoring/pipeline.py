@@ -358,7 +358,7 @@ def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str,
     backfill the labels of the kept chunks."""
     redo = set(increment.chunks)
     rows = df.where(period_rows(config.chunking.period, sorted(redo), config.source.timestamp_column))
-    label_filter = _id_range(config, rows) if labels else None
+    label_filter = _id_range(config, rows, increment, stored) if labels else None
     fresh, stats = _profile(config, rows, labels, _stored_slices(stored), model, relation, sums, label_filter) \
         if redo else ([], None)
     vanished = _vanished(fresh, [c for c in stored if c.chunk.index in redo])[1] if dataset == ANALYSIS else ()
@@ -396,15 +396,27 @@ def _vanished(fresh: list[ChunkProfile],
     return gone, tuple(chunks[i] for i in sorted(chunks))
 
 
-def _id_range(config: MonitorConfig, rows: DataFrame) -> Column:
-    """Label rows whose id lies within the ids of `rows` (one small job over `rows`): Delta's file
-    statistics then skip the label files of other ids instead of scanning the whole label table."""
-    ids = F.col(quote_part(config.source.id_column))
-    lo, hi = rows.agg(F.min(ids), F.max(ids)).first()
-    if lo is None:
-        return F.lit(False)
+def _id_range(config: MonitorConfig, rows: DataFrame, increment: Increment, stored: list[ChunkProfile]) -> Column:
+    """Label rows whose id lies within the ids of `rows`, the rows of the chunks `increment` re-profiles:
+    Delta's file statistics then skip the label files of other ids instead of scanning the whole label
+    table. Those rows are the changed ones (their id range came with the change feed) and the stored rows
+    of those chunks (the id range stored with their performance state); when a stored chunk has none,
+    one small job over `rows` finds the range."""
     lid = F.col(quote_part(config.labels.id_column))
-    return (lid >= F.lit(lo)) & (lid <= F.lit(hi))
+    redo = set(increment.chunks or ())
+    states = [c.performance for c in stored if c.chunk.index in redo and (c.slice_key, c.slice_value) == WHOLE]
+    if any(p is None or p.id_min is None for p in states):
+        ids = F.col(quote_part(config.source.id_column))
+        lo, hi = rows.agg(F.min(ids), F.max(ids)).first()
+        return F.lit(False) if lo is None else (lid >= F.lit(lo)) & (lid <= F.lit(hi))
+    id_type = rows.schema[config.source.id_column].dataType.simpleString()
+    cond = F.lit(False)
+    if increment.changed_ids is not None:
+        lo, hi = increment.changed_ids
+        cond = (lid >= F.lit(lo)) & (lid <= F.lit(hi))
+    for p in states:
+        cond = cond | ((lid >= F.lit(p.id_min).cast(id_type)) & (lid <= F.lit(p.id_max).cast(id_type)))
+    return cond
 
 
 def _joined(config: MonitorConfig, df: DataFrame, labels: VersionedTable, label_filter: Column | None = None,

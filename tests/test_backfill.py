@@ -82,7 +82,8 @@ def _last_execution(spark) -> int:
 
 def _metric_rows(spark, config) -> dict[tuple, tuple]:
     pdf = spark.sql(f"SELECT * FROM {table_ident(metrics_table(config))}").toPandas()
-    values = [c for c in pdf.columns if c not in METRIC_KEYS]
+    # the values, not which run wrote them: every row of a recomputed chunk carries the new run's id
+    values = [c for c in pdf.columns if c not in METRIC_KEYS and c not in ("run_id", "computed_at", "source_version")]
     return {tuple(r[k] for k in METRIC_KEYS): tuple(None if pd.isna(r[c]) else r[c] for c in values)
             for _, r in pdf.iterrows()}
 
@@ -158,6 +159,7 @@ def test_backfill_recomputes_only_the_chunks_whose_labels_landed(landed):
     assert {k[index] for k in moved} == changed
     assert {k[family] for k in moved} == {"performance", "estimated_performance", "concept_drift"}
     coverage = [f.name for f in METRICS_SCHEMA.fields if f.name not in METRIC_KEYS].index("label_coverage")
+    assert coverage < [f.name for f in METRICS_SCHEMA.fields if f.name not in METRIC_KEYS].index("run_id")
     for k in moved:
         assert after[k][coverage] > before[k][coverage]  # coverage went up; rows untouched elsewhere
 
