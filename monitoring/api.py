@@ -103,6 +103,8 @@ class Results:
         if self.run is None or not self.run.profiles.whole:
             return []
         newest = max(self.run.profiles.whole, key=lambda c: c.chunk.index)
+        if not newest.loaded:  # kept as stored: its sketches stayed in the table
+            return []
         reference = self.run.reference.columns.get(WHOLE, {})
         out = []
         for i in self.incidents():

@@ -50,20 +50,6 @@ def compare_settings(config: MonitorConfig, reference_signature: str, reference_
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def columns_hash(cp: ChunkProfile) -> bytes:
-    """Digest of a chunk's column states (what drift and data quality read)."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(repr((cp.chunk.index, cp.chunk.start, cp.chunk.end, cp.row_count,
-                   sorted((cp.sums or {}).items()))).encode())
-    for name in sorted(cp.columns):
-        p = cp.columns[name]
-        h.update(repr((name, p.kind, p.row_count, p.null_count, p.nan_count, p.inf_count, p.valid_count, p.min,
-                       p.max, p.mean, p.m2, sorted(p.categories.items()), p.other_count, p.distinct_count)).encode())
-        h.update(p.kll or b"")
-        h.update(p.hll or b"")
-    return h.digest()
-
-
 def performance_hash(cp: ChunkProfile) -> bytes:
     """Digest of a chunk's performance state values (not its label version, which a label backfill
     advances without changing values); the stored digest when the values were left in the table."""
@@ -78,7 +64,7 @@ def fingerprints(chunks: list[ChunkProfile], settings: str) -> dict[tuple[str, s
     previous: dict[tuple[str, str], bytes] = {}
     for cp in sorted(chunks, key=lambda c: (c.slice_key, c.slice_value, c.chunk.index)):
         key = (cp.slice_key, cp.slice_value)
-        own = columns_hash(cp)
+        own = cp.columns_digest()
         parts = [(COLUMNS, previous.get(key, b"") + own)]
         if cp.performance is not None:
             parts.append((PERFORMANCE, performance_hash(cp)))

@@ -76,7 +76,7 @@ from monitoring.stores.estimators import (
 from monitoring.stores.metrics import MetricsScope, read_metrics, write_metrics
 from monitoring.stores.profiles import (
     StoredProfiles,
-    load_performance,
+    load_states,
     parse_profiles,
     profiles_query,
     read_stored_profiles,
@@ -310,7 +310,7 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
                         f"(reference: {config.reference}); widen reference.start/end or fill the table")
     kept, vanished = _vanished(chunks, stored if same and dataset == ANALYSIS else [])
     if vanished:
-        load_performance(spark, table, config.monitor, dataset, kept)  # written back below
+        load_states(spark, table, config.monitor, dataset, kept)  # written back below
         chunks = ProfiledChunks(sorted(chunks + kept, key=lambda c: (c.chunk.index, c.slice_key, c.slice_value)),
                                 chunks.null_timestamps, chunks.outside)
     written = write_profiles(spark, table, config.monitor, dataset, chunks, config.profile.kll_k, version, sig) \
@@ -912,8 +912,10 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
                                                  plan.metrics_version is not None).results
     stored = [r for r in everything if r.period == ANALYSIS]
     stale, kept = _stale_chunks(prints, stored)
-    load_performance(spark, profiles_table(config), config.monitor, ANALYSIS,
-                     [cp for cp in profiles.chunks if cp.chunk.index in stale])
+    # the chunks compared and the one before each (CONSECUTIVE), per slice: their stored states are read whole
+    compared = {key: with_predecessors([cp for cp in profiles.chunks if (cp.slice_key, cp.slice_value) == key], stale)
+                for key in reference.slices()}
+    load_states(spark, profiles_table(config), config.monitor, ANALYSIS, [cp for v in compared.values() for cp in v])
     results: list[MetricResult] = []
     columns = config.monitored_columns()
     # the reference chunks' drift rows, stored by a run with these inputs, are not computed again; when every
@@ -923,14 +925,13 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     stored_reference = stored_reference or {}
     for key in reference.slices():
         ref = reference.chunks_of(key)
-        chunks = [cp for cp in profiles.chunks if (cp.slice_key, cp.slice_value) == key]
-        analysis = [cp for cp in chunks if cp.chunk.index in stale]
-        compared = compare_slice(ref, with_predecessors(chunks, stale), columns, reference.edges(key), config.drift,
-                                 stored_reference.get(key))
-        results += [r for r in compared if r.period == REFERENCE or r.chunk.index in stale]
+        analysis = [cp for cp in compared[key] if cp.chunk.index in stale]
+        drift = compare_slice(ref, compared[key], columns, reference.edges(key), config.drift,
+                              stored_reference.get(key))
+        results += [r for r in drift if r.period == REFERENCE or r.chunk.index in stale]
         quality = quality_results(ref, analysis, config)
         if key == WHOLE:  # periods without rows: computed from the chunk indices, so rewritten every run
-            quality += gap_results(config, ref, {cp.chunk.index for cp in chunks})
+            quality += gap_results(config, ref, {cp.chunk.index for cp in profiles.whole})
         if reconstruction:
             quality += reconstruction_results(ref, analysis, reconstruction.reference_sums, reconstruction.model)
         apply_thresholds(quality, config.drift)

@@ -13,6 +13,7 @@ the same value counts, with the prediction id as one more column, give the dupli
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -57,6 +58,31 @@ class ChunkProfile:
     sums: dict[str, float] | None = None
     id_range: tuple[str, str] | None = None  # smallest and largest prediction id, as text (with `id_col`)
     dataset: str = ""  # the dataset of a shared scan (`profile_chunks(by=...)`) the chunk belongs to
+    # not None: the sketches (KLL, HLL) and sums were left in the profiles table (a light read; the run reads
+    # them back for the chunks it compares: stores.profiles.load_states) and this is `columns_digest()`
+    digest: bytes | None = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the column states are whole (not left in the table by a light read)."""
+        return self.digest is None
+
+    def columns_digest(self) -> bytes:
+        """Digest of the chunk's column states and sums (what drift and data quality read), stored with
+        them so a run compares a stored chunk's states without reading its sketches back."""
+        if self.digest is not None:
+            return self.digest
+        h = hashlib.blake2b(digest_size=16)
+        h.update(repr((self.chunk.index, self.chunk.start, self.chunk.end, self.row_count,
+                       sorted((self.sums or {}).items()))).encode())
+        for name in sorted(self.columns):
+            p = self.columns[name]
+            h.update(repr((name, p.kind, p.row_count, p.null_count, p.nan_count, p.inf_count, p.valid_count, p.min,
+                           p.max, p.mean, p.m2, sorted(p.categories.items()), p.other_count,
+                           p.distinct_count)).encode())
+            h.update(p.kll or b"")
+            h.update(p.hll or b"")
+        return h.digest()
 
 
 class ProfiledChunks(list):

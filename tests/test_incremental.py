@@ -147,12 +147,16 @@ def test_new_day_reprofiles_that_day_and_the_open_chunk(spark, year):
     written = metrics_commit["operationMetrics"]
     assert int(written["numOutputRows"]) - int(written["numCopiedRows"]) == len(compared)
 
-    # the performance values of the chunks kept as stored stayed in the table (their digests tell they
-    # did not change); those of the compared chunks are there
-    compared_chunks = [c for c in result.chunks if c.chunk.index in set(result.compared)]
-    kept_chunks = [c for c in result.chunks if c.chunk.index not in set(result.compared) | set(step.chunks)]
-    assert all(c.performance.loaded for c in compared_chunks) and len(compared_chunks) >= 2
-    assert not any(c.performance.loaded for c in kept_chunks) and len(kept_chunks) > 300
+    # the sketches, sums and performance values of the chunks kept as stored stayed in the table (their
+    # digests tell they did not change); those of the compared chunks and the chunk before each are there
+    order = sorted({c.chunk.index for c in result.chunks})
+    read = set(result.compared) | {order[order.index(i) - 1] for i in result.compared if order.index(i)}
+    compared_chunks = [c for c in result.chunks if c.chunk.index in read]
+    kept_chunks = [c for c in result.chunks if c.chunk.index not in read | set(step.chunks)]
+    assert all(c.loaded and c.performance.loaded for c in compared_chunks) and len(compared_chunks) >= 4
+    assert all(c.columns["x"].kll for c in compared_chunks)
+    assert not any(c.loaded or c.performance.loaded for c in kept_chunks) and len(kept_chunks) > 300
+    assert not any(c.columns["x"].kll for c in kept_chunks)
 
     incremental = _metric_rows(spark, config)
     full = run(spark, config, refresh=True)

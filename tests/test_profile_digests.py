@@ -1,7 +1,8 @@
-"""A run reads the stored performance values of only the chunks it recomputes (monitoring/stores/profiles.py):
-each `:performance` row stores the digest of its values; a light read leaves the values in the table and
-gives that digest (equal to a digest of the values computed independently), `load_performance` reads the
-values back exactly, a table written before the `digest` column is read whole, and a state whose values
+"""A run reads the stored sketches and performance values of only the chunks it compares
+(monitoring/stores/profiles.py): each `:performance` row stores the digest of its values and each column
+row the digest of its chunk's column states; a light read leaves the values and sketches in the table and
+gives those digests (the values' equal to a digest computed independently), `load_states` reads them back
+exactly, a table written before the `digest` column is read whole, and a state whose values or sketches
 were not read cannot be written back."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from monitoring.profiling import ChunkProfile
 from monitoring.sketches import CONTINUOUS, ColumnProfile
 from monitoring.stores.profiles import (
     PROFILE_SCHEMA,
-    load_performance,
+    load_states,
     parse_profiles,
     profiles_query,
     write_profiles,
@@ -36,7 +37,7 @@ def _chunks(seed: int) -> list[ChunkProfile]:
         values = {f"h|1|{y}|{b}": float(rng.randint(0, 50)) for y in (0, 1) for b in range(300)}
         values |= {"rows": 1000.0 + i, "labelled": 900.0, "logloss": rng.random() * 100}
         column = ColumnProfile("x", CONTINUOUS, row_count=1000 + i, valid_count=1000 + i, min=0.0, max=1.0,
-                               mean=0.5, m2=80.0)
+                               mean=0.5, m2=80.0, kll=rng.randbytes(64), hll=rng.randbytes(16))
         out.append(ChunkProfile(info, 1000 + i, {"x": column},
                                 performance=PerformanceState(values, f"{i}00", f"{i}99", 4)))
     return out
@@ -66,15 +67,21 @@ def test_a_light_read_leaves_the_values_and_gives_their_digest(spark, tmp_path):
         assert stored.performance.values_digest() == _independent_digest(original.performance.values)
         assert (stored.performance.id_min, stored.performance.id_max, stored.performance.labels_version) == \
             (original.performance.id_min, original.performance.id_max, 4)
-        assert stored.columns["x"].mean == 0.5  # the column states are read whole
+        # the sketches stay in the table too; the chunk's digest is that of its states as written
+        assert not stored.loaded and stored.columns["x"].kll is None and stored.columns["x"].hll is None
+        assert stored.columns["x"].mean == 0.5 and stored.columns_digest() == original.columns_digest()
 
-    load_performance(spark, table, "m", "analysis", light[1:])
+    load_states(spark, table, "m", "analysis", light[1:])
     assert not light[0].performance.loaded
     for stored, original in zip(light[1:], chunks[1:], strict=True):
+        assert stored.loaded and stored.columns["x"] == original.columns["x"]
         assert stored.performance.values == original.performance.values
         assert stored.performance.values_digest() == _independent_digest(original.performance.values)
 
-    with pytest.raises(ValueError, match="day-0.*load_performance"):
+    with pytest.raises(ValueError, match="day-0.*load_states"):
+        write_profiles(spark, table, "m", "analysis", light[:1], 200, 8, "sig")
+    light[0].digest = None  # as if loaded: its performance values are still in the table
+    with pytest.raises(ValueError, match="day-0.*load_states"):
         write_profiles(spark, table, "m", "analysis", light[:1], 200, 8, "sig")
     assert all(c.performance.loaded for c in _read(spark, table, light=False))
 

@@ -29,6 +29,7 @@ from monitoring.sketches import ColumnProfile
 from monitoring.stores.tables import chunks_in, merge_rows, replace_rows, sql_string, table_exists, table_ident
 
 SUMS_COLUMN = ":sums"  # the row holding a chunk's sums of row expressions (ChunkProfile.sums)
+LEFT_IN_TABLE = ("kll", "hll", "extra")  # what a light read leaves in the table (profiles_query)
 PROFILE_KEYS = ["monitor", "dataset", "chunk_index", "slice_key", "slice_value", "column_name"]
 
 STATE_FIELDS = [
@@ -121,17 +122,21 @@ def write_profiles(spark: SparkSession, table: str, monitor: str, dataset: str, 
             for cp in performance_of if cp.performance is not None]
     for cp in chunks:
         c = cp.chunk
+        if not cp.loaded:
+            raise ValueError(f"the sketches of chunk {c.key} were not read from the profiles table: load them "
+                             "(load_states) before writing them back")
+        digest = cp.columns_digest().hex()  # on every column and sums row of the chunk: a light read needs one
         for p in cp.columns.values():
             rows.append((monitor, dataset, c.index, c.key, c.start, c.end, cp.slice_key, cp.slice_value,
                          p.column, p.kind, *state_values(p, kll_k), None, None, None, None, source_version,
-                         signature, now, None))
+                         signature, now, digest))
         if cp.performance is not None:
             rows.append(_performance_row(monitor, dataset, cp, kll_k, source_version, signature, now))
         if cp.sums is not None:
             holder = ColumnProfile(SUMS_COLUMN, "sums", row_count=cp.row_count)
             rows.append((monitor, dataset, c.index, c.key, c.start, c.end, cp.slice_key, cp.slice_value,
                          holder.column, holder.kind, *state_values(holder, kll_k), dict(cp.sums), None, None, None,
-                         source_version, signature, now, None))
+                         source_version, signature, now, digest))
     frame = spark.createDataFrame(rows, PROFILE_SCHEMA)
     if only_chunks is None:  # every chunk of the dataset: one overwrite of its rows
         replace_rows(spark, table, frame, {"monitor": monitor, "dataset": dataset}, deletion_vectors=True)
@@ -161,7 +166,7 @@ def _performance_row(monitor: str, dataset: str, cp: ChunkProfile, kll_k: int, s
     c, state = cp.chunk, cp.performance
     if not state.loaded:
         raise ValueError(f"the performance state of chunk {c.key} was not read from the profiles table: "
-                         "load it (load_performance) before writing it back")
+                         "load it (load_states) before writing it back")
     perf = ColumnProfile(PERFORMANCE_COLUMN, "performance", row_count=int(state.get("rows")),
                          valid_count=int(state.get("labelled")))
     return (monitor, dataset, c.index, c.key, c.start, c.end, cp.slice_key, cp.slice_value, perf.column, perf.kind,
@@ -194,40 +199,62 @@ def read_stored_profiles(spark: SparkSession, table: str, monitor: str, datasets
 
 def profiles_query(spark: SparkSession, table: str, monitor: str, datasets: list[str],
                    light: tuple[str, ...] = ()) -> DataFrame:
-    """The stored profile rows of `datasets` (for `parse_profiles`; the table exists). The performance
-    values of the datasets in `light` stay in the table where their digest is stored (a year of daily
-    chunks holds millions of them; a run needs those of the chunks it recomputes: `load_performance`)."""
+    """The stored profile rows of `datasets` (for `parse_profiles`; the table exists). The rows of the
+    datasets in `light` that carry a digest come without their sketches (KLL, HLL) and maps (sums, performance
+    values), which stay in the table: a year of daily chunks holds ~60 MB of KLL sketches and millions of
+    performance values, and a run needs those of the chunks it compares (`load_states`). The two kinds of
+    rows are two branches of a union, so the light branch never reads those columns' data."""
     df = spark.sql(f"SELECT * FROM {table_ident(table)}")
     df = df.where((F.col("monitor") == monitor) & F.col("dataset").isin(datasets))
     df = df.withColumn("start_us", F.unix_micros("chunk_start")).withColumn("end_us", F.unix_micros("chunk_end"))
     for col in ("id_min", "id_max", "labels_version", "digest"):  # tables written before these columns
         if col not in df.columns:
             df = df.withColumn(col, F.lit(None).cast("string" if col == "digest" else "long"))
-    if light:
-        left = (F.col("column_name") == PERFORMANCE_COLUMN) & F.col("dataset").isin(list(light)) \
-            & F.col("digest").isNotNull()
-        df = df.withColumn("extra", F.when(~left, F.col("extra")))
-    return df
+    if not light:
+        return df.withColumn("light", F.lit(False))
+    lean = (F.col("dataset") == light[0] if len(light) == 1 else F.col("dataset").isin(list(light))) \
+        & F.col("digest").isNotNull()
+    left = {f.name: F.lit(None).cast(f.dataType) for f in PROFILE_SCHEMA.fields if f.name in LEFT_IN_TABLE}
+    return df.where(~lean).withColumn("light", F.lit(False)).unionByName(
+        df.where(lean).withColumns(left).withColumn("light", F.lit(True)))
 
 
-def load_performance(spark: SparkSession, table: str, monitor: str, dataset: str, chunks: list[ChunkProfile]) -> None:
-    """Read the performance values `profiles_query(light=...)` left in the table for those of `chunks`
-    that lack them (one query; none when all are there)."""
+def load_states(spark: SparkSession, table: str, monitor: str, dataset: str, chunks: list[ChunkProfile]) -> None:
+    """Read back what `profiles_query(light=...)` left in the table (sketches, sums, performance values) for
+    those of `chunks` that lack it, in one query (none when nothing is missing); a chunk whose states read
+    back do not give their stored digest raises (another writer replaced them meanwhile)."""
     todo = {(c.chunk.index, c.slice_key, c.slice_value): c for c in chunks
-            if c.performance is not None and not c.performance.loaded}
+            if not c.loaded or (c.performance is not None and not c.performance.loaded)}
     if not todo:
         return
-    rows = spark.sql(f"SELECT chunk_index, slice_key, slice_value, extra FROM {table_ident(table)}").where(
-        (F.col("monitor") == monitor) & (F.col("dataset") == dataset) & (F.col("column_name") == PERFORMANCE_COLUMN)
+    rows = spark.sql(f"SELECT chunk_index, slice_key, slice_value, column_name, {', '.join(LEFT_IN_TABLE)} "
+                     f"FROM {table_ident(table)}").where(
+        (F.col("monitor") == monitor) & (F.col("dataset") == dataset)
         & F.col("chunk_index").isin(sorted({k[0] for k in todo}))).toArrow().to_pylist()
     for r in rows:
         c = todo.get((r["chunk_index"], r["slice_key"], r["slice_value"]))
-        if c is not None:
-            c.performance.values, c.performance.digest = dict(r["extra"] or []), None
-    missing = [c.chunk.key for c in todo.values() if not c.performance.loaded]
-    if missing:
-        raise DataError(f"the performance rows of chunks {', '.join(missing[:5])} vanished from {table} while this run "
-                        "read it (another writer?); run again")
+        if c is None:
+            continue
+        if r["column_name"] == PERFORMANCE_COLUMN:
+            if c.performance is not None and not c.performance.loaded:
+                c.performance.values, c.performance.digest = dict(r["extra"] or []), None
+        elif c.loaded:
+            continue
+        elif r["column_name"] == SUMS_COLUMN:
+            c.sums = dict(r["extra"] or [])
+        elif r["column_name"] in c.columns:
+            column = c.columns[r["column_name"]]
+            column.kll = bytes(r["kll"]) if r["kll"] is not None else None
+            column.hll = bytes(r["hll"]) if r["hll"] is not None else None
+    changed = [c.chunk.key for c in todo.values() if c.performance is not None and not c.performance.loaded]
+    for c in todo.values():
+        if not c.loaded:
+            stored, c.digest = c.digest, None
+            if c.columns_digest() != stored:
+                changed.append(c.chunk.key)
+    if changed:
+        raise DataError(f"the stored states of chunks {', '.join(changed[:5])} vanished from or changed in {table} "
+                        "while this run read it (another writer?); run again")
 
 
 def parse_profiles(rows: list, datasets: list[str]) -> StoredProfiles:
@@ -241,14 +268,16 @@ def parse_profiles(rows: list, datasets: list[str]) -> StoredProfiles:
             start, end = utc_from_micros(r["start_us"]), utc_from_micros(r["end_us"])
             info = ChunkInfo(r["chunk_index"], r["chunk_key"], start, end)
             chunks[key] = ChunkProfile(info, r["row_count"], slice_key=r["slice_key"], slice_value=r["slice_value"])
+        if r["light"] and r["column_name"] != PERFORMANCE_COLUMN:
+            chunks[key].digest = bytes.fromhex(r["digest"])  # profiles_query(light=...)
         if r["column_name"] == PERFORMANCE_COLUMN:
-            left = r["extra"] is None and r["digest"] is not None  # profiles_query(light=...)
+            left = r["light"]
             chunks[key].performance = PerformanceState(
                 None if left else dict(r["extra"] or {}), r["id_min"], r["id_max"], r["labels_version"],
                 bytes.fromhex(r["digest"]) if left else None)
             continue
         if r["column_name"] == SUMS_COLUMN:
-            chunks[key].sums = dict(r["extra"] or {})
+            chunks[key].sums = None if r["light"] else dict(r["extra"] or {})
             continue
         column = ColumnProfile(**state_from_row(r))
         chunks[key].columns[column.column] = column
