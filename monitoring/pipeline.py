@@ -60,6 +60,7 @@ from monitoring.reference import FittedReference, merge_reference
 from monitoring.registry import UNBOUNDED
 from monitoring.relation import RelationBins, relation_bins, relation_results
 from monitoring.run_plan import STATE_TABLES, RunInputs, plan_run, recording
+from monitoring.session import few_partitions
 from monitoring.sketches import resolve_kll_impl
 from monitoring.slices import WHOLE, slice_values, validate_slices, with_slices
 from monitoring.stores.estimators import (
@@ -359,8 +360,12 @@ def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str,
     redo = set(increment.chunks)
     rows = df.where(period_rows(config.chunking.period, sorted(redo), config.source.timestamp_column))
     label_filter = _id_range(config, rows, increment, stored) if labels else None
-    fresh, stats = _profile(config, rows, labels, _stored_slices(stored), model, relation, sums, label_filter) \
-        if redo else ([], None)
+    fresh, stats = [], None
+    if redo:  # the changed rows and the stored rows of the open chunk: shuffled into as few partitions
+        expected = (increment.changed_rows or 0) + sum(c.row_count for c in stored if c.chunk.index in redo
+                                                       and (c.slice_key, c.slice_value) == WHOLE)
+        with few_partitions(spark, expected):
+            fresh, stats = _profile(config, rows, labels, _stored_slices(stored), model, relation, sums, label_filter)
     vanished = _vanished(fresh, [c for c in stored if c.chunk.index in redo])[1] if dataset == ANALYSIS else ()
     gone = {c.index for c in vanished}  # kept as stored, labels included: their rows are no longer there
     redo -= gone
@@ -459,8 +464,9 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
         rows, label_filter = df, None
     states = {}
     if targets:
-        states, stats = _label_states(config, rows, labels, _stored_slices(chunks), model, relation,
-                                      label_filter=label_filter)
+        with few_partitions(spark, sum(c.row_count for c in targets if (c.slice_key, c.slice_value) == WHOLE)):
+            states, stats = _label_states(config, rows, labels, _stored_slices(chunks), model, relation,
+                                          label_filter=label_filter)
         plan = replace(plan, label_stats=stats)
     for c in chunks:
         if id(c) in recompute or c.performance is None:

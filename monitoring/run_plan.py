@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
@@ -27,6 +26,7 @@ from pyspark.sql import SparkSession
 
 from monitoring.config import MonitorConfig
 from monitoring.fingerprints import COMPARE_FORMAT, result_settings
+from monitoring.session import session_conf
 from monitoring.stores import tables
 
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
@@ -106,18 +106,6 @@ def plan_run(spark: SparkSession, config: MonitorConfig, state_format: int, metr
     return RunPlan(inputs, found[0] if found else None, unchanged)
 
 
-@contextmanager
 def recording(spark: SparkSession, marker: str | None):
     """Commits inside carry `marker` as their Delta userMetadata (none when `marker` is None)."""
-    if marker is None:
-        yield
-        return
-    before = spark.conf.get(USER_METADATA, None)
-    spark.conf.set(USER_METADATA, marker)
-    try:
-        yield
-    finally:
-        if before is None:
-            spark.conf.unset(USER_METADATA)
-        else:
-            spark.conf.set(USER_METADATA, before)
+    return session_conf(spark, USER_METADATA, marker)

@@ -12,8 +12,10 @@ Decision order (see docs/architecture.md):
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
@@ -129,3 +131,37 @@ def embedded_session(extra_conf: dict[str, str], app_name: str = "driftline") ->
     if not jars and not cached_delta_jars():
         log.warning("Delta jars were not cached under %s; the next run will resolve them again", _ivy_dir())
     return spark
+
+
+SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
+ROWS_PER_SHUFFLE_PARTITION = 1_000_000  # the embedded default's 8 partitions at 10M rows: ~1M each
+
+
+@contextmanager
+def session_conf(spark: SparkSession, key: str, value: str | None):
+    """Queries run inside see session setting `key` = `value` (unchanged when `value` is None); the setting
+    before is restored after."""
+    if value is None:
+        yield
+        return
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
+
+
+def few_partitions(spark: SparkSession, rows: int):
+    """Queries run inside shuffle into ~one partition per ROWS_PER_SHUFFLE_PARTITION of `rows` (at least one,
+    at most the session's setting): a daily run aggregates a day of rows, and 8 partitions per shuffle of a
+    4-aggregation query cost it 32 tasks of ~50 ms each. Without adaptive execution, Spark keeps the
+    session's count however small the input; a setting that is not a number ("auto") is left alone."""
+    setting = str(spark.conf.get(SHUFFLE_PARTITIONS, "200"))
+    if not setting.isdigit():
+        return session_conf(spark, SHUFFLE_PARTITIONS, None)
+    wanted = max(1, min(int(setting), math.ceil(rows / ROWS_PER_SHUFFLE_PARTITION)))
+    return session_conf(spark, SHUFFLE_PARTITIONS, str(wanted) if wanted < int(setting) else None)
