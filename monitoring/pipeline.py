@@ -7,6 +7,7 @@ same settings signature), so a rerun recomputes nothing and rewrites identical v
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import logging
@@ -77,10 +78,12 @@ from monitoring.stores.estimators import (
 from monitoring.stores.metrics import MetricsScope, read_metrics, write_metrics
 from monitoring.stores.profiles import (
     StoredProfiles,
+    apply_states,
     load_states,
     parse_profiles,
     profiles_query,
     read_stored_profiles,
+    states_query,
     write_performance,
     write_profiles,
 )
@@ -330,16 +333,18 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
 def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None, slices: dict[str, list[str]],
              model: RowModel | None, relation: RelationBins | None, sums: dict[str, Column],
              label_filter: Column | None = None, join_source: tuple[DataFrame, Column | None] | None = None,
-             keep_null_ts: bool = False) -> tuple[ProfiledChunks, LabelStats | None]:
+             keep_null_ts: bool = False, also: dict[str, DataFrame] | None = None
+             ) -> tuple[ProfiledChunks, LabelStats | None]:
     """The scan: chunk profiles of `df`'s own rows (no labels needed) with the per-chunk `sums`, then,
     when there are labels, every label-dependent state from one query over the one label join
     (the label rows `label_filter` keeps), with the label counts observed on the way. `join_source`:
     (table, which of its rows are `df`'s) to join the labels against instead of `df`. `keep_null_ts`: `df`
-    holds the rows without a timestamp too, for the moments aggregation to count."""
+    holds the rows without a timestamp too, for the moments aggregation to count. `also`: small frames read
+    by the profiling query (`ProfiledChunks.also`)."""
     chunks = profile_chunks(_chunked(config, df, slices, keep_null_ts), config.monitored_columns(), config.chunking,
                             config.source.timestamp_column, config.profile.kll_k, config.profile.top_n,
                             kll_impl=resolve_kll_impl(df.sparkSession, config.profile.kll),
-                            sums=sums, id_col=config.source.id_column)
+                            sums=sums, id_col=config.source.id_column, also=also)
     failpoint(PROFILING)
     if not labels:
         return chunks, None
@@ -364,8 +369,14 @@ def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str,
     if redo:  # the changed rows and the stored rows of the open chunk: shuffled into as few partitions
         expected = (increment.changed_rows or 0) + sum(c.row_count for c in stored if c.chunk.index in redo
                                                        and (c.slice_key, c.slice_value) == WHOLE)
+        # the chunk before each re-profiled one is compared with it (CONSECUTIVE): the profiling query reads
+        # the states a light read left in the table for those
+        before = _predecessors(stored, redo)
+        query = states_query(spark, profiles_table(config), config.monitor, dataset, before)
         with few_partitions(spark, expected):
-            fresh, stats = _profile(config, rows, labels, _stored_slices(stored), model, relation, sums, label_filter)
+            fresh, stats = _profile(config, rows, labels, _stored_slices(stored), model, relation, sums, label_filter,
+                                    also={"states": query} if query is not None else None)
+        apply_states(fresh.also.get("states", []), before, profiles_table(config))
     vanished = _vanished(fresh, [c for c in stored if c.chunk.index in redo])[1] if dataset == ANALYSIS else ()
     gone = {c.index for c in vanished}  # kept as stored, labels included: their rows are no longer there
     redo -= gone
@@ -387,6 +398,19 @@ def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str,
              dataset, increment.since, increment.until, increment.changed_rows, len(keys), ", ".join(keys),
              len({c.chunk.index for c in kept}), result.seconds)
     return result
+
+
+def _predecessors(stored: list[ChunkProfile], redo: set[int]) -> list[ChunkProfile]:
+    """The stored chunks (each slice) just before a chunk of `redo` that are not in `redo` themselves."""
+    out = []
+    for key in {(c.slice_key, c.slice_value) for c in stored}:
+        chunks = sorted((c for c in stored if (c.slice_key, c.slice_value) == key), key=lambda c: c.chunk.index)
+        indices = [c.chunk.index for c in chunks]
+        for i in redo:
+            at = bisect.bisect_left(indices, i)
+            if at and indices[at - 1] not in redo:
+                out.append(chunks[at - 1])
+    return out
 
 
 def _vanished(fresh: list[ChunkProfile],

@@ -90,22 +90,25 @@ class ProfiledChunks(list):
     rows it found without a timestamp, and `outside`, the rows whose timestamp is outside the chunking's
     window (`chunking.timestamp_window`; both 0 unless the rows were chunked with `keep_null_ts`)."""
 
-    def __init__(self, chunks: list[ChunkProfile], null_timestamps: int = 0, outside: int = 0) -> None:
+    def __init__(self, chunks: list[ChunkProfile], null_timestamps: int = 0, outside: int = 0,
+                 also: dict[str, list[dict]] | None = None) -> None:
         super().__init__(chunks)
         self.null_timestamps = null_timestamps
         self.outside = outside
+        self.also = also or {}  # the rows of `profile_chunks(also=...)`
 
 
 def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chunking, ts_col: str,
                    kll_k: int, top_n: int, kll_impl: str = "native",
                    sums: dict[str, Column] | None = None, id_col: str | None = None,
-                   by: str | None = None) -> ProfiledChunks:
+                   by: str | None = None, also: dict[str, DataFrame] | None = None) -> ProfiledChunks:
     """Profile every column of `df` per chunk and slice (`df` holds CHUNK_COL, SLICE_KEY and SLICE_VALUE,
     see `monitoring.slices.with_slices`); returns chunks in (index, slice) order. `kll_impl`: `native`
     (Spark >= 4.1) or `python` (`monitoring.sketches.resolve_kll_impl` picks one from `profile.kll`).
     `sums`: name -> numeric row expression; each chunk holds their sums (nulls skipped) in `sums`, with
     DUPLICATE_IDS when `id_col` is given. `by`: a column of `df` naming the dataset of each row (a scan
-    shared by the reference and the analysis); chunks are then profiled per dataset, in `dataset`."""
+    shared by the reference and the analysis); chunks are then profiled per dataset, in `dataset`. `also`:
+    small frames (name -> frame) collected by the same query, their rows returned in `also`."""
     if kll_impl not in KLL_IMPLS:
         raise ValueError(f"kll_impl '{kll_impl}' is not one of {', '.join(KLL_IMPLS)} (resolve_kll_impl resolves auto)")
     continuous = [c for c, k in columns if k == CONTINUOUS]
@@ -142,7 +145,8 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
         parts["k"] = _kll_sketches(inputs.where(placed), group, aliases, kll_k, kll_impl, id_range if in_kll else [])
     if categorical or id_col:
         parts["v"] = _value_counts(df.where(placed), group, categorical, top_n, id_col)
-    found = {name: [] for name in ("m", "k", "v")} | collect_union(parts)
+    also = {f"also:{name}": frame for name, frame in (also or {}).items()}
+    found = {name: [] for name in ("m", "k", "v")} | collect_union(parts | also)
     if layout.groups > 1:
         found["m"] = layout.unstack(found["m"], group)
     # rows without a timestamp or outside the window (kept by `with_chunk_index(keep_null_ts=True)`) form the
@@ -185,7 +189,8 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     if id_col is not None:
         for key, cp in chunks.items():
             cp.sums = (cp.sums or {}) | {DUPLICATE_IDS: float(duplicates.get(key, 0))}
-    return ProfiledChunks([chunks[k] for k in sorted(chunks)], null_ts, outside)
+    return ProfiledChunks([chunks[k] for k in sorted(chunks)], null_ts, outside,
+                          {name.removeprefix("also:"): found[name] for name in also})
 
 
 SLOT_GROUP = "_dl_g"

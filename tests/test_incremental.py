@@ -85,10 +85,16 @@ def _last_commit(spark, table: str):
 
 
 def _assert_same_metrics(a: dict, b: dict) -> None:
+    """Same rows and values; the same fingerprints, but for the performance families': a daily run sums a
+    chunk's label states over fewer shuffle partitions than a full run, which moves their last bits (float
+    addition order) and so their digest (docs/incremental.md)."""
     assert a.keys() == b.keys()
+    family = METRIC_KEYS.index("family")
     for key, row in a.items():
         for col, v in row.items():
             w = b[key][col]
+            if col == "inputs" and key[family] in ("performance", "estimated_performance", "concept_drift"):
+                continue
             if isinstance(v, float) and w is not None:
                 assert w == pytest.approx(v, rel=1e-9, abs=1e-12), (key, col)
             else:

@@ -221,16 +221,32 @@ def profiles_query(spark: SparkSession, table: str, monitor: str, datasets: list
 
 def load_states(spark: SparkSession, table: str, monitor: str, dataset: str, chunks: list[ChunkProfile]) -> None:
     """Read back what `profiles_query(light=...)` left in the table (sketches, sums, performance values) for
-    those of `chunks` that lack it, in one query (none when nothing is missing); a chunk whose states read
-    back do not give their stored digest raises (another writer replaced them meanwhile)."""
-    todo = {(c.chunk.index, c.slice_key, c.slice_value): c for c in chunks
-            if not c.loaded or (c.performance is not None and not c.performance.loaded)}
-    if not todo:
-        return
-    rows = spark.sql(f"SELECT chunk_index, slice_key, slice_value, column_name, {', '.join(LEFT_IN_TABLE)} "
+    those of `chunks` that lack it, in one query (none when nothing is missing)."""
+    query = states_query(spark, table, monitor, dataset, chunks)
+    if query is not None:
+        apply_states(query.toArrow().to_pylist(), chunks, table)
+
+
+def states_query(spark: SparkSession, table: str, monitor: str, dataset: str,
+                 chunks: list[ChunkProfile]) -> DataFrame | None:
+    """The stored rows holding what a light read left in the table for those of `chunks` that lack it
+    (for `apply_states`); None when none does."""
+    indices = sorted({c.chunk.index for c in chunks if _missing(c)})
+    if not indices:
+        return None
+    return spark.sql(f"SELECT chunk_index, slice_key, slice_value, column_name, {', '.join(LEFT_IN_TABLE)} "
                      f"FROM {table_ident(table)}").where(
-        (F.col("monitor") == monitor) & (F.col("dataset") == dataset)
-        & F.col("chunk_index").isin(sorted({k[0] for k in todo}))).toArrow().to_pylist()
+        (F.col("monitor") == monitor) & (F.col("dataset") == dataset) & F.col("chunk_index").isin(indices))
+
+
+def _missing(c: ChunkProfile) -> bool:
+    return not c.loaded or (c.performance is not None and not c.performance.loaded)
+
+
+def apply_states(rows: list[dict], chunks: list[ChunkProfile], table: str) -> None:
+    """Fill in `chunks` from the rows of `states_query`; a chunk whose states read back do not give their
+    stored digest raises (another writer replaced them meanwhile)."""
+    todo = {(c.chunk.index, c.slice_key, c.slice_value): c for c in chunks if _missing(c)}
     for r in rows:
         c = todo.get((r["chunk_index"], r["slice_key"], r["slice_value"]))
         if c is None:
