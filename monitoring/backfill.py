@@ -51,27 +51,57 @@ def stored_labels_version(chunks: list[ChunkProfile]) -> int | None:
     return None if not versions or None in versions else max(versions)
 
 
+@dataclass(frozen=True)
+class LabelChanges:
+    """Changed label ids per stored chunk (`changed_ids_query`, read by another query of the run: the
+    source's change feed), for label table versions `since` -> `until`."""
+
+    since: int
+    until: int
+    counts: dict[int | None, int]
+
+
+def changed_ids_query(spark: SparkSession, config: MonitorConfig, chunks: list[ChunkProfile], id_type: str,
+                      since: int | None, until: int) -> DataFrame | None:
+    """The query `plan_backfill` runs for `chunks` (rows: chunk, n), None when it runs none."""
+    if since is None or since >= until or not config.chunking.period:
+        return None
+    ranges = _ranges(chunks)
+    changed = _changed_ids(spark, config.labels, since, until)
+    if not ranges:
+        return changed.agg(F.count(F.lit(1)).alias("n")).select(F.lit(None).cast("long").alias("chunk"), "n")
+    return _ids_per_chunk(spark, changed, ranges, id_type)
+
+
 def plan_backfill(spark: SparkSession, config: MonitorConfig, chunks: list[ChunkProfile], id_type: str,
-                  since: int | None, until: int) -> Backfill:
-    """The chunks whose performance states must be recomputed, label table version `since` -> `until`."""
+                  since: int | None, until: int, known: LabelChanges | None = None) -> Backfill:
+    """The chunks whose performance states must be recomputed, label table version `since` -> `until`.
+    `known`: the changed ids per chunk of these versions, already read (for these chunks or more)."""
     whole = sorted(c.chunk.index for c in chunks if (c.slice_key, c.slice_value) == WHOLE)
     if since is None or since > until:
         return Backfill(since, until, tuple(whole), None, "no label version stored with the states")
     if not config.chunking.period:
         return Backfill(since, until, tuple(whole), None, "size and count chunks are numbered over the whole table")
-    ranges = [(c.chunk.index, c.performance.id_min, c.performance.id_max) for c in chunks
-              if (c.slice_key, c.slice_value) == WHOLE and c.performance and c.performance.id_min is not None]
-    try:
-        changed = _changed_ids(spark, config.labels, since, until)
-        counts = _ids_per_chunk(spark, changed, ranges, id_type) if ranges else {None: changed.count()}
-    except Exception as exc:  # noqa: BLE001 - any failure of the feed (none, a retyped or restored table): recompute
-        first = first_line(exc, 200)
-        return Backfill(since, until, tuple(whole), None,
-                        f"the change data feed of {config.labels.table} cannot say which labels changed ({first}); "
-                        "if the table has none, set the table property delta.enableChangeDataFeed = true so later "
-                        "runs recompute only the chunks that got labels")
+    if known is not None and (known.since, known.until) == (since, until):
+        counts = known.counts
+    else:
+        try:
+            query = changed_ids_query(spark, config, chunks, id_type, since, until)
+            counts = {r["chunk"]: int(r["n"]) for r in query.collect()} if query is not None else {}
+        except Exception as exc:  # noqa: BLE001 - any failure of the feed (none, a retyped or restored table)
+            first = first_line(exc, 200)
+            return Backfill(since, until, tuple(whole), None,
+                            f"the change data feed of {config.labels.table} cannot say which labels changed ({first}); "
+                            "if the table has none, set the table property delta.enableChangeDataFeed = true so "
+                            "later runs recompute only the chunks that got labels")
     total = sum(counts.values())
-    return Backfill(since, until, tuple(sorted(k for k in counts if k is not None)), total, CHANGE_FEED)
+    ours = {i for i, _, _ in _ranges(chunks)}
+    return Backfill(since, until, tuple(sorted(k for k in counts if k is not None and k in ours)), total, CHANGE_FEED)
+
+
+def _ranges(chunks: list[ChunkProfile]) -> list[tuple[int, str, str]]:
+    return [(c.chunk.index, c.performance.id_min, c.performance.id_max) for c in chunks
+            if (c.slice_key, c.slice_value) == WHOLE and c.performance and c.performance.id_min is not None]
 
 
 def _changed_ids(spark: SparkSession, cfg: Labels, since: int, until: int) -> DataFrame:
@@ -80,15 +110,13 @@ def _changed_ids(spark: SparkSession, cfg: Labels, since: int, until: int) -> Da
 
 
 def _ids_per_chunk(spark: SparkSession, changed: DataFrame, ranges: list[tuple[int, str, str]],
-                   id_type: str) -> dict[int | None, int]:
-    """Distinct changed ids (`changed` holds each once) per chunk whose id range holds them (None: ids in
-    no chunk); one small job. The bounds are cast to the id type once, not once per id and chunk."""
+                   id_type: str) -> DataFrame:
+    """Distinct changed ids (`changed` holds each once) per chunk whose id range holds them (chunk null: ids
+    in no chunk); a small query. The bounds are cast to the id type once, not once per id and chunk."""
     bounds = spark.createDataFrame(ranges, "chunk long, lo string, hi string").select(
         "chunk", F.col("lo").cast(id_type).alias("lo"), F.col("hi").cast(id_type).alias("hi"))
     inside = (F.col("_dl_id") >= F.col("lo")) & (F.col("_dl_id") <= F.col("hi"))
-    rows = changed.join(F.broadcast(bounds), inside, "left").groupBy("chunk").agg(
-        F.count(F.lit(1)).alias("n")).collect()
-    return {r["chunk"]: int(r["n"]) for r in rows}
+    return changed.join(F.broadcast(bounds), inside, "left").groupBy("chunk").agg(F.count(F.lit(1)).alias("n"))
 
 
 def label_rows(chunks: list[ChunkProfile], cfg: Labels, id_type: str) -> Column:

@@ -19,7 +19,15 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from monitoring.backfill import CHANGE_FEED, Backfill, label_rows, plan_backfill, stored_labels_version
+from monitoring.backfill import (
+    CHANGE_FEED,
+    Backfill,
+    LabelChanges,
+    changed_ids_query,
+    label_rows,
+    plan_backfill,
+    stored_labels_version,
+)
 from monitoring.chunking import ChunkInfo, in_window, period_rows, window_text, with_chunk_index
 from monitoring.concept import concept_results
 from monitoring.config import MonitorConfig, validate_against_schema
@@ -291,7 +299,9 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
             return ProfileResult(dataset, stored, 0, version, time.monotonic() - started, reused=True,
                                  backfill=backfill, labels_version=labels.version if labels else None,
                                  schema=schema_of(df.schema), label_stats=backfill.label_stats if backfill else None)
-        increment = plan_increment(spark, config, dataset_table(config, dataset), stored, since, version)
+        labelled = _label_changes_query(spark, config, df, labels, stored) if labels else None
+        increment = plan_increment(spark, config, dataset_table(config, dataset), stored, since, version,
+                                   also={"labels": labelled} if labelled is not None else None)
         if increment.chunks is None:
             log.warning("%s: re-profiling every chunk: %s", dataset, increment.reason)
         else:
@@ -382,8 +392,12 @@ def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str,
     redo -= gone
     kept = [c for c in stored if c.chunk.index not in redo]
     present = [c for c in kept if c.chunk.index not in gone]
+    known = None  # the label change feed, read by the query of the source's (plan_increment)
+    if labels and "labels" in increment.also:
+        known = LabelChanges(stored_labels_version(stored), labels.version,
+                             {r["chunk"]: int(r["n"]) for r in increment.also["labels"]})
     backfill = _backfill(spark, config, dataset, df, labels, present, increment.until, sig, model, relation,
-                         write=False) if labels and present else None
+                         write=False, known=known) if labels and present else None
     # one MERGE: the re-profiled chunks and the backfilled performance rows, so the stored label version
     # (the newest) never runs ahead of a chunk whose labels changed
     relabelled = [c for c in present if backfill and c.chunk.index in set(backfill.chunks)]
@@ -411,6 +425,18 @@ def _predecessors(stored: list[ChunkProfile], redo: set[int]) -> list[ChunkProfi
             if at and indices[at - 1] not in redo:
                 out.append(chunks[at - 1])
     return out
+
+
+def _label_changes_query(spark: SparkSession, config: MonitorConfig, df: DataFrame, labels: VersionedTable,
+                         stored: list[ChunkProfile]) -> DataFrame | None:
+    """The label backfill's change-feed read over the stored chunks (since their label version), for the
+    query that reads the source's change feed to carry too; None when the backfill reads none (or cannot:
+    it then finds out and says why on its own)."""
+    try:
+        return changed_ids_query(spark, config, stored, df.schema[config.source.id_column].dataType.simpleString(),
+                                 stored_labels_version(stored), labels.version)
+    except Exception:  # noqa: BLE001 - plan_backfill reads the feed again and reports its failure
+        return None
 
 
 def _vanished(fresh: list[ChunkProfile],
@@ -467,7 +493,7 @@ def _chunked(config: MonitorConfig, df: DataFrame, slices: dict[str, list[str]],
 
 def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: DataFrame, labels: VersionedTable,
               chunks: list[ChunkProfile], version: int, sig: str, model: RowModel | None,
-              relation: RelationBins | None, write: bool = True) -> Backfill | None:
+              relation: RelationBins | None, write: bool = True, known: LabelChanges | None = None) -> Backfill | None:
     """Recompute the performance states of the chunks whose labels changed since they were computed and
     update `chunks` in place; MERGE those rows into `profiles` unless `write` is false (the caller writes
     them with its own rows, in one commit). None when no label landed."""
@@ -475,7 +501,7 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
     if since == labels.version:
         return None
     id_type = df.schema[config.source.id_column].dataType.simpleString()
-    plan = plan_backfill(spark, config, chunks, id_type, since, labels.version)
+    plan = plan_backfill(spark, config, chunks, id_type, since, labels.version, known)
     targets = [c for c in chunks if c.chunk.index in set(plan.chunks)]
     recompute = {id(c) for c in targets}
     if plan.reason == CHANGE_FEED:
