@@ -370,7 +370,7 @@ def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str,
                        model: RowModel | None, relation: RelationBins | None, sums: dict[str, Column],
                        started: float) -> ProfileResult:
     """Re-profile the chunks of `increment` (the rows of their periods only), keep every other stored chunk,
-    MERGE the new rows in (a re-profiled chunk without rows keeps its stored profile: `_vanished`), then
+    write the new rows in one commit (a re-profiled chunk without rows keeps its stored profile: `_vanished`), then
     backfill the labels of the kept chunks."""
     redo = set(increment.chunks)
     rows = df.where(period_rows(config.chunking.period, sorted(redo), config.source.timestamp_column))
@@ -398,7 +398,7 @@ def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str,
                              {r["chunk"]: int(r["n"]) for r in increment.also["labels"]})
     backfill = _backfill(spark, config, dataset, df, labels, present, increment.until, sig, model, relation,
                          write=False, known=known) if labels and present else None
-    # one MERGE: the re-profiled chunks and the backfilled performance rows, so the stored label version
+    # one commit: the re-profiled chunks and the backfilled performance rows, so the stored label version
     # (the newest) never runs ahead of a chunk whose labels changed
     relabelled = [c for c in present if backfill and c.chunk.index in set(backfill.chunks)]
     written = write_profiles(spark, profiles_table(config), config.monitor, dataset, fresh, config.profile.kll_k,
