@@ -1028,6 +1028,9 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     vanished = {r.chunk.index for r in stored} - {k[2] for k in prints}
     written_rows = [r for r in results if r.period != REFERENCE] if reference_stored else results
     scope = MetricsScope(frozenset(stale | vanished), reference=not reference_stored) if stored else None
+    if scope is not None:  # rows outside the scope (gap rows, computed every run) only when they changed
+        before = {_metric_key(r): r for r in stored}
+        written_rows = [r for r in written_rows if scope.covers(r) or before.get(_metric_key(r)) != r]
     failpoint(BEFORE_METRICS)
     written = 0
     if stale or vanished or notices or not stored:  # else every stored row stands: nothing to commit
@@ -1039,6 +1042,10 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
              "inputs), wrote %d metric rows to %s in %.1fs", len(stale), len(profiles.whole), len(reference.slices()),
              written, metrics_table(config), time.monotonic() - started)
     return RunResult(run_id, profiles, reference, results, profiles.label_stats, tuple(sorted(stale)))
+
+
+def _metric_key(r: MetricResult) -> tuple:
+    return r.period, r.chunk.index, r.slice_key, r.slice_value, r.column, r.family, r.metric, r.comparison
 
 
 def _stored_run(spark: SparkSession, config: MonitorConfig, inputs: RunInputs, started: float) -> RunResult:
