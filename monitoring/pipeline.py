@@ -83,7 +83,7 @@ from monitoring.stores.estimators import (
     write_loss_models,
     write_reconstruction,
 )
-from monitoring.stores.metrics import MetricsScope, read_metrics, write_metrics
+from monitoring.stores.metrics import MetricsScope, metric_key, read_metrics, write_metrics
 from monitoring.stores.profiles import (
     StoredProfiles,
     apply_states,
@@ -433,8 +433,8 @@ def _label_changes_query(spark: SparkSession, config: MonitorConfig, df: DataFra
     query that reads the source's change feed to carry too; None when the backfill reads none (or cannot:
     it then finds out and says why on its own)."""
     try:
-        return changed_ids_query(spark, config, stored, df.schema[config.source.id_column].dataType.simpleString(),
-                                 stored_labels_version(stored), labels.version)
+        return changed_ids_query(spark, config, stored, _id_type(config, df), stored_labels_version(stored),
+                                 labels.version)
     except Exception:  # noqa: BLE001 - plan_backfill reads the feed again and reports its failure
         return None
 
@@ -459,19 +459,21 @@ def _id_range(config: MonitorConfig, rows: DataFrame, increment: Increment, stor
     one small job over `rows` finds the range."""
     lid = F.col(quote_part(config.labels.id_column))
     redo = set(increment.chunks or ())
-    states = [c.performance for c in stored if c.chunk.index in redo and (c.slice_key, c.slice_value) == WHOLE]
-    if any(p is None or p.id_min is None for p in states):
+    whole = [c for c in stored if c.chunk.index in redo and (c.slice_key, c.slice_value) == WHOLE]
+    if any(c.performance is None or c.performance.id_min is None for c in whole):
         ids = F.col(quote_part(config.source.id_column))
         lo, hi = rows.agg(F.min(ids), F.max(ids)).first()
         return F.lit(False) if lo is None else (lid >= F.lit(lo)) & (lid <= F.lit(hi))
-    id_type = rows.schema[config.source.id_column].dataType.simpleString()
-    cond = F.lit(False)
+    cond = label_rows(whole, config.labels, _id_type(config, rows))
     if increment.changed_ids is not None:
         lo, hi = increment.changed_ids
-        cond = (lid >= F.lit(lo)) & (lid <= F.lit(hi))
-    for p in states:
-        cond = cond | ((lid >= F.lit(p.id_min).cast(id_type)) & (lid <= F.lit(p.id_max).cast(id_type)))
+        cond = cond | ((lid >= F.lit(lo)) & (lid <= F.lit(hi)))
     return cond
+
+
+def _id_type(config: MonitorConfig, df: DataFrame) -> str:
+    """The SQL type of the source's id column in `df` (what stored id ranges, kept as text, are cast to)."""
+    return df.schema[config.source.id_column].dataType.simpleString()
 
 
 def _joined(config: MonitorConfig, df: DataFrame, labels: VersionedTable, label_filter: Column | None = None,
@@ -500,7 +502,7 @@ def _backfill(spark: SparkSession, config: MonitorConfig, dataset: str, df: Data
     since = stored_labels_version(chunks)
     if since == labels.version:
         return None
-    id_type = df.schema[config.source.id_column].dataType.simpleString()
+    id_type = _id_type(config, df)
     plan = plan_backfill(spark, config, chunks, id_type, since, labels.version, known)
     targets = [c for c in chunks if c.chunk.index in set(plan.chunks)]
     recompute = {id(c) for c in targets}
@@ -1029,8 +1031,8 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     written_rows = [r for r in results if r.period != REFERENCE] if reference_stored else results
     scope = MetricsScope(frozenset(stale | vanished), reference=not reference_stored) if stored else None
     if scope is not None:  # rows outside the scope (gap rows, computed every run) only when they changed
-        before = {_metric_key(r): r for r in stored}
-        written_rows = [r for r in written_rows if scope.covers(r) or before.get(_metric_key(r)) != r]
+        before = {metric_key(r): r for r in stored}
+        written_rows = [r for r in written_rows if scope.covers(r) or before.get(metric_key(r)) != r]
     failpoint(BEFORE_METRICS)
     written = 0
     if stale or vanished or notices or not stored:  # else every stored row stands: nothing to commit
@@ -1042,10 +1044,6 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
              "inputs), wrote %d metric rows to %s in %.1fs", len(stale), len(profiles.whole), len(reference.slices()),
              written, metrics_table(config), time.monotonic() - started)
     return RunResult(run_id, profiles, reference, results, profiles.label_stats, tuple(sorted(stale)))
-
-
-def _metric_key(r: MetricResult) -> tuple:
-    return r.period, r.chunk.index, r.slice_key, r.slice_value, r.column, r.family, r.metric, r.comparison
 
 
 def _stored_run(spark: SparkSession, config: MonitorConfig, inputs: RunInputs, started: float) -> RunResult:

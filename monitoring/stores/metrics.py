@@ -100,11 +100,14 @@ class MetricsScope:
             parts.append(f"period = {sql_string(REFERENCE)}")
         for r in results:
             if not self.covers(r):
-                keys = (r.period, r.chunk.index, r.slice_key, r.slice_value, r.column, r.family, r.metric,
-                        r.comparison)
                 parts.append(" AND ".join(f"{quote_part(k)} <=> {_literal(v)}"
-                                          for k, v in zip(METRIC_KEYS[1:], keys, strict=True)))
+                                          for k, v in zip(METRIC_KEYS[1:], metric_key(r), strict=True)))
         return " OR ".join(f"({p})" for p in parts)
+
+
+def metric_key(r: MetricResult) -> tuple:
+    """The row's METRIC_KEYS after `monitor`, in that order."""
+    return r.period, r.chunk.index, r.slice_key, r.slice_value, r.column, r.family, r.metric, r.comparison
 
 
 def _literal(value: str | int | None) -> str:
