@@ -3,6 +3,7 @@ the schema of the `reference` table (the merged reference state per slice x colu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -30,6 +31,9 @@ from monitoring.stores.tables import chunks_in, merge_rows, replace_rows, sql_st
 
 SUMS_COLUMN = ":sums"  # the row holding a chunk's sums of row expressions (ChunkProfile.sums)
 LEFT_IN_TABLE = ("kll", "hll", "extra")  # what a light read leaves in the table (profiles_query)
+# a full write of a year of daily chunks at 13 columns (~130 MB of sketches and sums in memory): about 8 files,
+# each a range of chunks, so a replaceWhere of a few chunks rewrites one or two of them
+BYTES_PER_FILE = 16 << 20
 PROFILE_KEYS = ["monitor", "dataset", "chunk_index", "slice_key", "slice_value", "column_name"]
 
 STATE_FIELDS = [
@@ -78,6 +82,7 @@ PROFILE_SCHEMA = StructType([
     StructField("computed_at", TimestampType(), False),
     StructField("digest", StringType(), True),  # ":performance" rows: the digest of `extra` (read without it)
 ])
+_FIELD_INDEX = {f.name: i for i, f in enumerate(PROFILE_SCHEMA.fields)}
 
 REFERENCE_KEYS = ["monitor", "slice_key", "slice_value", "column_name"]
 REFERENCE_SCHEMA = StructType([
@@ -137,17 +142,23 @@ def write_profiles(spark: SparkSession, table: str, monitor: str, dataset: str, 
             rows.append((monitor, dataset, c.index, c.key, c.start, c.end, cp.slice_key, cp.slice_value,
                          holder.column, holder.kind, *state_values(holder, kll_k), dict(cp.sums), None, None, None,
                          source_version, signature, now, digest))
-    frame = spark.createDataFrame(rows, PROFILE_SCHEMA)
+    rows.sort(key=lambda row: row[2])  # chunk order: each file holds a range of chunks (Delta skips the others)
+    frame = spark.createDataFrame(rows, PROFILE_SCHEMA).coalesce(max(1, math.ceil(_size(rows) / BYTES_PER_FILE)))
     if only_chunks is None:  # every chunk of the dataset: one overwrite of its rows
-        replace_rows(spark, table, frame, {"monitor": monitor, "dataset": dataset}, deletion_vectors=True)
+        replace_rows(spark, table, frame, {"monitor": monitor, "dataset": dataset})
     elif rows or only_chunks:  # replaceWhere, not MERGE: the scope is rewritten whole (2-3x cheaper daily)
         scope = chunks_in(only_chunks, "")
         relabelled = {cp.chunk.index for cp in performance_of if cp.performance is not None}
         if relabelled:
             scope += f" OR (column_name = {sql_string(PERFORMANCE_COLUMN)} AND {chunks_in(relabelled, '')})"
-        replace_rows(spark, table, frame, {"monitor": monitor, "dataset": dataset}, deletion_vectors=True,
-                     scope_where=scope)
+        replace_rows(spark, table, frame, {"monitor": monitor, "dataset": dataset}, scope_where=scope)
     return len(rows)
+
+
+def _size(rows: list[tuple]) -> int:
+    """Roughly the bytes of profile rows in memory: their sketches, 16 per map entry, 200 for the rest."""
+    kll, hll, extra = (_FIELD_INDEX[f] for f in LEFT_IN_TABLE)
+    return sum(len(r[kll] or b"") + len(r[hll] or b"") + 16 * len(r[extra] or ()) + 200 for r in rows)
 
 
 def write_performance(spark: SparkSession, table: str, monitor: str, dataset: str, chunks: list[ChunkProfile],
@@ -157,7 +168,7 @@ def write_performance(spark: SparkSession, table: str, monitor: str, dataset: st
     rows = [_performance_row(monitor, dataset, cp, 0, source_version, signature, now)
             for cp in chunks if cp.performance is not None]
     if rows:
-        merge_rows(spark, table, spark.createDataFrame(rows, PROFILE_SCHEMA), PROFILE_KEYS, deletion_vectors=True)
+        merge_rows(spark, table, spark.createDataFrame(rows, PROFILE_SCHEMA), PROFILE_KEYS)
     return len(rows)
 
 

@@ -174,12 +174,10 @@ def sql_string(value: str) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
-               deletion_vectors: bool = False) -> None:
-    """Upsert `rows` into Delta table `name` by `keys` (created on first use): a rerun replaces rows.
-    `deletion_vectors`: see `ensure_table`."""
+def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str]) -> None:
+    """Upsert `rows` into Delta table `name` by `keys` (created on first use): a rerun replaces rows."""
     ident = table_ident(name)
-    if not retry_conflicts(lambda: ensure_table(spark, name, rows.schema, rows, deletion_vectors), name):
+    if not retry_conflicts(lambda: ensure_table(spark, name, rows.schema, rows), name):
         return  # created holding `rows`: what the MERGE into an empty table would leave
     view = f"_dl_merge_{uuid.uuid4().hex}"  # unique: two runs in one session must not share it
     rows.createOrReplaceTempView(view)
@@ -192,14 +190,13 @@ def merge_rows(spark: SparkSession, name: str, rows: DataFrame, keys: list[str],
 
 
 def replace_rows(spark: SparkSession, name: str, rows: DataFrame, scope: dict[str, str],
-                 prefix: tuple[str, str] | None = None, deletion_vectors: bool = False,
-                 scope_where: str | None = None) -> None:
+                 prefix: tuple[str, str] | None = None, scope_where: str | None = None) -> None:
     """Replace every row of Delta table `name` in `scope` (column -> value; with `prefix` (column, text)
     also: that column starts with that text; with `scope_where`, SQL over the table's columns without an
     alias, also: the rows it selects) by `rows`, which all lie in that scope, in one overwrite commit
     (Delta's replaceWhere: no join with the target, so cheaper than a MERGE when the scope is rewritten
-    whole); the table is created on first use (`deletion_vectors`: see `ensure_table`)."""
-    if not retry_conflicts(lambda: ensure_table(spark, name, rows.schema, rows, deletion_vectors), name):
+    whole); the table is created on first use."""
+    if not retry_conflicts(lambda: ensure_table(spark, name, rows.schema, rows), name):
         return
     where = " AND ".join(f"{quote_part(k)} = {sql_string(v)}" for k, v in scope.items())
     if prefix is not None:
@@ -228,12 +225,12 @@ def retry_conflicts(commit: Callable[[], T], name: str, attempts: int = COMMIT_A
     raise AssertionError("unreachable")
 
 
-def ensure_table(spark: SparkSession, name: str, schema: StructType, rows: DataFrame | None = None,
-                 deletion_vectors: bool = False) -> bool:
+def ensure_table(spark: SparkSession, name: str, schema: StructType, rows: DataFrame | None = None) -> bool:
     """True when the table exists (columns a newer Driftline writes are added to an older table); else
-    create it holding `rows` (or empty) in one commit and return False. `deletion_vectors`: for a table
-    whose MERGEs replace a few rows of large files (the profiles' sketches); they cost every read of the
-    table one to two more Spark jobs, so tables that are small or replaced whole go without."""
+    create it holding `rows` (or empty) in one commit and return False. Without deletion vectors: the
+    feature costs every read of a table about 0.3 s of Delta jobs (measured on a year of daily profiles,
+    docs/performance.md part 12), and Driftline's writes replace ranges of chunks that its files hold
+    whole or nearly."""
     existing = _columns(spark, name)
     if existing is not None:
         missing = [f for f in schema.fields if f.name not in existing]
@@ -244,8 +241,7 @@ def ensure_table(spark: SparkSession, name: str, schema: StructType, rows: DataF
     data = rows if rows is not None else spark.createDataFrame([], schema)
     # "error": when another writer created the table meanwhile this fails (and the caller's retry MERGEs)
     # instead of appending a second copy of rows the other writer may hold too
-    writer = data.write.format("delta").mode("error") \
-        .option("delta.enableDeletionVectors", "true" if deletion_vectors else "false")
+    writer = data.write.format("delta").mode("error").option("delta.enableDeletionVectors", "false")
     if is_path(name):
         writer.save(absolute(name))
     else:
