@@ -80,7 +80,9 @@ PROFILE_SCHEMA = StructType([
     StructField("source_version", LongType(), True),
     StructField("signature", StringType(), False),  # hash of the settings the states depend on
     StructField("computed_at", TimestampType(), False),
-    StructField("digest", StringType(), True),  # ":performance" rows: the digest of `extra` (read without it)
+    # column and ":sums" rows: the chunk's `columns_digest()`; ":performance" rows: the digest of `extra`; a
+    # light read (profiles_query) reads these instead of the sketches and maps
+    StructField("digest", StringType(), True),
 ])
 _FIELD_INDEX = {f.name: i for i, f in enumerate(PROFILE_SCHEMA.fields)}
 
@@ -223,8 +225,7 @@ def profiles_query(spark: SparkSession, table: str, monitor: str, datasets: list
             df = df.withColumn(col, F.lit(None).cast("string" if col == "digest" else "long"))
     if not light:
         return df.withColumn("light", F.lit(False))
-    lean = (F.col("dataset") == light[0] if len(light) == 1 else F.col("dataset").isin(list(light))) \
-        & F.col("digest").isNotNull()
+    lean = F.col("dataset").isin(list(light)) & F.col("digest").isNotNull()
     left = {f.name: F.lit(None).cast(f.dataType) for f in PROFILE_SCHEMA.fields if f.name in LEFT_IN_TABLE}
     return df.where(~lean).withColumn("light", F.lit(False)).unionByName(
         df.where(lean).withColumns(left).withColumn("light", F.lit(True)))
