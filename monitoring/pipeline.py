@@ -49,7 +49,7 @@ from monitoring.performance.results import performance_results, reference_state
 from monitoring.performance.state import PerformanceState, RowModel, classes
 from monitoring.performance.state import aggregate as performance_states
 from monitoring.performance.state import prepare as prepare_rows
-from monitoring.profiling import GROUP, ChunkProfile, ProfiledChunks, profile_chunks
+from monitoring.profiling import GROUP, ChunkProfile, ProfiledChunks, count_bins, profile_chunks
 from monitoring.quality import (
     DECLARED_KIND,
     EMPTY_REFERENCE_COLUMN,
@@ -65,7 +65,7 @@ from monitoring.quality import (
     schema_results,
     vanished_results,
 )
-from monitoring.reference import FittedReference, merge_reference
+from monitoring.reference import FittedReference, add_histograms, bin_edges, counted, merge_reference
 from monitoring.registry import UNBOUNDED
 from monitoring.relation import RelationBins, relation_bins, relation_results
 from monitoring.run_plan import STATE_TABLES, RunInputs, plan_run, recording
@@ -107,7 +107,7 @@ from monitoring.stores.tables import VersionedTable, collect_union, quote_part, 
 log = logging.getLogger(__name__)
 
 REFERENCE, ANALYSIS = "reference", "analysis"
-STATE_FORMAT = 6  # bump when stored states or reference edges change meaning: older ones are recomputed
+STATE_FORMAT = 7  # bump when stored states or reference edges change meaning: older ones are recomputed
 
 
 @dataclass(frozen=True)
@@ -176,10 +176,10 @@ def estimators_table(config: MonitorConfig) -> str:
 
 def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] | None = None,
               model: RowModel | None = None, reconstruction: Reconstruction | None = None,
-              relation: RelationBins | None = None) -> str:
+              relation: RelationBins | None = None, histograms: dict[str, tuple[float, ...]] | None = None) -> str:
     """A short hash of every setting the stored states of `dataset` depend on (for the analysis also
     the slice values taken from the reference, the models its rows were scored with and the reference
-    bins of the concept-drift sums). The label
+    bins of the concept-drift sums and of the exact histograms). The label
     table's version is not part of it: label changes are backfilled chunk by chunk (monitoring/backfill.py)."""
     ref, lab = config.reference, config.labels
     labels = [lab.table, lab.id_column, lab.label_column, lab.timestamp_column] if lab else None
@@ -191,7 +191,8 @@ def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] 
                 "slice_values": slices or {}, "labels": labels,
                 "row_model": model.fingerprint() if model else None,
                 "reconstruction": reconstruction.fingerprint() if reconstruction else None,
-                "relation": relation.fingerprint() if relation else None}
+                "relation": relation.fingerprint() if relation else None,
+                "histograms": sorted(histograms.items()) if histograms else None}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -263,7 +264,8 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
                     slices: dict[str, list[str]] | None = None, refresh: bool = False,
                     model: RowModel | None = None, reconstruction: Reconstruction | None = None,
                     relation: RelationBins | None = None, stored: StoredProfiles | None = None,
-                    write: bool = True, tables: Tables | None = None, label_states: bool = True) -> ProfileResult:
+                    write: bool = True, tables: Tables | None = None, label_states: bool = True,
+                    histograms: dict[str, tuple[float, ...]] | None = None) -> ProfileResult:
     """Profile the reference or the analysis rows per chunk and slice and MERGE them into `profiles`
     (`model` scores rows for the performance states, `reconstruction` for the multivariate drift,
     `relation` bins the residual sums of the per-feature concept drift).
@@ -275,13 +277,14 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
     the caller read it (else it is read here). `write=False` leaves newly profiled chunks for the caller
     to store (fit stores them once, after its label pass). `tables`: the tables as the caller opened them
     (else they are opened here). `label_states=False` leaves the performance states of newly profiled
-    chunks unset (fit computes them in its label pass, with the reference's bins)."""
+    chunks unset (fit computes them in its label pass, with the reference's bins). `histograms`: the
+    reference's bin edges per continuous column, counted exactly in the chunks profiled (the analysis)."""
     started = time.monotonic()
     tables = tables or open_tables(spark, config, dataset)
     source = dataset_source(config, tables, dataset)
     df, version = source.rows, source.version
     labels = tables.labels
-    sig, table = signature(config, dataset, slices, model, reconstruction, relation), profiles_table(config)
+    sig, table = signature(config, dataset, slices, model, reconstruction, relation, histograms), profiles_table(config)
     sums = prediction_checks(config) | (reconstruction.sums() if reconstruction else {})
     if not refresh and stored is None:
         stored = read_stored_profiles(spark, table, config.monitor, [dataset])
@@ -306,7 +309,7 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
             log.warning("%s: re-profiling every chunk: %s", dataset, increment.reason)
         else:
             return replace(_profile_increment(spark, config, dataset, df, labels, stored, increment, sig, model,
-                                              relation, sums, started), schema=schema_of(df.schema))
+                                              relation, sums, started, histograms), schema=schema_of(df.schema))
     if slices is None:
         slices = slice_values(df, config.slices.expressions, config.slices.top_n)
     # the analysis's labels are joined against the whole source, so that their unmatched ids are labels of
@@ -318,7 +321,7 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
         profiled = source.table.where(source.window | F.col(quote_part(config.source.timestamp_column)).isNull())
     chunks, stats = _profile(config, profiled, labels if label_states else None, slices, model, relation, sums,
                              join_source=(source.table, source.window) if dataset == ANALYSIS else None,
-                             keep_null_ts=count_nulls)
+                             keep_null_ts=count_nulls, histograms=histograms)
     if dataset == REFERENCE and not chunks:
         raise DataError(f"the reference of monitor '{config.monitor}' holds no rows "
                         f"(reference: {config.reference}); widen reference.start/end or fill the table")
@@ -343,18 +346,18 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
 def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None, slices: dict[str, list[str]],
              model: RowModel | None, relation: RelationBins | None, sums: dict[str, Column],
              label_filter: Column | None = None, join_source: tuple[DataFrame, Column | None] | None = None,
-             keep_null_ts: bool = False, also: dict[str, DataFrame] | None = None
-             ) -> tuple[ProfiledChunks, LabelStats | None]:
+             keep_null_ts: bool = False, also: dict[str, DataFrame] | None = None,
+             histograms: dict[str, tuple[float, ...]] | None = None) -> tuple[ProfiledChunks, LabelStats | None]:
     """The scan: chunk profiles of `df`'s own rows (no labels needed) with the per-chunk `sums`, then,
     when there are labels, every label-dependent state from one query over the one label join
     (the label rows `label_filter` keeps), with the label counts observed on the way. `join_source`:
     (table, which of its rows are `df`'s) to join the labels against instead of `df`. `keep_null_ts`: `df`
     holds the rows without a timestamp too, for the moments aggregation to count. `also`: small frames read
-    by the profiling query (`ProfiledChunks.also`)."""
+    by the profiling query (`ProfiledChunks.also`). `histograms`: edges of the exact bin counts."""
     chunks = profile_chunks(_chunked(config, df, slices, keep_null_ts), config.monitored_columns(), config.chunking,
                             config.source.timestamp_column, config.profile.kll_k, config.profile.top_n,
                             kll_impl=resolve_kll_impl(df.sparkSession, config.profile.kll),
-                            sums=sums, id_col=config.source.id_column, also=also)
+                            sums=sums, id_col=config.source.id_column, also=also, histograms=histograms)
     failpoint(PROFILING)
     if not labels:
         return chunks, None
@@ -368,7 +371,7 @@ def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None
 def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str, df: DataFrame,
                        labels: VersionedTable | None, stored: list[ChunkProfile], increment: Increment, sig: str,
                        model: RowModel | None, relation: RelationBins | None, sums: dict[str, Column],
-                       started: float) -> ProfileResult:
+                       started: float, histograms: dict[str, tuple[float, ...]] | None = None) -> ProfileResult:
     """Re-profile the chunks of `increment` (the rows of their periods only), keep every other stored chunk,
     write the new rows in one commit (a re-profiled chunk without rows keeps its stored profile: `_vanished`), then
     backfill the labels of the kept chunks."""
@@ -385,7 +388,7 @@ def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str,
         query = states_query(spark, profiles_table(config), config.monitor, dataset, before)
         with few_partitions(spark, expected):
             fresh, stats = _profile(config, rows, labels, _stored_slices(stored), model, relation, sums, label_filter,
-                                    also={"states": query} if query is not None else None)
+                                    also={"states": query} if query is not None else None, histograms=histograms)
         apply_states(fresh.also.get("states", []), before, profiles_table(config))
     vanished = _vanished(fresh, [c for c in stored if c.chunk.index in redo])[1] if dataset == ANALYSIS else ()
     gone = {c.index for c in vanished}  # kept as stored, labels included: their rows are no longer there
@@ -587,14 +590,18 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False, analy
     ref = FittedReference(profiles.chunks, source_version=profiles.source_version,
                           signature=signature(config, REFERENCE), schema=schema)
     stored = read_reference(spark, reference_table(config), config.monitor) if profiles.reused else None
-    if stored is not None and stored.columns and (stored.source_version, stored.signature, stored.schema) == (
-            ref.source_version, ref.signature, ref.schema):
-        ref.columns = stored.columns
-    else:
-        ref.columns = merge_reference(profiles.chunks, config.drift.bins, config.profile.top_n)
+    kept = stored is not None and bool(stored.columns) and (
+        stored.source_version, stored.signature, stored.schema) == (ref.source_version, ref.signature, ref.schema)
+    ref.columns = stored.columns if kept else merge_reference(profiles.chunks, config.drift.bins, config.profile.top_n)
+    df, labels = dataset_source(config, tables, REFERENCE).rows, tables.labels
+    edges = bin_edges(ref.columns)
+    recounted = not counted(ref.chunks, edges)
+    if recounted:  # the exact counts in the bins just learnt: one more pass over the reference rows
+        count_bins(_chunked(config, df, _stored_slices(ref.chunks)), config.monitored_columns(), edges, ref.chunks)
+        add_histograms(ref.columns, ref.chunks)
+    if recounted or not kept:
         write_reference(spark, reference_table(config), config.monitor, ref, config.profile.kll_k)
     relation = relation_bins(ref.columns.get(WHOLE, {}), config)
-    df, labels = dataset_source(config, tables, REFERENCE).rows, tables.labels
     reconstruction = _fit_reconstruction(spark, config, ref, df) if config.reconstruction_columns() else None
     mark = relation.mark() if relation else None
     unlabelled = labels is not None and any(cp.performance is None for cp in ref.chunks)
@@ -609,7 +616,7 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False, analy
     model = estimators.row_model
     if model is not None:
         _label_pass(spark, config, ref, df, labels, model, relation, None)
-    if not profiles.reused or unlabelled or model is not None or stale_relation:  # one commit of the profiles
+    if not profiles.reused or unlabelled or model is not None or stale_relation or recounted:  # one commit
         write_profiles(spark, profiles_table(config), config.monitor, REFERENCE, ref.chunks, config.profile.kll_k,
                        ref.source_version, ref.signature)
     if stored_pca is not None or not config.reconstruction_columns():  # else the stored PCA stands: runs read it
@@ -688,6 +695,10 @@ def _fit_with_analysis(spark: SparkSession, config: MonitorConfig, tables: Table
     ref = FittedReference(parts[REFERENCE], source_version=source.version, signature=signature(config, REFERENCE),
                           schema=schema_of(source.df.schema))
     ref.columns = merge_reference(ref.chunks, config.drift.bins, config.profile.top_n)
+    # the exact counts of both datasets in the bins just learnt: one more pass over the rows
+    count_bins(_chunked(config, table.where(F.col(DATASET).isNotNull()), slices), config.monitored_columns(),
+               bin_edges(ref.columns), chunks, by=DATASET)
+    add_histograms(ref.columns, ref.chunks)
     write_reference(spark, reference_table(config), config.monitor, ref, config.profile.kll_k)
     relation = relation_bins(ref.columns.get(WHOLE, {}), config)
     reference_rows = table.where(windows[REFERENCE])
@@ -937,6 +948,7 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
         estimators = load_estimators(config, reference, estimator_rows)
         reconstruction = load_reconstruction(config, reference, estimator_rows)
     relation = relation_bins(reference.columns.get(WHOLE, {}), config)
+    edges = bin_edges(reference.columns)
     log.info("stage 1/3 reference: %d chunks, %d slices, estimation models: %s; loaded in %.1fs",
              len(reference.chunks_of(WHOLE)), len(reference.slices()),
              "yes" if estimators.calibrator or estimators.row_model else "none", time.monotonic() - started)
@@ -947,13 +959,13 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     pca = reconstruction.model if reconstruction else None
     with recording(spark, inputs.marker(config.monitor)):  # its profiles commit: see monitoring/run_plan.py
         if scanned is not None:
-            sig = signature(config, ANALYSIS, reference.slice_values(), estimators.row_model, pca, relation)
+            sig = signature(config, ANALYSIS, reference.slice_values(), estimators.row_model, pca, relation, edges)
             profiles = replace(scanned, rows_written=write_profiles(
                 spark, profiles_table(config), config.monitor, ANALYSIS, scanned.chunks, config.profile.kll_k,
                 scanned.source_version, sig))
         else:
             profiles = profile_dataset(spark, config, ANALYSIS, reference.slice_values(), refresh, estimators.row_model,
-                                       pca, relation, stored_profiles, tables=tables)
+                                       pca, relation, stored_profiles, tables=tables, histograms=edges)
     started = time.monotonic()
     changes = schema_changes(reference.schema, profiles.schema) if reference.schema is not None else []
     null_timestamps, outside = (profiles.null_timestamps, profiles.outside) if profiles.null_timestamps is not None \

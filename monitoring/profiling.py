@@ -13,6 +13,7 @@ the same value counts, with the prediction id as one more column, give the dupli
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import re
@@ -25,13 +26,18 @@ from pyspark.sql.types import BinaryType, IntegralType, StringType
 from monitoring.chunking import CHUNK_COL, ChunkInfo, period_chunk, utc_from_micros
 from monitoring.config import Chunking
 from monitoring.performance.state import PerformanceState
+from monitoring.session import session_conf
 from monitoring.sketches import (
     CATEGORICAL,
     CONTINUOUS,
     HLL_LG_K,
     KLL_IMPLS,
     ColumnProfile,
+    bin_count,
+    bin_sql,
     continuous_inputs,
+    finite_sql,
+    histogram_aggs,
     kll_agg,
     moment_aggs,
     python_kll_sketches,
@@ -80,6 +86,7 @@ class ChunkProfile:
             h.update(repr((name, p.kind, p.row_count, p.null_count, p.nan_count, p.inf_count, p.valid_count, p.min,
                            p.max, p.mean, p.m2, sorted(p.categories.items()), p.other_count,
                            p.distinct_count)).encode())
+            h.update(repr((p.histogram, p.histogram_edges)).encode())
             h.update(p.kll or b"")
             h.update(p.hll or b"")
         return h.digest()
@@ -101,14 +108,17 @@ class ProfiledChunks(list):
 def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chunking, ts_col: str,
                    kll_k: int, top_n: int, kll_impl: str = "native",
                    sums: dict[str, Column] | None = None, id_col: str | None = None,
-                   by: str | None = None, also: dict[str, DataFrame] | None = None) -> ProfiledChunks:
+                   by: str | None = None, also: dict[str, DataFrame] | None = None,
+                   histograms: dict[str, tuple[float, ...]] | None = None) -> ProfiledChunks:
     """Profile every column of `df` per chunk and slice (`df` holds CHUNK_COL, SLICE_KEY and SLICE_VALUE,
     see `monitoring.slices.with_slices`); returns chunks in (index, slice) order. `kll_impl`: `native`
     (Spark >= 4.1) or `python` (`monitoring.sketches.resolve_kll_impl` picks one from `profile.kll`).
     `sums`: name -> numeric row expression; each chunk holds their sums (nulls skipped) in `sums`, with
     DUPLICATE_IDS when `id_col` is given. `by`: a column of `df` naming the dataset of each row (a scan
     shared by the reference and the analysis); chunks are then profiled per dataset, in `dataset`. `also`:
-    small frames (name -> frame) collected by the same query, their rows returned in `also`."""
+    small frames (name -> frame) collected by the same query, their rows returned in `also`. `histograms`:
+    continuous column -> the reference's bin edges; their chunks get exact bin counts (`ColumnProfile.histogram`),
+    counted in the moments' compiled aggregation."""
     if kll_impl not in KLL_IMPLS:
         raise ValueError(f"kll_impl '{kll_impl}' is not one of {', '.join(KLL_IMPLS)} (resolve_kll_impl resolves auto)")
     continuous = [c for c, k in columns if k == CONTINUOUS]
@@ -130,15 +140,8 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     per_chunk = [F.count(F.lit(1)).alias("rows"), F.count("_dl_ts").alias("ts_n"), F.min("_dl_ts").alias("ts_min"),
                  F.max("_dl_ts").alias("ts_max"), *([] if in_kll else id_range),
                  *[F.sum(f"_dl_sum{i}").alias(f"_dl_sum{i}") for i in range(len(sums))]]
-    layout = SlotLayout.fit(len(continuous), len(group) + 1 + len(per_chunk),
-                            int(df.sparkSession.conf.get("spark.sql.codegen.maxFields", "100")))
-    if layout.groups == 1:
-        moments = inputs.groupBy(*group).agg(*per_chunk, *[m for a in aliases for m in moment_aggs(a)])
-    else:
-        slots = df.select(*per_row, layout.stack(continuous)).select(
-            "*", *[c for j in range(layout.size) for c in continuous_inputs(f"`s{j}`", f"s{j}")])
-        moments = slots.groupBy(*group, SLOT_GROUP).agg(
-            *per_chunk, *[m for j in range(layout.size) for m in moment_aggs(f"s{j}")])
+    bins = Bins.of(continuous, histograms)
+    moments, layout = _moments(df, inputs, group, per_row, continuous, per_chunk, bins)
     placed = F.col(CHUNK_COL).isNotNull()
     parts = {"m": moments}
     if continuous:
@@ -146,7 +149,8 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     if categorical or id_col:
         parts["v"] = _value_counts(df.where(placed), group, categorical, top_n, id_col)
     also = {f"also:{name}": frame for name, frame in (also or {}).items()}
-    found = {name: [] for name in ("m", "k", "v")} | collect_union(parts | also)
+    with bins.fields(df.sparkSession):
+        found = {name: [] for name in ("m", "k", "v")} | collect_union(parts | also)
     if layout.groups > 1:
         found["m"] = layout.unstack(found["m"], group)
     # rows without a timestamp or outside the window (kept by `with_chunk_index(keep_null_ts=True)`) form the
@@ -172,6 +176,7 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
             cp.id_range = (str(lo), str(hi)) if lo is not None else None
         for i, name in enumerate(continuous):
             cp.columns[name] = _continuous_profile(name, r, sketches[key], f"c{i}", cp.row_count)
+            bins.apply(cp.columns[name], r, i)
         chunks[key] = cp
 
     duplicates: dict[tuple[int, str, str, str], int] = {}
@@ -193,6 +198,116 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
                           {name.removeprefix("also:"): found[name] for name in also})
 
 
+HISTOGRAM_MAX_FIELDS = 300  # spark.sql.codegen.maxFields while exact bin counts join the moments (below)
+
+
+@dataclass(frozen=True)
+class Bins:
+    """The exact histograms of a profiling pass: per continuous column (by position) its reference edges, or
+    None. Each has `bin_count` bins, counted by `count_if` in the moments' aggregation (declarative, so
+    compiled with them). Spark compiles an aggregation of at most `spark.sql.codegen.maxFields` fields and
+    runs a wider one uncompiled, several times slower; the counts of 13 columns (~150 fields) with their
+    moments fit in one compiled aggregation of HISTOGRAM_MAX_FIELDS, which the pass uses (docs/performance.md,
+    part 14); more columns are stacked in groups (`SlotLayout`)."""
+
+    edges: tuple[tuple[float, ...] | None, ...]
+
+    @classmethod
+    def of(cls, continuous: list[str], histograms: dict[str, tuple[float, ...]] | None) -> Bins:
+        histograms = histograms or {}
+        return cls(tuple(tuple(histograms[c]) if histograms.get(c) is not None and len(histograms[c]) else None
+                         for c in continuous))
+
+    @property
+    def widest(self) -> int:
+        """The most bins of a column (every slot of a stacked layout counts this many)."""
+        return max((bin_count(e) for e in self.edges if e is not None), default=0)
+
+    def inputs(self, inputs: DataFrame) -> DataFrame:
+        """`inputs` with each counted column's bin `c<i>__b` (of its finite value `c<i>__f`), in a projection of
+        its own: the binary search repeats the value per comparison."""
+        binned = [F.expr(f"{bin_sql(f'`c{i}__f`', e)} AS `c{i}__b`") for i, e in enumerate(self.edges) if e is not None]
+        return inputs.select("*", *binned) if binned else inputs
+
+    def raw(self, df: DataFrame, continuous: list[str]) -> DataFrame:
+        """`df` with each counted column's bin `_dl_b<i>` of its raw value (for a stacked layout)."""
+        if self.widest == 0:
+            return df
+        finite = [F.expr(f"{finite_sql(quote_part(c))} AS `_dl_x{i}`") for i, (c, e) in
+                  enumerate(zip(continuous, self.edges, strict=True)) if e is not None]
+        return df.select("*", *finite).select("*", *[F.expr(f"{bin_sql(f'`_dl_x{i}`', e)} AS `_dl_b{i}`")
+                                                    for i, e in enumerate(self.edges) if e is not None])
+
+    def fields(self, spark):
+        """The session setting the pass runs with: a field limit that holds the counts, when there are any."""
+        if self.widest == 0:
+            return contextlib.nullcontext()
+        limit = int(spark.conf.get("spark.sql.codegen.maxFields", "100"))
+        return session_conf(spark, "spark.sql.codegen.maxFields", str(max(limit, HISTOGRAM_MAX_FIELDS)))
+
+    def field_limit(self, spark) -> int:
+        limit = int(spark.conf.get("spark.sql.codegen.maxFields", "100"))
+        return max(limit, HISTOGRAM_MAX_FIELDS) if self.widest else limit
+
+    def apply(self, p: ColumnProfile, r: dict, i: int) -> None:
+        """Set the counts of column `i` on its profile from an aggregated row."""
+        e = self.edges[i]
+        if e is not None:
+            p.histogram = [int(r[f"c{i}__h{k}"] or 0) for k in range(bin_count(e))]
+            p.histogram_edges = list(e)
+
+
+def _moments(df: DataFrame, inputs: DataFrame, group: list[str], per_row: list[Column], continuous: list[str],
+             per_chunk: list[Column], bins: Bins, moments: bool = True) -> tuple[DataFrame, SlotLayout]:
+    """The code-generated aggregation per chunk: `per_chunk`, the moments of every continuous column (unless
+    not `moments`) and the counts of `bins`, in one compiled aggregation or stacked groups (`SlotLayout`)."""
+    per_column = (MOMENT_FIELDS if moments else 0) + bins.widest
+    layout = SlotLayout.fit(len(continuous), len(group) + 1 + len(per_chunk), bins.field_limit(df.sparkSession),
+                            max(1, per_column))
+
+    def aggs(alias: str, counted: bool) -> list[Column]:
+        return [*(moment_aggs(alias) if moments else []), *(histogram_aggs(alias, bins.widest) if counted else [])]
+
+    if layout.groups == 1:
+        return bins.inputs(inputs).groupBy(*group).agg(
+            *per_chunk, *[m for i, e in enumerate(bins.edges) for m in aggs(f"c{i}", e is not None)]), layout
+    counted = [f"_dl_b{i}" if e is not None else None for i, e in enumerate(bins.edges)]
+    slots = bins.raw(df, continuous).select(*per_row, layout.stack(continuous, counted)).select(
+        "*", *[c for j in range(layout.size) for c in continuous_inputs(f"`s{j}`", f"s{j}")],
+        *[F.col(f"b{j}").alias(f"s{j}__b") for j in range(layout.size) if bins.widest])
+    return slots.groupBy(*group, SLOT_GROUP).agg(
+        *per_chunk, *[m for j in range(layout.size) for m in aggs(f"s{j}", bins.widest > 0)]), layout
+
+
+def count_bins(df: DataFrame, columns: list[tuple[str, str]], histograms: dict[str, tuple[float, ...]],
+               chunks: list[ChunkProfile], by: str | None = None) -> None:
+    """Exact bin counts of the continuous `columns` of `chunks` (profiled before the edges were known: the
+    reference at fit) from one aggregation of `df` (chunked rows, as profiled), set on their profiles."""
+    continuous = [c for c, k in columns if k == CONTINUOUS]
+    bins = Bins.of(continuous, histograms)
+    if bins.widest == 0 or not chunks:
+        return
+    group = GROUP + ([by] if by else [])
+    placed = df.where(F.col(CHUNK_COL).isNotNull())
+    per_row = [F.col(quote_part(g)) for g in group]
+    inputs = placed.select(*per_row, *[F.expr(f"{finite_sql(quote_part(c))} AS `c{i}__f`")
+                                       for i, c in enumerate(continuous)])
+    frame, layout = _moments(placed, inputs, group, per_row, continuous, [F.count(F.lit(1)).alias("rows")], bins,
+                             moments=False)
+    with bins.fields(df.sparkSession):
+        rows = collect_union({"h": frame})["h"]
+    if layout.groups > 1:
+        rows = layout.unstack(rows, group)
+    found = {_key(r, by): r for r in rows}
+    for cp in chunks:
+        r = found.get((cp.chunk.index, cp.slice_key, cp.slice_value, cp.dataset if by else ""))
+        for i, name in enumerate(continuous):
+            if name in cp.columns:
+                if r is None:  # a chunk the rows no longer hold: no counts rather than zeros
+                    continue
+                bins.apply(cp.columns[name], r, i)
+
+
 SLOT_GROUP = "_dl_g"
 MOMENT_FIELDS = 6  # aggregation buffer fields of `moment_aggs`: three sums, and var_pop's count, mean and m2
 _SLOT = re.compile(r"s(\d+)__(\w+)")
@@ -211,17 +326,25 @@ class SlotLayout:
     size: int
 
     @classmethod
-    def fit(cls, columns: int, fixed: int, max_fields: int) -> SlotLayout:
-        """The fewest groups whose aggregation has at most `max_fields` fields, `fixed` of them not moments."""
-        groups = max(1, math.ceil(columns / max(1, (max_fields - fixed) // MOMENT_FIELDS)))
+    def fit(cls, columns: int, fixed: int, max_fields: int, per_column: int = MOMENT_FIELDS) -> SlotLayout:
+        """The fewest groups whose aggregation has at most `max_fields` fields, `fixed` of them not the
+        `per_column` fields of each column."""
+        groups = max(1, math.ceil(columns / max(1, (max_fields - fixed) // per_column)))
         return cls(columns, groups, math.ceil(columns / groups))
 
-    def stack(self, names: list[str]) -> Column:
-        """The generator of one row per group: SLOT_GROUP and slots `s0`.. as doubles (nulls past the end)."""
+    def stack(self, names: list[str], bins: list[str | None] | None = None) -> Column:
+        """The generator of one row per group: SLOT_GROUP and slots `s0`.. as doubles (nulls past the end);
+        with `bins` (per column, the name of its bin column or None), also `b0`.. (ints)."""
         def slot(i: int) -> Column:
             return F.col(quote_part(names[i])).cast("double") if i < self.columns else F.lit(None).cast("double")
+
+        def bin_of(i: int) -> Column:
+            return F.col(bins[i]) if i < self.columns and bins[i] else F.lit(None).cast("int")
+
+        counted = bins is not None and any(bins)
         return F.inline(F.array(*[
-            F.struct(F.lit(g).alias(SLOT_GROUP), *[slot(g * self.size + j).alias(f"s{j}") for j in range(self.size)])
+            F.struct(F.lit(g).alias(SLOT_GROUP), *[slot(g * self.size + j).alias(f"s{j}") for j in range(self.size)],
+                     *[bin_of(g * self.size + j).alias(f"b{j}") for j in range(self.size) if counted])
             for g in range(self.groups)]))
 
     def unstack(self, rows: list[dict], group: list[str]) -> list[dict]:

@@ -58,18 +58,45 @@ class FittedReference:
 
 def merge_reference(chunks: list[ChunkProfile], bins: int, top_n: int) -> dict[SliceKey, dict[str, ReferenceColumn]]:
     """Merge the chunk states per slice and column; continuous columns get reference-quantile bin edges
-    from the concatenated chunk sketches (deterministic, see docs/statistics.md)."""
+    from the concatenated chunk sketches of the whole reference (deterministic, see docs/statistics.md),
+    the same in every slice: the bins a chunk's exact counts are kept in (`histograms`)."""
     grouped: dict[SliceKey, dict[str, list[ColumnProfile]]] = defaultdict(lambda: defaultdict(list))
     for cp in chunks:
         for name, p in cp.columns.items():
             grouped[(cp.slice_key, cp.slice_value)][name].append(p)
-    out: dict[SliceKey, dict[str, ReferenceColumn]] = {}
-    for key, columns in grouped.items():
-        out[key] = {}
-        for name, profiles in columns.items():
-            edges = np.empty(0)
-            if profiles[0].kind == CONTINUOUS:
-                samples = [WeightedSample.from_kll(p.kll, p.mean, (p.min, p.max)) for p in profiles]
-                edges = quantile_edges(WeightedSample.concat(samples), bins)
-            out[key][name] = ReferenceColumn(merge_all(profiles, top_n), edges, len(profiles))
-    return out
+    whole: dict[str, np.ndarray] = {}
+    for name, profiles in grouped.get(WHOLE, {}).items():
+        if profiles[0].kind == CONTINUOUS:
+            samples = [WeightedSample.from_kll(p.kll, p.mean, (p.min, p.max)) for p in profiles]
+            whole[name] = quantile_edges(WeightedSample.concat(samples), bins)
+    return {key: {name: ReferenceColumn(merge_all(profiles, top_n), whole.get(name, np.empty(0)), len(profiles))
+                  for name, profiles in columns.items()}
+            for key, columns in grouped.items()}
+
+
+def bin_edges(columns: dict[SliceKey, dict[str, ReferenceColumn]]) -> dict[str, tuple[float, ...]]:
+    """Continuous column -> the whole reference's bin edges: the bins of every chunk's exact counts."""
+    return {name: tuple(float(e) for e in rc.edges) for name, rc in columns.get(WHOLE, {}).items()
+            if rc.state.kind == CONTINUOUS and len(rc.edges)}
+
+
+def counted(chunks: list[ChunkProfile], edges: dict[str, tuple[float, ...]]) -> bool:
+    """Whether every continuous column of `chunks` with edges holds exact counts in those edges."""
+    return all(p.histogram is not None and tuple(p.histogram_edges or ()) == edges[name]
+               for cp in chunks for name, p in cp.columns.items() if name in edges and p.valid_count)
+
+
+def add_histograms(columns: dict[SliceKey, dict[str, ReferenceColumn]], chunks: list[ChunkProfile]) -> None:
+    """Set the merged states' exact counts: the sum of their chunks' (counted after the edges were known)."""
+    parts: dict[SliceKey, dict[str, list[ColumnProfile]]] = defaultdict(lambda: defaultdict(list))
+    for cp in chunks:
+        for name, p in cp.columns.items():
+            parts[(cp.slice_key, cp.slice_value)][name].append(p)
+    for key, cols in columns.items():
+        for name, rc in cols.items():
+            found = parts[key][name]
+            if rc.state.kind != CONTINUOUS or not found or any(p.histogram is None for p in found) or \
+                    any(p.histogram_edges != found[0].histogram_edges for p in found):
+                continue
+            rc.state.histogram = [int(x) for x in np.sum([p.histogram for p in found], axis=0)]
+            rc.state.histogram_edges = found[0].histogram_edges

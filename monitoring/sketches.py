@@ -67,6 +67,36 @@ def moment_aggs(alias: str) -> list[Column]:
                                  ("var_pop", "f", "var"))]
 
 
+def bin_count(edges) -> int:
+    """Bins of a histogram over `edges` (sorted, distinct): below the first edge, [e0, e1), ..., [e_last-1,
+    e_last] (the last closed), above the last; one edge (a constant reference): below, equal, above."""
+    return len(edges) + 1 if len(edges) > 1 else 3 if len(edges) == 1 else 0
+
+
+def bin_sql(x: str, edges) -> str:
+    """SQL text: the histogram bin (0 .. bin_count - 1) of the finite double `x` (a column name, quoted), null
+    when `x` is null; inner bins by binary search, like `numpy.searchsorted(edges, x, side="right")` with the
+    largest edge in the last inner bin (`drift.distributions.bin_index` is its numpy twin)."""
+    e = [double_sql(v) for v in edges]
+    last = len(e) - 1
+    if last == 0:
+        return f"CASE WHEN {x} IS NULL THEN NULL WHEN {x} < {e[0]} THEN 0 WHEN {x} > {e[0]} THEN 2 ELSE 1 END"
+
+    def search(lo: int, hi: int) -> str:  # the number of edges e0..e_last-1 that are <= x, x in [e0, e_last)
+        if lo == hi:
+            return str(lo)
+        mid = (lo + hi + 1) // 2
+        return f"CASE WHEN {x} >= {e[mid - 1]} THEN {search(mid, hi)} ELSE {search(lo, mid - 1)} END"
+
+    return (f"CASE WHEN {x} IS NULL THEN NULL WHEN {x} < {e[0]} THEN 0 WHEN {x} > {e[last]} THEN {last + 1} "
+            f"WHEN {x} = {e[last]} THEN {last} ELSE {search(1, last)} END")
+
+
+def histogram_aggs(alias: str, bins: int) -> list[Column]:
+    """Declarative counts of `<alias>__b` (the bin of `bin_sql`) per bin: compiled with the moments."""
+    return [F.expr(f"count_if(`{alias}__b` = {k}) AS `{alias}__h{k}`") for k in range(bins)]
+
+
 def kll_agg(alias: str, kll_k: int) -> Column:
     """The KLL sketch of the finite values; it also yields their exact count, min and max (Spark >= 4.1)."""
     native = getattr(F, "kll_sketch_agg_double", None)  # a pyspark < 4.1 client may talk to a 4.1 server
@@ -184,6 +214,10 @@ class ColumnProfile:
     other_count: int = 0
     distinct_count: int = 0
     hll: bytes | None = None
+    # continuous: exact counts of the finite values in the bins of `histogram_edges` (the whole reference's
+    # edges, `bin_count` bins: below the first edge, the inner bins, above the last), None when not counted
+    histogram: list[int] | None = None
+    histogram_edges: list[float] | None = None
 
     # ------------------------------------------------------------------ derived statistics
     @property
@@ -233,6 +267,7 @@ class ColumnProfile:
             m2=m2,
             kll=_merge_kll(self.kll, other.kll),
             hll=_merge_hll(self.hll, other.hll),
+            **_merge_histograms(self, other),
         )
         if self.kind == CATEGORICAL:
             counts = dict(self.categories)
@@ -277,6 +312,15 @@ def merge_all(profiles: list[ColumnProfile], top_n: int | None = None) -> Column
         out = replace(out, categories=kept,
                       other_count=out.other_count + sum(out.categories.values()) - sum(kept.values()))
     return out
+
+
+def _merge_histograms(a: ColumnProfile, b: ColumnProfile) -> dict:
+    """The summed counts when both parts were counted in the same bins, else none (a part without counts
+    makes the union's unknown)."""
+    if a.histogram is None or b.histogram is None or a.histogram_edges != b.histogram_edges:
+        return {"histogram": None, "histogram_edges": None}
+    return {"histogram": [x + y for x, y in zip(a.histogram, b.histogram, strict=True)],
+            "histogram_edges": a.histogram_edges}
 
 
 def _opt(fn, a, b):

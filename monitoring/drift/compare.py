@@ -62,6 +62,13 @@ def _dist(p: ColumnProfile | None) -> Dist | None:
     return CategoryCounts.of(p.categories, p.other_count)
 
 
+def _counts(p: ColumnProfile | None, edges: np.ndarray | None) -> np.ndarray | None:
+    """The exact bin counts of a continuous state, when they were counted in `edges`."""
+    if p is None or p.histogram is None or edges is None or p.histogram_edges != [float(e) for e in edges]:
+        return None
+    return np.asarray(p.histogram, float)
+
+
 def _concat(dists: list[Dist]) -> Dist | None:
     if not dists:
         return None
@@ -69,13 +76,18 @@ def _concat(dists: list[Dist]) -> Dist | None:
 
 
 def _metrics(reference: Dist, current: Dist, edges: np.ndarray | None, std: float, config: Drift,
-             rows: int | None = None):
+             rows: int | None = None, counts: tuple[np.ndarray | None, np.ndarray | None] = (None, None)):
     """`rows`: the current chunk's rows, nulls included (`compatibility: nannyml` divides the unseen count
-    by them; by default the non-null values are the denominator)."""
+    by them; by default the non-null values are the denominator). `counts`: both sides' exact counts in the
+    bins of `edges`, when known (else the binned methods read the bins' mass from the KLL sketches)."""
     if isinstance(reference, WeightedSample):
-        if edges is None:
+        if edges is None or not len(edges):
             edges = quantile_edges(reference, config.bins)
-        return continuous_metrics(reference, current, edges, std, config.continuous_methods, config.psi_epsilon)
+        binned = None
+        if counts[0] is not None and counts[1] is not None and counts[0].sum() > 0 and counts[1].sum() > 0:
+            binned = (counts[0] / counts[0].sum(), counts[1] / counts[1].sum())
+        return continuous_metrics(reference, current, edges, std, config.continuous_methods, config.psi_epsilon,
+                                  binned)
     return categorical_metrics(reference, current, config.categorical_methods, config.psi_epsilon,
                                rows if config.compatibility == NANNYML else None)
 
@@ -104,6 +116,10 @@ def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], c
         present = [d for d in ref_dists if d is not None]
         whole = _concat(present)
         std = pooled_std(ref_profiles) if kind == CONTINUOUS else 0.0
+        bins = edges.get(column)  # the whole reference's: every binned comparison of the column uses them
+        counts = [_counts(cp.columns.get(column), bins) for _, cp in sequence]
+        ref_counts = [c for c, d in zip(counts[:len(reference)], ref_dists, strict=True) if d is not None]
+        whole_counts = np.sum(ref_counts, axis=0) if ref_counts and all(c is not None for c in ref_counts) else None
         for i, ((period, cp), dist) in enumerate(zip(sequence, dists, strict=True)):
             if period == REFERENCE and stored_reference:
                 continue
@@ -116,16 +132,18 @@ def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], c
             rows = p.row_count if p is not None else None
             if period == REFERENCE and config.compatibility != NANNYML:  # leave-one-out (docs/statistics.md)
                 others = _concat([d for j, d in enumerate(ref_dists) if j != i and d is not None])
-                baseline = _metrics(others, dist, None, std, config, rows) if others is not None else None
+                rest = whole_counts - counts[i] if whole_counts is not None and counts[i] is not None else None
+                baseline = _metrics(others, dist, bins, std, config, rows, (rest, counts[i])) \
+                    if others is not None else None
             else:  # NannyML compares a reference chunk with the whole reference, itself included
-                baseline = _metrics(whole, dist, edges.get(column), std, config, rows)
+                baseline = _metrics(whole, dist, bins, std, config, rows, (whole_counts, counts[i]))
             if baseline is not None:
                 quality = {m: baseline.pop(m) for m in QUALITY_METHODS if m in baseline}
                 add(period, cp, column, kind, DRIFT, BASELINE, baseline)
                 add(period, cp, column, kind, DATA_QUALITY, BASELINE, quality)
             previous = dists[i - 1] if i > 0 else None
             if previous is not None:
-                consecutive = _metrics(previous, dist, None, std, config, rows)
+                consecutive = _metrics(previous, dist, bins, std, config, rows, (counts[i - 1], counts[i]))
                 add(period, cp, column, kind, DRIFT, CONSECUTIVE,
                     {m: v for m, v in consecutive.items() if m not in QUALITY_METHODS})
     apply_thresholds(results, config)

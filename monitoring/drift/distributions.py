@@ -112,6 +112,24 @@ class WeightedSample:
         return np.diff(np.concatenate([[0.0], bounds, [1.0]]))
 
 
+def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The histogram bin of each value (`sketches.bin_sql`'s numpy twin): 0 below the first edge, then
+    `searchsorted(edges, x, side="right")` with the largest edge in the last inner bin, len(edges) above it;
+    one edge: 0 below, 1 equal, 2 above."""
+    values, edges = np.asarray(values, float), np.asarray(edges, float)
+    if len(edges) == 1:
+        return np.where(values < edges[0], 0, np.where(values > edges[0], 2, 1))
+    idx = np.searchsorted(edges, values, side="right")
+    return np.where(values == edges[-1], len(edges) - 1, idx)
+
+
+def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Exact counts of the finite `values` in the bins of `edges` (`bin_index`)."""
+    values = np.asarray(values, float)
+    finite = values[np.isfinite(values)]
+    return np.bincount(bin_index(finite, edges), minlength=len(edges) + 1 if len(edges) > 1 else 3)
+
+
 def quantile_edges(sample: WeightedSample, bins: int) -> np.ndarray:
     """Reference bin edges: min, the inner quantiles 1/bins .. (bins-1)/bins, max; duplicates dropped
     (discrete data yields fewer, wider bins)."""

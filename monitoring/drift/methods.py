@@ -138,12 +138,14 @@ HISTOGRAM_METHODS = {
 # ------------------------------------------------------------------------------ per column kind
 
 def continuous_metrics(reference: WeightedSample, current: WeightedSample, edges: np.ndarray, reference_std: float,
-                       methods: tuple[str, ...], epsilon: float) -> dict[str, float | None]:
-    """Every metric of the chosen methods, reference vs current (both non-empty)."""
+                       methods: tuple[str, ...], epsilon: float,
+                       binned: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float | None]:
+    """Every metric of the chosen methods, reference vs current (both non-empty). `binned`: both sides'
+    probabilities in the bins of `edges` from exact counts; else the bins' mass is read from the sketches."""
     out: dict[str, float | None] = {}
     p = q = joint = None
     if HISTOGRAM_METHODS.keys() & set(methods):
-        p, q = reference.bin_probabilities(edges), current.bin_probabilities(edges)
+        p, q = binned or (reference.bin_probabilities(edges), current.bin_probabilities(edges))
     if {"kolmogorov_smirnov", "wasserstein"} & set(methods):
         joint = joint_cdfs(reference, current)
     for method in methods:

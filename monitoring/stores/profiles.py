@@ -52,8 +52,11 @@ STATE_FIELDS = [
     StructField("other_count", LongType(), False),
     StructField("distinct_count", LongType(), False),
     StructField("hll", BinaryType(), True),
+    StructField("histogram", ArrayType(LongType(), False), True),
+    StructField("histogram_edges", ArrayType(DoubleType(), False), True),
 ]
 _STATE_NAMES = [f.name for f in STATE_FIELDS if f.name != "kll_k"]
+ADDED_STATE_FIELDS = [f for f in STATE_FIELDS if f.name in ("histogram", "histogram_edges")]  # since issue 21
 
 # where a row belongs: shared by the profiles and metrics tables (after monitor and dataset/period)
 CHUNK_FIELDS = [
@@ -105,7 +108,14 @@ REFERENCE_SCHEMA = StructType([
 def state_values(p: ColumnProfile, kll_k: int) -> tuple:
     """The STATE_FIELDS of one column state, in schema order."""
     return (p.row_count, p.null_count, p.nan_count, p.inf_count, p.valid_count, p.min, p.max, p.mean, p.m2, p.kll,
-            kll_k if p.kll else None, p.categories or None, p.other_count, p.distinct_count, p.hll)
+            kll_k if p.kll else None, p.categories or None, p.other_count, p.distinct_count, p.hll, p.histogram,
+            p.histogram_edges)
+
+
+def with_added_states(df: DataFrame) -> DataFrame:
+    """`df` (rows of a profiles or reference table) with the state columns a table written before them lacks."""
+    return df.withColumns({f.name: F.lit(None).cast(f.dataType) for f in ADDED_STATE_FIELDS
+                           if f.name not in df.columns})
 
 
 def state_from_row(r) -> dict:
@@ -114,6 +124,8 @@ def state_from_row(r) -> dict:
     state["kll"] = bytes(state["kll"]) if state["kll"] is not None else None
     state["hll"] = bytes(state["hll"]) if state["hll"] is not None else None
     state["categories"] = dict(state["categories"] or {})
+    for name in ("histogram", "histogram_edges"):
+        state[name] = list(state[name]) if state[name] is not None else None
     return {"column": r["column_name"], "kind": r["column_kind"], **state}
 
 
@@ -223,6 +235,7 @@ def profiles_query(spark: SparkSession, table: str, monitor: str, datasets: list
     for col in ("id_min", "id_max", "labels_version", "digest"):  # tables written before these columns
         if col not in df.columns:
             df = df.withColumn(col, F.lit(None).cast("string" if col == "digest" else "long"))
+    df = with_added_states(df)
     if not light:
         return df.withColumn("light", F.lit(False))
     lean = F.col("dataset").isin(list(light)) & F.col("digest").isNotNull()
