@@ -30,7 +30,7 @@ from monitoring.backfill import (
 )
 from monitoring.chunking import ChunkInfo, in_window, period_rows, window_text, with_chunk_index
 from monitoring.concept import concept_results
-from monitoring.config import MonitorConfig, validate_against_schema
+from monitoring.config import NANNYML, MonitorConfig, validate_against_schema
 from monitoring.drift.classifier import classifier_results, sample
 from monitoring.drift.compare import MetricResult, apply_thresholds, compare_slice, reference_rows
 from monitoring.drift.reconstruction import Reconstruction, fit_reconstruction, reconstruction_results
@@ -192,7 +192,7 @@ def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] 
                 "row_model": model.fingerprint() if model else None,
                 "reconstruction": reconstruction.fingerprint() if reconstruction else None,
                 "relation": relation.fingerprint() if relation else None,
-                "histograms": sorted(histograms.items()) if histograms else None}
+                "histograms": sorted(histograms.items()) if histograms else None, "third_moment": _doane(config)}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -343,6 +343,12 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
     return result
 
 
+def _doane(config: MonitorConfig) -> bool:
+    """Whether continuous bins are NannyML's Doane bins (`compatibility: nannyml`): profiles then hold the
+    third central moment they are computed from."""
+    return config.drift.compatibility == NANNYML
+
+
 def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None, slices: dict[str, list[str]],
              model: RowModel | None, relation: RelationBins | None, sums: dict[str, Column],
              label_filter: Column | None = None, join_source: tuple[DataFrame, Column | None] | None = None,
@@ -357,7 +363,8 @@ def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None
     chunks = profile_chunks(_chunked(config, df, slices, keep_null_ts), config.monitored_columns(), config.chunking,
                             config.source.timestamp_column, config.profile.kll_k, config.profile.top_n,
                             kll_impl=resolve_kll_impl(df.sparkSession, config.profile.kll),
-                            sums=sums, id_col=config.source.id_column, also=also, histograms=histograms)
+                            sums=sums, id_col=config.source.id_column, also=also, histograms=histograms,
+                            third_moment=_doane(config))
     failpoint(PROFILING)
     if not labels:
         return chunks, None
@@ -592,7 +599,8 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False, analy
     stored = read_reference(spark, reference_table(config), config.monitor) if profiles.reused else None
     kept = stored is not None and bool(stored.columns) and (
         stored.source_version, stored.signature, stored.schema) == (ref.source_version, ref.signature, ref.schema)
-    ref.columns = stored.columns if kept else merge_reference(profiles.chunks, config.drift.bins, config.profile.top_n)
+    ref.columns = stored.columns if kept else merge_reference(profiles.chunks, config.drift.bins,
+                                                              config.profile.top_n, _doane(config))
     df, labels = dataset_source(config, tables, REFERENCE).rows, tables.labels
     edges = bin_edges(ref.columns)
     recounted = not counted(ref.chunks, edges)
@@ -684,7 +692,7 @@ def _fit_with_analysis(spark: SparkSession, config: MonitorConfig, tables: Table
         _chunked(config, table.where(F.col(DATASET).isNotNull() | ts.isNull()), slices, keep_null_ts=True),
         config.monitored_columns(), config.chunking, config.source.timestamp_column, config.profile.kll_k,
         config.profile.top_n, kll_impl=resolve_kll_impl(spark, config.profile.kll), sums=prediction_checks(config),
-        id_col=config.source.id_column, by=DATASET)
+        id_col=config.source.id_column, by=DATASET, third_moment=_doane(config))
     failpoint(PROFILING)
     parts = {REFERENCE: [], ANALYSIS: []}
     for cp in chunks:
@@ -694,7 +702,7 @@ def _fit_with_analysis(spark: SparkSession, config: MonitorConfig, tables: Table
                         f"(reference: {config.reference}); widen reference.start/end or fill the table")
     ref = FittedReference(parts[REFERENCE], source_version=source.version, signature=signature(config, REFERENCE),
                           schema=schema_of(source.df.schema))
-    ref.columns = merge_reference(ref.chunks, config.drift.bins, config.profile.top_n)
+    ref.columns = merge_reference(ref.chunks, config.drift.bins, config.profile.top_n, _doane(config))
     # the exact counts of both datasets in the bins just learnt: one more pass over the rows
     count_bins(_chunked(config, table.where(F.col(DATASET).isNotNull()), slices), config.monitored_columns(),
                bin_edges(ref.columns), chunks, by=DATASET)

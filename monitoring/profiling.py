@@ -32,6 +32,7 @@ from monitoring.sketches import (
     CONTINUOUS,
     HLL_LG_K,
     KLL_IMPLS,
+    THIRD_MOMENT_FIELDS,
     ColumnProfile,
     bin_count,
     bin_sql,
@@ -84,7 +85,7 @@ class ChunkProfile:
         for name in sorted(self.columns):
             p = self.columns[name]
             h.update(repr((name, p.kind, p.row_count, p.null_count, p.nan_count, p.inf_count, p.valid_count, p.min,
-                           p.max, p.mean, p.m2, sorted(p.categories.items()), p.other_count,
+                           p.max, p.mean, p.m2, p.m3, sorted(p.categories.items()), p.other_count,
                            p.distinct_count)).encode())
             h.update(repr((p.histogram, p.histogram_edges)).encode())
             h.update(p.kll or b"")
@@ -109,7 +110,8 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
                    kll_k: int, top_n: int, kll_impl: str = "native",
                    sums: dict[str, Column] | None = None, id_col: str | None = None,
                    by: str | None = None, also: dict[str, DataFrame] | None = None,
-                   histograms: dict[str, tuple[float, ...]] | None = None) -> ProfiledChunks:
+                   histograms: dict[str, tuple[float, ...]] | None = None,
+                   third_moment: bool = False) -> ProfiledChunks:
     """Profile every column of `df` per chunk and slice (`df` holds CHUNK_COL, SLICE_KEY and SLICE_VALUE,
     see `monitoring.slices.with_slices`); returns chunks in (index, slice) order. `kll_impl`: `native`
     (Spark >= 4.1) or `python` (`monitoring.sketches.resolve_kll_impl` picks one from `profile.kll`).
@@ -118,7 +120,7 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     shared by the reference and the analysis); chunks are then profiled per dataset, in `dataset`. `also`:
     small frames (name -> frame) collected by the same query, their rows returned in `also`. `histograms`:
     continuous column -> the reference's bin edges; their chunks get exact bin counts (`ColumnProfile.histogram`),
-    counted in the moments' compiled aggregation."""
+    counted in the moments' compiled aggregation. `third_moment`: continuous profiles get `m3` too."""
     if kll_impl not in KLL_IMPLS:
         raise ValueError(f"kll_impl '{kll_impl}' is not one of {', '.join(KLL_IMPLS)} (resolve_kll_impl resolves auto)")
     continuous = [c for c, k in columns if k == CONTINUOUS]
@@ -141,7 +143,7 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
                  F.max("_dl_ts").alias("ts_max"), *([] if in_kll else id_range),
                  *[F.sum(f"_dl_sum{i}").alias(f"_dl_sum{i}") for i in range(len(sums))]]
     bins = Bins.of(continuous, histograms)
-    moments, layout = _moments(df, inputs, group, per_row, continuous, per_chunk, bins)
+    moments, layout = _moments(df, inputs, group, per_row, continuous, per_chunk, bins, third=third_moment)
     placed = F.col(CHUNK_COL).isNotNull()
     parts = {"m": moments}
     if continuous:
@@ -258,15 +260,18 @@ class Bins:
 
 
 def _moments(df: DataFrame, inputs: DataFrame, group: list[str], per_row: list[Column], continuous: list[str],
-             per_chunk: list[Column], bins: Bins, moments: bool = True) -> tuple[DataFrame, SlotLayout]:
+             per_chunk: list[Column], bins: Bins, moments: bool = True,
+             third: bool = False) -> tuple[DataFrame, SlotLayout]:
     """The code-generated aggregation per chunk: `per_chunk`, the moments of every continuous column (unless
-    not `moments`) and the counts of `bins`, in one compiled aggregation or stacked groups (`SlotLayout`)."""
-    per_column = (MOMENT_FIELDS if moments else 0) + bins.widest
+    not `moments`; `third`: with the skewness) and the counts of `bins`, in one compiled aggregation or
+    stacked groups (`SlotLayout`)."""
+    per_column = (MOMENT_FIELDS + (THIRD_MOMENT_FIELDS if third else 0) if moments else 0) + bins.widest
     layout = SlotLayout.fit(len(continuous), len(group) + 1 + len(per_chunk), bins.field_limit(df.sparkSession),
                             max(1, per_column))
 
     def aggs(alias: str, counted: bool) -> list[Column]:
-        return [*(moment_aggs(alias) if moments else []), *(histogram_aggs(alias, bins.widest) if counted else [])]
+        return [*(moment_aggs(alias, third) if moments else []),
+                *(histogram_aggs(alias, bins.widest) if counted else [])]
 
     if layout.groups == 1:
         return bins.inputs(inputs).groupBy(*group).agg(
@@ -388,6 +393,10 @@ def _continuous_profile(name: str, r, sketch_row, alias: str, row_count: int) ->
         p.min, p.max = float(sk.get_min_value()), float(sk.get_max_value())
         p.mean = float(r[f"{alias}__sum"]) / n
         p.m2 = float(r[f"{alias}__var"]) * n
+        if f"{alias}__skew" in r:  # Spark's skewness is sqrt(n) m3 / m2^1.5 (null or NaN when m2 = 0)
+            skew = r[f"{alias}__skew"]
+            p.m3 = float(skew) * p.m2 ** 1.5 / math.sqrt(n) if skew is not None and p.m2 > 0 and \
+                math.isfinite(skew) else 0.0
     return p
 
 

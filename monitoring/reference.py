@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from monitoring.drift.distributions import WeightedSample, quantile_edges
+from monitoring.drift.distributions import WeightedSample, doane_edges, quantile_edges
 from monitoring.profiling import ChunkProfile
 from monitoring.sketches import CONTINUOUS, ColumnProfile, merge_all
 from monitoring.slices import WHOLE
@@ -56,17 +56,22 @@ class FittedReference:
         return dict(out)
 
 
-def merge_reference(chunks: list[ChunkProfile], bins: int, top_n: int) -> dict[SliceKey, dict[str, ReferenceColumn]]:
+def merge_reference(chunks: list[ChunkProfile], bins: int, top_n: int,
+                    doane: bool = False) -> dict[SliceKey, dict[str, ReferenceColumn]]:
     """Merge the chunk states per slice and column; continuous columns get reference-quantile bin edges
     from the concatenated chunk sketches of the whole reference (deterministic, see docs/statistics.md),
-    the same in every slice: the bins a chunk's exact counts are kept in (`histograms`)."""
+    or with `doane` (`compatibility: nannyml`) NannyML's Doane bins from its exact moments; the same in
+    every slice: the bins a chunk's exact counts are kept in (`bin_edges`)."""
     grouped: dict[SliceKey, dict[str, list[ColumnProfile]]] = defaultdict(lambda: defaultdict(list))
     for cp in chunks:
         for name, p in cp.columns.items():
             grouped[(cp.slice_key, cp.slice_value)][name].append(p)
     whole: dict[str, np.ndarray] = {}
     for name, profiles in grouped.get(WHOLE, {}).items():
-        if profiles[0].kind == CONTINUOUS:
+        merged = merge_all(profiles) if doane and profiles[0].kind == CONTINUOUS else None
+        if merged is not None and merged.valid_count and merged.m3 is not None:
+            whole[name] = doane_edges(merged.valid_count, merged.mean, merged.m2, merged.m3, merged.min, merged.max)
+        elif profiles[0].kind == CONTINUOUS:
             samples = [WeightedSample.from_kll(p.kll, p.mean, (p.min, p.max)) for p in profiles]
             whole[name] = quantile_edges(WeightedSample.concat(samples), bins)
     return {key: {name: ReferenceColumn(merge_all(profiles, top_n), whole.get(name, np.empty(0)), len(profiles))

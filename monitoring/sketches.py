@@ -60,11 +60,15 @@ def continuous_inputs(col: str, alias: str) -> list[Column]:
             F.expr(f"CAST(isnan({x}) AS INT) AS `{alias}__isnan`")]
 
 
-def moment_aggs(alias: str) -> list[Column]:
-    """Declarative aggregates of one continuous column (Spark's code-generated hash aggregate)."""
+def moment_aggs(alias: str, third: bool = False) -> list[Column]:
+    """Declarative aggregates of one continuous column (Spark's code-generated hash aggregate); `third`: also
+    the skewness (for the third central moment, `ColumnProfile.m3`)."""
     return [F.expr(f"{fn}(`{alias}__{of}`) AS `{alias}__{name}`")  # SQL text: one Py4J call each (finite_sql)
             for fn, of, name in (("sum", "isnull", "nulls"), ("sum", "isnan", "nan"), ("sum", "f", "sum"),
-                                 ("var_pop", "f", "var"))]
+                                 ("var_pop", "f", "var"), *([("skewness", "f", "skew")] if third else []))]
+
+
+THIRD_MOMENT_FIELDS = 4  # aggregation buffer fields `skewness` adds: its count, mean, m2 and m3
 
 
 def bin_count(edges) -> int:
@@ -209,6 +213,7 @@ class ColumnProfile:
     max: float | None = None
     mean: float | None = None
     m2: float | None = None
+    m3: float | None = None  # sum of cubed deviations, when profiled with the third moment (Doane's bins)
     kll: bytes | None = None
     categories: dict[str, int] = field(default_factory=dict)
     other_count: int = 0
@@ -245,15 +250,19 @@ class ColumnProfile:
         if (self.column, self.kind) != (other.column, other.kind):
             raise ValueError(f"cannot merge profiles of {self.column}/{self.kind} and {other.column}/{other.kind}")
         n = self.valid_count + other.valid_count
-        mean, m2 = self.mean, self.m2
+        mean, m2, m3 = self.mean, self.m2, self.m3
         if self.kind == CATEGORICAL:
-            mean = m2 = None
+            mean = m2 = m3 = None
         elif other.valid_count and self.valid_count:
+            na, nb = self.valid_count, other.valid_count
             delta = other.mean - self.mean
-            mean = self.mean + delta * other.valid_count / n
-            m2 = self.m2 + other.m2 + delta * delta * self.valid_count * other.valid_count / n
+            mean = self.mean + delta * nb / n
+            m2 = self.m2 + other.m2 + delta * delta * na * nb / n
+            m3 = None if self.m3 is None or other.m3 is None else (  # Pebay's pairwise update
+                self.m3 + other.m3 + delta ** 3 * na * nb * (na - nb) / n ** 2
+                + 3 * delta * (na * other.m2 - nb * self.m2) / n)
         elif other.valid_count:
-            mean, m2 = other.mean, other.m2
+            mean, m2, m3 = other.mean, other.m2, other.m3
         merged = replace(
             self,
             row_count=self.row_count + other.row_count,
@@ -265,6 +274,7 @@ class ColumnProfile:
             max=_opt(max, self.max, other.max),
             mean=mean,
             m2=m2,
+            m3=m3,
             kll=_merge_kll(self.kll, other.kll),
             hll=_merge_hll(self.hll, other.hll),
             **_merge_histograms(self, other),

@@ -151,3 +151,52 @@ def test_binned_distances_equal_numpy_on_the_same_rows(spark, tmp_path, shared):
                                                                           r.metric)
         checked += 1
     assert checked == len(columns) * len(EXACT) * (2 * DAYS - 1)  # BASELINE every day, CONSECUTIVE from day 1
+
+
+def _nannyml_binned(reference: np.ndarray, chunk: np.ndarray) -> dict[str, float]:
+    """NannyML 0.13.1's continuous Jensen-Shannon and Hellinger (drift/univariate/methods.py): Doane edges of
+    the reference, np.histogram proportions, the chunk's rows outside the reference range in one extra bin."""
+    edges = np.histogram_bin_edges(reference, bins="doane")
+    p = np.histogram(reference, edges)[0] / len(reference)
+    q = np.histogram(chunk, edges)[0] / len(chunk)
+    leftover = (len(chunk) - np.histogram(chunk, edges)[0].sum()) / len(chunk)
+    if leftover > 0:
+        p, q = np.append(p, 0.0), np.append(q, leftover)
+    return {"jensen_shannon": _js(p, q), "hellinger": float(np.sqrt(np.sum((np.sqrt(p) - np.sqrt(q)) ** 2))
+                                                          / np.sqrt(2))}
+
+
+def test_compatibility_nannyml_bins_by_doane(spark, tmp_path):
+    """`compatibility: nannyml`: the stored edges are numpy's Doane edges of the reference's finite values
+    (from the exact moments, third included), and every chunk's Jensen-Shannon and Hellinger (each chunk,
+    reference chunks included, against the whole reference) equals NannyML's formula on the same rows
+    within 1e-9."""
+    pdf = _frame(5)
+    columns = ["heavy", "ties", "skewed", "constant"]
+    table = str(tmp_path / "preds")
+    _spark_frame(spark, pdf, columns).write.format("delta").save(table)
+    config = make_config(table, [(c, "continuous") for c in columns], str(tmp_path / "out"),
+                         reference={"start": "2025-01-01", "end": "2025-01-04"}, compatibility="nannyml",
+                         drift={"continuous_methods": ["jensen_shannon", "hellinger"]}, profile={"kll_k": 50})
+    fit(spark, config)
+    result = run(spark, config)
+    edges = {c: rc.edges for c, rc in read_reference(spark, reference_table(config), "t").columns[("", "")].items()}
+
+    def finite(rows: pd.DataFrame, column: str) -> np.ndarray:
+        x = _raw(rows, column)
+        return x[np.isfinite(x)]
+
+    reference = pdf[pdf["day"] < 3]
+    for c in columns:
+        expected = np.histogram_bin_edges(finite(reference, c), bins="doane")
+        assert edges[c] == pytest.approx(expected, rel=1e-12, abs=1e-12), c
+    first = min(r.chunk.index for r in result.metrics)
+    checked = 0
+    for r in result.metrics:
+        if r.metric in ("jensen_shannon", "hellinger") and r.column in columns and r.comparison == "BASELINE" \
+                and not r.slice_key:
+            rows = pdf[pdf["day"] == r.chunk.index - first]
+            expected = _nannyml_binned(finite(reference, r.column), finite(rows, r.column))[r.metric]
+            assert r.value == pytest.approx(expected, rel=1e-9, abs=1e-12), (r.period, r.chunk.key, r.column, r.metric)
+            checked += 1
+    assert checked == len(columns) * 2 * DAYS

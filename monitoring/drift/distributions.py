@@ -130,6 +130,23 @@ def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.bincount(bin_index(finite, edges), minlength=len(edges) + 1 if len(edges) > 1 else 3)
 
 
+def doane_edges(n: int, mean: float, m2: float, m3: float, lo: float, hi: float) -> np.ndarray:
+    """`numpy.histogram_bin_edges(x, bins="doane")` from the exact count, mean, second and third central
+    moment sums, min and max of x (what NannyML's continuous Jensen-Shannon and Hellinger bin by): equal-width
+    bins between min and max, ceil(ptp / width) of them, width = ptp / (1 + log2 n + log2(1 + |g1| / sg1));
+    one bin when the values are constant (min - 0.5, max + 0.5)."""
+    width = 0.0
+    if n > 2:
+        sg1 = np.sqrt(6.0 * (n - 2) / ((n + 1.0) * (n + 3)))
+        sigma = np.sqrt(m2 / n)
+        if sigma > 0.0:
+            g1 = m3 / n / sigma ** 3
+            width = (hi - lo) / (1.0 + np.log2(n) + np.log2(1.0 + np.absolute(g1) / sg1))
+    first, last = (lo - 0.5, hi + 0.5) if lo == hi else (lo, hi)
+    count = int(np.ceil((last - first) / width)) if width else 1
+    return np.linspace(first, last, count + 1, endpoint=True)
+
+
 def quantile_edges(sample: WeightedSample, bins: int) -> np.ndarray:
     """Reference bin edges: min, the inner quantiles 1/bins .. (bins-1)/bins, max; duplicates dropped
     (discrete data yields fewer, wider bins)."""

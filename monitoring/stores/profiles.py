@@ -46,6 +46,7 @@ STATE_FIELDS = [
     StructField("max", DoubleType(), True),
     StructField("mean", DoubleType(), True),
     StructField("m2", DoubleType(), True),
+    StructField("m3", DoubleType(), True),
     StructField("kll", BinaryType(), True),
     StructField("kll_k", IntegerType(), True),
     StructField("categories", MapType(StringType(), LongType()), True),
@@ -56,7 +57,7 @@ STATE_FIELDS = [
     StructField("histogram_edges", ArrayType(DoubleType(), False), True),
 ]
 _STATE_NAMES = [f.name for f in STATE_FIELDS if f.name != "kll_k"]
-ADDED_STATE_FIELDS = [f for f in STATE_FIELDS if f.name in ("histogram", "histogram_edges")]  # since issue 21
+ADDED_STATE_FIELDS = [f for f in STATE_FIELDS if f.name in ("m3", "histogram", "histogram_edges")]  # since issue 21
 
 # where a row belongs: shared by the profiles and metrics tables (after monitor and dataset/period)
 CHUNK_FIELDS = [
@@ -107,7 +108,7 @@ REFERENCE_SCHEMA = StructType([
 
 def state_values(p: ColumnProfile, kll_k: int) -> tuple:
     """The STATE_FIELDS of one column state, in schema order."""
-    return (p.row_count, p.null_count, p.nan_count, p.inf_count, p.valid_count, p.min, p.max, p.mean, p.m2, p.kll,
+    return (p.row_count, p.null_count, p.nan_count, p.inf_count, p.valid_count, p.min, p.max, p.mean, p.m2, p.m3, p.kll,
             kll_k if p.kll else None, p.categories or None, p.other_count, p.distinct_count, p.hll, p.histogram,
             p.histogram_edges)
 
