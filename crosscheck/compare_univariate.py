@@ -5,9 +5,9 @@ crosscheck/nannyml_univariate.py), every reference and analysis chunk.
 
 Writes the rows as Delta tables, runs `fit` and `run` with 5000-row chunks and compares per chunk, column
 and method the value, both thresholds and the alert. Compared: categorical chi2 (alert: p < 0.05),
-Jensen-Shannon, L-infinity and Hellinger, the missing and unseen rates (1e-6 relative); Kolmogorov-Smirnov
-(0.003, the KLL sketches' bound; thresholds 0.01). Reported only: continuous Jensen-Shannon and Hellinger
-(NannyML's Doane bins are not implemented) and Wasserstein. Prints a markdown summary (also
+Jensen-Shannon, L-infinity and Hellinger, continuous Jensen-Shannon and Hellinger (Doane bins, exact counts),
+the missing and unseen rates (1e-6 relative); Kolmogorov-Smirnov (0.003, the KLL sketches' bound; thresholds
+0.01). Reported only: Wasserstein. Prints a markdown summary (also
 OUT_DIR/univariate_DATASET/univariate_vs_nannyml.md, with every failed check); exits 1 when a compared check
 fails.
 """
@@ -29,7 +29,7 @@ from monitoring.pipeline import fit, run  # noqa: E402
 from monitoring.registry import DRIFT, QUALITY  # noqa: E402
 from monitoring.slices import WHOLE  # noqa: E402
 
-REPORTED = {("continuous", "jensen_shannon"), ("continuous", "hellinger"), ("continuous", "wasserstein")}
+REPORTED = {("continuous", "wasserstein")}  # not yet within 1e-6 (issue 21: 1% of scipy is the target)
 KS_VALUE, KS_THRESHOLD, REL = 0.003, 0.01, 1e-6
 
 
