@@ -32,13 +32,14 @@ from monitoring.sketches import (
     CONTINUOUS,
     HLL_LG_K,
     KLL_IMPLS,
+    PACKED,
     THIRD_MOMENT_FIELDS,
     ColumnProfile,
     bin_count,
-    bin_sql,
     continuous_inputs,
     finite_sql,
-    histogram_aggs,
+    histogram_counts,
+    histogram_terms,
     kll_agg,
     moment_aggs,
     python_kll_sketches,
@@ -151,7 +152,7 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     if categorical or id_col:
         parts["v"] = _value_counts(df.where(placed), group, categorical, top_n, id_col)
     also = {f"also:{name}": frame for name, frame in (also or {}).items()}
-    with bins.fields(df.sparkSession):
+    with bins.session(df.sparkSession):
         found = {name: [] for name in ("m", "k", "v")} | collect_union(parts | also)
     if layout.groups > 1:
         found["m"] = layout.unstack(found["m"], group)
@@ -200,17 +201,17 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
                           {name.removeprefix("also:"): found[name] for name in also})
 
 
-HISTOGRAM_MAX_FIELDS = 300  # spark.sql.codegen.maxFields while exact bin counts join the moments (below)
+HISTOGRAM_MAX_FIELDS = 200  # spark.sql.codegen.maxFields of a pass with exact histograms (see Bins)
 
 
 @dataclass(frozen=True)
 class Bins:
     """The exact histograms of a profiling pass: per continuous column (by position) its reference edges, or
-    None. Each has `bin_count` bins, counted by `count_if` in the moments' aggregation (declarative, so
-    compiled with them). Spark compiles an aggregation of at most `spark.sql.codegen.maxFields` fields and
-    runs a wider one uncompiled, several times slower; the counts of 13 columns (~150 fields) with their
-    moments fit in one compiled aggregation of HISTOGRAM_MAX_FIELDS, which the pass uses (docs/performance.md,
-    part 14); more columns are stacked in groups (`SlotLayout`)."""
+    None. Each column's per-row packed cumulative counts (`sketches.histogram_terms`, `c<i>__h<m>`) are
+    summed in the moments' compiled aggregation: 6 more fields per column for 10 bins. Spark compiles an
+    aggregation of at most `spark.sql.codegen.maxFields` (100) fields and runs a wider one uncompiled,
+    several times slower; 13 columns' moments and counts (~170 fields) compile as one aggregation under
+    HISTOGRAM_MAX_FIELDS (measured, docs/performance.md part 14), more columns are stacked in groups."""
 
     edges: tuple[tuple[float, ...] | None, ...]
 
@@ -221,41 +222,40 @@ class Bins:
                          for c in continuous))
 
     @property
-    def widest(self) -> int:
-        """The most bins of a column (every slot of a stacked layout counts this many)."""
-        return max((bin_count(e) for e in self.edges if e is not None), default=0)
+    def fields(self) -> int:
+        """The most aggregation fields of a column (every slot of a stacked layout sums this many)."""
+        return max((math.ceil(bin_count(e) / PACKED) for e in self.edges if e is not None), default=0)
 
-    def inputs(self, inputs: DataFrame) -> DataFrame:
-        """`inputs` with each counted column's bin `c<i>__b` (of its finite value `c<i>__f`), in a projection of
-        its own: the binary search repeats the value per comparison."""
-        binned = [F.expr(f"{bin_sql(f'`c{i}__f`', e)} AS `c{i}__b`") for i, e in enumerate(self.edges) if e is not None]
-        return inputs.select("*", *binned) if binned else inputs
+    def terms(self, i: int, x: str) -> list[str]:
+        """SQL text: column `i`'s packed per-row counts of the finite double `x` (quoted)."""
+        e = self.edges[i]
+        return [] if e is None else histogram_terms(x, e)
 
     def raw(self, df: DataFrame, continuous: list[str]) -> DataFrame:
-        """`df` with each counted column's bin `_dl_b<i>` of its raw value (for a stacked layout)."""
-        if self.widest == 0:
+        """`df` with each counted column's packed counts `_dl_h<i>_<m>` of its raw value (a stacked layout)."""
+        if not self.fields:
             return df
         finite = [F.expr(f"{finite_sql(quote_part(c))} AS `_dl_x{i}`") for i, (c, e) in
                   enumerate(zip(continuous, self.edges, strict=True)) if e is not None]
-        return df.select("*", *finite).select("*", *[F.expr(f"{bin_sql(f'`_dl_x{i}`', e)} AS `_dl_b{i}`")
-                                                    for i, e in enumerate(self.edges) if e is not None])
+        return df.select("*", *finite).select("*", *[F.expr(f"{t} AS `_dl_h{i}_{m}`") for i in range(len(self.edges))
+                                                    for m, t in enumerate(self.terms(i, f"`_dl_x{i}`"))])
 
-    def fields(self, spark):
-        """The session setting the pass runs with: a field limit that holds the counts, when there are any."""
-        if self.widest == 0:
+    def limit(self, spark) -> int:
+        """The field limit the pass's aggregation is laid out for and runs with (`session`)."""
+        limit = int(spark.conf.get("spark.sql.codegen.maxFields", "100"))
+        return max(limit, HISTOGRAM_MAX_FIELDS) if self.fields else limit
+
+    def session(self, spark):
+        """The pass's session setting: the field limit of `limit` while it runs (nothing without counts)."""
+        if not self.fields:
             return contextlib.nullcontext()
-        limit = int(spark.conf.get("spark.sql.codegen.maxFields", "100"))
-        return session_conf(spark, "spark.sql.codegen.maxFields", str(max(limit, HISTOGRAM_MAX_FIELDS)))
-
-    def field_limit(self, spark) -> int:
-        limit = int(spark.conf.get("spark.sql.codegen.maxFields", "100"))
-        return max(limit, HISTOGRAM_MAX_FIELDS) if self.widest else limit
+        return session_conf(spark, "spark.sql.codegen.maxFields", str(self.limit(spark)))
 
     def apply(self, p: ColumnProfile, r: dict, i: int) -> None:
         """Set the counts of column `i` on its profile from an aggregated row."""
         e = self.edges[i]
         if e is not None:
-            p.histogram = [int(r[f"c{i}__h{k}"] or 0) for k in range(bin_count(e))]
+            p.histogram = histogram_counts([r[f"c{i}__h{m}"] for m in range(math.ceil(bin_count(e) / PACKED))], e)
             p.histogram_edges = list(e)
 
 
@@ -265,23 +265,24 @@ def _moments(df: DataFrame, inputs: DataFrame, group: list[str], per_row: list[C
     """The code-generated aggregation per chunk: `per_chunk`, the moments of every continuous column (unless
     not `moments`; `third`: with the skewness) and the counts of `bins`, in one compiled aggregation or
     stacked groups (`SlotLayout`)."""
-    per_column = (MOMENT_FIELDS + (THIRD_MOMENT_FIELDS if third else 0) if moments else 0) + bins.widest
-    layout = SlotLayout.fit(len(continuous), len(group) + 1 + len(per_chunk), bins.field_limit(df.sparkSession),
+    per_column = (MOMENT_FIELDS + (THIRD_MOMENT_FIELDS if third else 0) if moments else 0) + bins.fields
+    layout = SlotLayout.fit(len(continuous), len(group) + 1 + len(per_chunk), bins.limit(df.sparkSession),
                             max(1, per_column))
 
-    def aggs(alias: str, counted: bool) -> list[Column]:
+    def aggs(alias: str, terms: list[str]) -> list[Column]:
         return [*(moment_aggs(alias, third) if moments else []),
-                *(histogram_aggs(alias, bins.widest) if counted else [])]
+                *[F.expr(f"sum({t}) AS `{alias}__h{m}`") for m, t in enumerate(terms)]]
 
-    if layout.groups == 1:
-        return bins.inputs(inputs).groupBy(*group).agg(
-            *per_chunk, *[m for i, e in enumerate(bins.edges) for m in aggs(f"c{i}", e is not None)]), layout
-    counted = [f"_dl_b{i}" if e is not None else None for i, e in enumerate(bins.edges)]
-    slots = bins.raw(df, continuous).select(*per_row, layout.stack(continuous, counted)).select(
+    if layout.groups == 1:  # the terms inside the sums, over the finite value computed once below them
+        return inputs.groupBy(*group).agg(*per_chunk, *[m for i in range(len(continuous))
+                                                        for m in aggs(f"c{i}", bins.terms(i, f"`c{i}__f`"))]), layout
+    counted = [[f"_dl_h{i}_{m}" for m in range(math.ceil(bin_count(e) / PACKED))] if e else []
+               for i, e in enumerate(bins.edges)]
+    slots = bins.raw(df, continuous).select(*per_row, layout.stack(continuous, counted, bins.fields)).select(
         "*", *[c for j in range(layout.size) for c in continuous_inputs(f"`s{j}`", f"s{j}")],
-        *[F.col(f"b{j}").alias(f"s{j}__b") for j in range(layout.size) if bins.widest])
-    return slots.groupBy(*group, SLOT_GROUP).agg(
-        *per_chunk, *[m for j in range(layout.size) for m in aggs(f"s{j}", bins.widest > 0)]), layout
+        *[F.col(f"h{j}_{m}").alias(f"s{j}__h{m}") for j in range(layout.size) for m in range(bins.fields)])
+    return slots.groupBy(*group, SLOT_GROUP).agg(*per_chunk, *[
+        m for j in range(layout.size) for m in aggs(f"s{j}", [f"`s{j}__h{k}`" for k in range(bins.fields)])]), layout
 
 
 def count_bins(df: DataFrame, columns: list[tuple[str, str]], histograms: dict[str, tuple[float, ...]],
@@ -290,7 +291,7 @@ def count_bins(df: DataFrame, columns: list[tuple[str, str]], histograms: dict[s
     reference at fit) from one aggregation of `df` (chunked rows, as profiled), set on their profiles."""
     continuous = [c for c, k in columns if k == CONTINUOUS]
     bins = Bins.of(continuous, histograms)
-    if bins.widest == 0 or not chunks:
+    if not bins.fields or not chunks:
         return
     group = GROUP + ([by] if by else [])
     placed = df.where(F.col(CHUNK_COL).isNotNull())
@@ -299,7 +300,7 @@ def count_bins(df: DataFrame, columns: list[tuple[str, str]], histograms: dict[s
                                        for i, c in enumerate(continuous)])
     frame, layout = _moments(placed, inputs, group, per_row, continuous, [F.count(F.lit(1)).alias("rows")], bins,
                              moments=False)
-    with bins.fields(df.sparkSession):
+    with bins.session(df.sparkSession):
         rows = collect_union({"h": frame})["h"]
     if layout.groups > 1:
         rows = layout.unstack(rows, group)
@@ -337,19 +338,20 @@ class SlotLayout:
         groups = max(1, math.ceil(columns / max(1, (max_fields - fixed) // per_column)))
         return cls(columns, groups, math.ceil(columns / groups))
 
-    def stack(self, names: list[str], bins: list[str | None] | None = None) -> Column:
+    def stack(self, names: list[str], counted: list[list[str]] | None = None, fields: int = 0) -> Column:
         """The generator of one row per group: SLOT_GROUP and slots `s0`.. as doubles (nulls past the end);
-        with `bins` (per column, the name of its bin column or None), also `b0`.. (ints)."""
+        with `counted` (per column, the names of its packed histogram counts), also `h<j>_<m>` for m < `fields`
+        (longs, null where a column has fewer)."""
         def slot(i: int) -> Column:
             return F.col(quote_part(names[i])).cast("double") if i < self.columns else F.lit(None).cast("double")
 
-        def bin_of(i: int) -> Column:
-            return F.col(bins[i]) if i < self.columns and bins[i] else F.lit(None).cast("int")
+        def count(i: int, m: int) -> Column:
+            has = counted is not None and i < self.columns and m < len(counted[i])
+            return F.col(counted[i][m]) if has else F.lit(None).cast("long")
 
-        counted = bins is not None and any(bins)
         return F.inline(F.array(*[
             F.struct(F.lit(g).alias(SLOT_GROUP), *[slot(g * self.size + j).alias(f"s{j}") for j in range(self.size)],
-                     *[bin_of(g * self.size + j).alias(f"b{j}") for j in range(self.size) if counted])
+                     *[count(g * self.size + j, m).alias(f"h{j}_{m}") for j in range(self.size) for m in range(fields)])
             for g in range(self.groups)]))
 
     def unstack(self, rows: list[dict], group: list[str]) -> list[dict]:

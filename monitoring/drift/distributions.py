@@ -113,7 +113,7 @@ class WeightedSample:
 
 
 def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """The histogram bin of each value (`sketches.bin_sql`'s numpy twin): 0 below the first edge, then
+    """The histogram bin of each value (what `sketches.histogram_counts` counts): 0 below the first edge, then
     `searchsorted(edges, x, side="right")` with the largest edge in the last inner bin, len(edges) above it;
     one edge: 0 below, 1 equal, 2 above."""
     values, edges = np.asarray(values, float), np.asarray(edges, float)
