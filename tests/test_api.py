@@ -81,6 +81,10 @@ def test_incidents_plots_and_stored_results(spark, ran):
     below = (newest < dist.edges[len(dist.edges) // 2]).mean()
     assert shares[: len(dist.edges) // 2 + 1].sum() == pytest.approx(below, abs=0.02)  # KLL rank error bound
     assert dist.reference.valid_count == len(reference)
+    from monitoring.drift.distributions import bin_counts  # the report draws the exact counts the distances read
+
+    assert dist.current.histogram == bin_counts(newest.to_numpy(float), dist.edges).tolist()
+    assert dist.reference.histogram == bin_counts(reference.to_numpy(float), dist.edges).tolist()
     from monitoring.reporting.html_report import write_report
 
     write_report(monitor.config, results.metrics, "api", root / "with", results.distributions())

@@ -62,7 +62,7 @@ def _dist(p: ColumnProfile | None) -> Dist | None:
     return CategoryCounts.of(p.categories, p.other_count)
 
 
-def _counts(p: ColumnProfile | None, edges: np.ndarray | None) -> np.ndarray | None:
+def exact_counts(p: ColumnProfile | None, edges: np.ndarray | None) -> np.ndarray | None:
     """The exact bin counts of a continuous state, when they were counted in `edges`."""
     if p is None or p.histogram is None or edges is None or p.histogram_edges != [float(e) for e in edges]:
         return None
@@ -117,7 +117,7 @@ def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], c
         whole = _concat(present)
         std = pooled_std(ref_profiles) if kind == CONTINUOUS else 0.0
         bins = edges.get(column)  # the whole reference's: every binned comparison of the column uses them
-        counts = [_counts(cp.columns.get(column), bins) for _, cp in sequence]
+        counts = [exact_counts(cp.columns.get(column), bins) for _, cp in sequence]
         ref_counts = [c for c, d in zip(counts[:len(reference)], ref_dists, strict=True) if d is not None]
         whole_counts = np.sum(ref_counts, axis=0) if ref_counts and all(c is not None for c in ref_counts) else None
         for i, ((period, cp), dist) in enumerate(zip(sequence, dists, strict=True)):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from monitoring.config import MonitorConfig
-from monitoring.drift.compare import ANALYSIS, BASELINE, DRIFT, REFERENCE, MetricResult
+from monitoring.drift.compare import ANALYSIS, BASELINE, DRIFT, REFERENCE, MetricResult, exact_counts
 from monitoring.drift.distributions import CategoryCounts, WeightedSample, aligned
 from monitoring.incidents import (
     COLUMN,
@@ -51,19 +51,26 @@ class Distribution:
 
 
 def _distribution_chart(d: Distribution) -> str:
-    """Reference vs chunk shares per drift bin (continuous: from the KLL sketches, the bins outside the
-    reference range included) or per category (the top categories, the rest as OTHER)."""
+    """Reference vs chunk shares per drift bin (continuous: the exact counts the binned methods read, else
+    the KLL sketches' mass, the bins outside the reference range included) or per category (the top
+    categories, the rest as OTHER)."""
     import plotly.graph_objects as go
 
     if d.reference.kind == CONTINUOUS:
-        ref = WeightedSample.from_kll(d.reference.kll, extremes=(d.reference.min, d.reference.max))
-        cur = WeightedSample.from_kll(d.current.kll, extremes=(d.current.min, d.current.max))
-        if not ref.n or not cur.n:
-            return ""
         e = d.edges
-        labels = [f"< {e[0]:.4g}", *(f"{e[i]:.4g} .. {e[i + 1]:.4g}" for i in range(len(e) - 1)), f"> {e[-1]:.4g}"]
-        p, q = ref.bin_probabilities(e), cur.bin_probabilities(e)
-        labels = labels[:len(p)]
+        exact = exact_counts(d.reference, e), exact_counts(d.current, e)
+        if exact[0] is not None and exact[1] is not None:
+            if not exact[0].sum() or not exact[1].sum():
+                return ""
+            p, q = exact[0] / exact[0].sum(), exact[1] / exact[1].sum()
+        else:
+            ref = WeightedSample.from_kll(d.reference.kll, extremes=(d.reference.min, d.reference.max))
+            cur = WeightedSample.from_kll(d.current.kll, extremes=(d.current.min, d.current.max))
+            if not ref.n or not cur.n:
+                return ""
+            p, q = ref.bin_probabilities(e), cur.bin_probabilities(e)
+        inner = [f"= {e[0]:.4g}"] if len(e) == 1 else [f"{e[i]:.4g} .. {e[i + 1]:.4g}" for i in range(len(e) - 1)]
+        labels = [f"< {e[0]:.4g}", *inner, f"> {e[-1]:.4g}"]
     else:
         labels, p, q = aligned(CategoryCounts.of(d.reference.categories, d.reference.other_count),
                                CategoryCounts.of(d.current.categories, d.current.other_count))
