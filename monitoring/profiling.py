@@ -25,6 +25,7 @@ from pyspark.sql.types import BinaryType, IntegralType, StringType
 
 from monitoring.chunking import CHUNK_COL, ChunkInfo, period_chunk, utc_from_micros
 from monitoring.config import Chunking
+from monitoring.errors import DataError
 from monitoring.performance.state import PerformanceState
 from monitoring.session import session_conf
 from monitoring.sketches import (
@@ -254,6 +255,10 @@ class Bins:
     def apply(self, p: ColumnProfile, r: dict, i: int) -> None:
         """Set the counts of column `i` on its profile from an aggregated row."""
         e = self.edges[i]
+        if e is not None and int(r["rows"]) >= 2 ** 31:  # a 32-bit count of PACKED's would overflow
+            raise DataError(f"chunk {r[CHUNK_COL]} holds {int(r['rows']):,} rows, more than the 2^31 - 1 its exact "
+                            f"histograms (column '{p.column}') can count; cut the table into smaller chunks "
+                            "(chunking.period or chunking.size)")
         if e is not None:
             p.histogram = histogram_counts([r[f"c{i}__h{m}"] for m in range(math.ceil(bin_count(e) / PACKED))], e)
             p.histogram_edges = list(e)

@@ -200,3 +200,23 @@ def test_compatibility_nannyml_bins_by_doane(spark, tmp_path):
             assert r.value == pytest.approx(expected, rel=1e-9, abs=1e-12), (r.period, r.chunk.key, r.column, r.metric)
             checked += 1
     assert checked == len(columns) * 2 * DAYS
+
+
+def test_a_chunk_too_large_for_the_packed_counts_is_refused():
+    """Two 32-bit counts share a long: a chunk of 2^31 rows or more is refused with an error naming the chunk,
+    the column and the setting to change, instead of counts that wrapped around."""
+    from monitoring.chunking import CHUNK_COL
+    from monitoring.errors import DataError
+    from monitoring.profiling import Bins
+    from monitoring.sketches import CONTINUOUS, ColumnProfile
+
+    bins = Bins.of(["x"], {"x": (0.0, 1.0)})
+    row = {"rows": 2 ** 31, CHUNK_COL: 7, "c0__h0": 0, "c0__h1": 0}
+    with pytest.raises(DataError, match=r"chunk 7 .*column 'x'.*chunking.period"):
+        bins.apply(ColumnProfile("x", CONTINUOUS), row, 0)
+    row["rows"] = 3
+    row["c0__h0"] = 3 + (2 << 32)  # 3 finite values, 2 of them >= 0
+    row["c0__h1"] = 1  # 1 above 1
+    p = ColumnProfile("x", CONTINUOUS)
+    bins.apply(p, row, 0)
+    assert p.histogram == [1, 1, 1] and p.histogram_edges == [0.0, 1.0]
