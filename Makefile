@@ -51,7 +51,7 @@ else
 	$(PY) benchmarks/incremental.py $(INCREMENTAL_ARGS)
 endif
 
-# Driftline's univariate drift, data quality, realized performance (compatibility: nannyml), CBPE and reconstruction error vs NannyML's (NannyML in its own venv, pinned in crosscheck/requirements-nannyml.txt)
+# Driftline's univariate drift, data quality, realized performance (compatibility: nannyml), CBPE, DLE and reconstruction error vs NannyML's (NannyML in its own venv, pinned in crosscheck/requirements-nannyml.txt)
 crosscheck: setup $(NANNY_STAMP)
 	@fail=0; \
 	for d in car_loan multiclass car_price car_loan_dq; do \
@@ -63,6 +63,8 @@ crosscheck: setup $(NANNY_STAMP)
 	for d in car_loan multiclass; do \
 	  $(NANNY)/bin/python crosscheck/nannyml_cbpe.py $$d crosscheck/out && \
 	  $(PY) crosscheck/compare_cbpe.py $$d crosscheck/out || fail=1; done; \
+	{ $(NANNY)/bin/python crosscheck/nannyml_dle.py car_price crosscheck/out && \
+	  $(PY) crosscheck/compare_dle.py car_price crosscheck/out; } || fail=1; \
 	{ $(NANNY)/bin/python crosscheck/nannyml_reconstruction.py crosscheck/out && \
 	  $(PY) crosscheck/compare_reconstruction.py crosscheck/out; } || fail=1; \
 	exit $$fail
