@@ -33,13 +33,12 @@ from monitoring.sketches import (
     CONTINUOUS,
     HLL_LG_K,
     KLL_IMPLS,
-    PACKED,
     THIRD_MOMENT_FIELDS,
     ColumnProfile,
-    bin_count,
     continuous_inputs,
     finite_sql,
     histogram_counts,
+    histogram_fields,
     histogram_terms,
     kll_agg,
     moment_aggs,
@@ -225,7 +224,7 @@ class Bins:
     @property
     def fields(self) -> int:
         """The most aggregation fields of a column (every slot of a stacked layout sums this many)."""
-        return max((math.ceil(bin_count(e) / PACKED) for e in self.edges if e is not None), default=0)
+        return max((histogram_fields(e) for e in self.edges if e is not None), default=0)
 
     def terms(self, i: int, x: str) -> list[str]:
         """SQL text: column `i`'s packed per-row counts of the finite double `x` (quoted)."""
@@ -255,12 +254,12 @@ class Bins:
     def apply(self, p: ColumnProfile, r: dict, i: int) -> None:
         """Set the counts of column `i` on its profile from an aggregated row."""
         e = self.edges[i]
-        if e is not None and int(r["rows"]) >= 2 ** 31:  # a 32-bit count of PACKED's would overflow
+        if e is not None and int(r["rows"]) >= 2 ** 31:  # a 32-bit packed count would overflow
             raise DataError(f"chunk {r[CHUNK_COL]} holds {int(r['rows']):,} rows, more than the 2^31 - 1 its exact "
                             f"histograms (column '{p.column}') can count; cut the table into smaller chunks "
                             "(chunking.period or chunking.size)")
         if e is not None:
-            p.histogram = histogram_counts([r[f"c{i}__h{m}"] for m in range(math.ceil(bin_count(e) / PACKED))], e)
+            p.histogram = histogram_counts([r[f"c{i}__h{m}"] for m in range(histogram_fields(e))], e)
             p.histogram_edges = list(e)
 
 
@@ -281,7 +280,7 @@ def _moments(df: DataFrame, inputs: DataFrame, group: list[str], per_row: list[C
     if layout.groups == 1:  # the terms inside the sums, over the finite value computed once below them
         return inputs.groupBy(*group).agg(*per_chunk, *[m for i in range(len(continuous))
                                                         for m in aggs(f"c{i}", bins.terms(i, f"`c{i}__f`"))]), layout
-    counted = [[f"_dl_h{i}_{m}" for m in range(math.ceil(bin_count(e) / PACKED))] if e else []
+    counted = [[f"_dl_h{i}_{m}" for m in range(histogram_fields(e))] if e else []
                for i, e in enumerate(bins.edges)]
     slots = bins.raw(df, continuous).select(*per_row, layout.stack(continuous, counted, bins.fields)).select(
         "*", *[c for j in range(layout.size) for c in continuous_inputs(f"`s{j}`", f"s{j}")],
@@ -312,10 +311,10 @@ def count_bins(df: DataFrame, columns: list[tuple[str, str]], histograms: dict[s
     found = {_key(r, by): r for r in rows}
     for cp in chunks:
         r = found.get((cp.chunk.index, cp.slice_key, cp.slice_value, cp.dataset if by else ""))
+        if r is None:  # a chunk the rows no longer hold: no counts rather than zeros
+            continue
         for i, name in enumerate(continuous):
             if name in cp.columns:
-                if r is None:  # a chunk the rows no longer hold: no counts rather than zeros
-                    continue
                 bins.apply(cp.columns[name], r, i)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import re
 import sys
 from collections.abc import Iterator
@@ -91,6 +92,11 @@ def histogram_terms(x: str, edges) -> list[str]:
     return [" + ".join(f"shiftleft(CAST({c} AS BIGINT), {32 * k})" if k else f"CAST({c} AS BIGINT)"
                        for k, c in enumerate(conditions[j:j + PACKED]))
             for j in range(0, len(conditions), PACKED)]
+
+
+def histogram_fields(edges) -> int:
+    """The longs `histogram_terms` packs a histogram over `edges` in."""
+    return math.ceil(bin_count(edges) / PACKED)
 
 
 def histogram_counts(sums: list[int | None], edges) -> list[int]:
