@@ -57,7 +57,6 @@ STATE_FIELDS = [
     StructField("histogram_edges", ArrayType(DoubleType(), False), True),
 ]
 _STATE_NAMES = [f.name for f in STATE_FIELDS if f.name != "kll_k"]
-ADDED_STATE_FIELDS = [f for f in STATE_FIELDS if f.name in ("m3", "histogram", "histogram_edges")]  # since issue 21
 
 # where a row belongs: shared by the profiles and metrics tables (after monitor and dataset/period)
 CHUNK_FIELDS = [
@@ -113,10 +112,10 @@ def state_values(p: ColumnProfile, kll_k: int) -> tuple:
             p.histogram_edges)
 
 
-def with_added_states(df: DataFrame) -> DataFrame:
-    """`df` (rows of a profiles or reference table) with the state columns a table written before them lacks."""
-    return df.withColumns({f.name: F.lit(None).cast(f.dataType) for f in ADDED_STATE_FIELDS
-                           if f.name not in df.columns})
+def with_missing(df: DataFrame, schema: StructType) -> DataFrame:
+    """`df` (rows of a table of `schema`) with nulls for the columns of `schema` that a table written by an
+    older Driftline lacks."""
+    return df.withColumns({f.name: F.lit(None).cast(f.dataType) for f in schema.fields if f.name not in df.columns})
 
 
 def state_from_row(r) -> dict:
@@ -233,10 +232,7 @@ def profiles_query(spark: SparkSession, table: str, monitor: str, datasets: list
     df = spark.sql(f"SELECT * FROM {table_ident(table)}")
     df = df.where((F.col("monitor") == monitor) & F.col("dataset").isin(datasets))
     df = df.withColumn("start_us", F.unix_micros("chunk_start")).withColumn("end_us", F.unix_micros("chunk_end"))
-    for col in ("id_min", "id_max", "labels_version", "digest"):  # tables written before these columns
-        if col not in df.columns:
-            df = df.withColumn(col, F.lit(None).cast("string" if col == "digest" else "long"))
-    df = with_added_states(df)
+    df = with_missing(df, PROFILE_SCHEMA)
     if not light:
         return df.withColumn("light", F.lit(False))
     lean = F.col("dataset").isin(list(light)) & F.col("digest").isNotNull()

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from monitoring.reference import FittedReference, ReferenceColumn, SliceKey
 from monitoring.sketches import CONTINUOUS, ColumnProfile
-from monitoring.stores.profiles import REFERENCE_SCHEMA, state_from_row, state_values, with_added_states
+from monitoring.stores.profiles import REFERENCE_SCHEMA, state_from_row, state_values, with_missing
 from monitoring.stores.tables import replace_rows, table_exists, table_ident
 
 SCHEMA_PREFIX = ":schema:"  # rows `:schema:<column>` hold the table's schema at fit, the type in column_kind
@@ -50,7 +50,8 @@ def read_reference(spark: SparkSession, table: str, monitor: str, exists: bool |
 
 def reference_query(spark: SparkSession, table: str, monitor: str) -> DataFrame:
     """The stored reference rows of one monitor (for `parse_reference`; the table exists)."""
-    return with_added_states(spark.sql(f"SELECT * FROM {table_ident(table)}").where(F.col("monitor") == monitor))
+    return with_missing(spark.sql(f"SELECT * FROM {table_ident(table)}").where(F.col("monitor") == monitor),
+                        REFERENCE_SCHEMA)
 
 
 def parse_reference(rows: list) -> StoredReference:
