@@ -12,7 +12,7 @@ import numpy as np
 
 from monitoring.drift.distributions import WeightedSample, doane_edges, quantile_edges
 from monitoring.profiling import ChunkProfile
-from monitoring.sketches import CONTINUOUS, ColumnProfile, merge_all
+from monitoring.sketches import CONTINUOUS, ColumnProfile, merge_all, merge_histograms
 from monitoring.slices import WHOLE
 
 if TYPE_CHECKING:
@@ -62,21 +62,31 @@ def merge_reference(chunks: list[ChunkProfile], bins: int, top_n: int,
     from the concatenated chunk sketches of the whole reference (deterministic, see docs/statistics.md),
     or with `doane` (`compatibility: nannyml`) NannyML's Doane bins from its exact moments; the same in
     every slice: the bins a chunk's exact counts are kept in (`bin_edges`)."""
+    grouped = _by_slice_and_column(chunks)
+    merged = {key: {name: merge_all(profiles, top_n) for name, profiles in columns.items()}
+              for key, columns in grouped.items()}
+    whole: dict[str, np.ndarray] = {}
+    for name, profiles in grouped.get(WHOLE, {}).items():
+        state = merged[WHOLE][name]
+        if state.kind != CONTINUOUS:
+            continue
+        if doane and state.valid_count and state.m3 is not None:
+            whole[name] = doane_edges(state.valid_count, state.mean, state.m2, state.m3, state.min, state.max)
+        else:
+            samples = [WeightedSample.from_kll(p.kll, p.mean, (p.min, p.max)) for p in profiles]
+            whole[name] = quantile_edges(WeightedSample.concat(samples), bins)
+    return {key: {name: ReferenceColumn(merged[key][name], whole.get(name, np.empty(0)), len(profiles))
+                  for name, profiles in columns.items()}
+            for key, columns in grouped.items()}
+
+
+def _by_slice_and_column(chunks: list[ChunkProfile]) -> dict[SliceKey, dict[str, list[ColumnProfile]]]:
+    """The column states of `chunks` per slice and column, in chunk order."""
     grouped: dict[SliceKey, dict[str, list[ColumnProfile]]] = defaultdict(lambda: defaultdict(list))
     for cp in chunks:
         for name, p in cp.columns.items():
             grouped[(cp.slice_key, cp.slice_value)][name].append(p)
-    whole: dict[str, np.ndarray] = {}
-    for name, profiles in grouped.get(WHOLE, {}).items():
-        merged = merge_all(profiles) if doane and profiles[0].kind == CONTINUOUS else None
-        if merged is not None and merged.valid_count and merged.m3 is not None:
-            whole[name] = doane_edges(merged.valid_count, merged.mean, merged.m2, merged.m3, merged.min, merged.max)
-        elif profiles[0].kind == CONTINUOUS:
-            samples = [WeightedSample.from_kll(p.kll, p.mean, (p.min, p.max)) for p in profiles]
-            whole[name] = quantile_edges(WeightedSample.concat(samples), bins)
-    return {key: {name: ReferenceColumn(merge_all(profiles, top_n), whole.get(name, np.empty(0)), len(profiles))
-                  for name, profiles in columns.items()}
-            for key, columns in grouped.items()}
+    return grouped
 
 
 def bin_edges(columns: dict[SliceKey, dict[str, ReferenceColumn]]) -> dict[str, tuple[float, ...]]:
@@ -92,16 +102,11 @@ def counted(chunks: list[ChunkProfile], edges: dict[str, tuple[float, ...]]) -> 
 
 
 def add_histograms(columns: dict[SliceKey, dict[str, ReferenceColumn]], chunks: list[ChunkProfile]) -> None:
-    """Set the merged states' exact counts: the sum of their chunks' (counted after the edges were known)."""
-    parts: dict[SliceKey, dict[str, list[ColumnProfile]]] = defaultdict(lambda: defaultdict(list))
-    for cp in chunks:
-        for name, p in cp.columns.items():
-            parts[(cp.slice_key, cp.slice_value)][name].append(p)
+    """Set the merged states' exact counts: their chunks' summed (counted after the edges were known)."""
+    parts = _by_slice_and_column(chunks)
     for key, cols in columns.items():
         for name, rc in cols.items():
-            found = parts[key][name]
-            if rc.state.kind != CONTINUOUS or not found or any(p.histogram is None for p in found) or \
-                    any(p.histogram_edges != found[0].histogram_edges for p in found):
-                continue
-            rc.state.histogram = [int(x) for x in np.sum([p.histogram for p in found], axis=0)]
-            rc.state.histogram_edges = found[0].histogram_edges
+            if rc.state.kind == CONTINUOUS and parts[key][name]:
+                counts = merge_histograms(parts[key][name])
+                if counts["histogram"] is not None:
+                    rc.state.histogram, rc.state.histogram_edges = counts["histogram"], counts["histogram_edges"]

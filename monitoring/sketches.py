@@ -285,7 +285,7 @@ class ColumnProfile:
             m3=m3,
             kll=_merge_kll(self.kll, other.kll),
             hll=_merge_hll(self.hll, other.hll),
-            **_merge_histograms(self, other),
+            **merge_histograms([self, other]),
         )
         if self.kind == CATEGORICAL:
             counts = dict(self.categories)
@@ -332,13 +332,14 @@ def merge_all(profiles: list[ColumnProfile], top_n: int | None = None) -> Column
     return out
 
 
-def _merge_histograms(a: ColumnProfile, b: ColumnProfile) -> dict:
-    """The summed counts when both parts were counted in the same bins, else none (a part without counts
-    makes the union's unknown)."""
-    if a.histogram is None or b.histogram is None or a.histogram_edges != b.histogram_edges:
+def merge_histograms(parts: list[ColumnProfile]) -> dict:
+    """`histogram` and `histogram_edges` of the union of `parts`: the summed counts when every part was
+    counted in the same bins, else none (a part without counts makes the union's unknown)."""
+    first = parts[0]
+    if any(p.histogram is None or p.histogram_edges != first.histogram_edges for p in parts):
         return {"histogram": None, "histogram_edges": None}
-    return {"histogram": [x + y for x, y in zip(a.histogram, b.histogram, strict=True)],
-            "histogram_edges": a.histogram_edges}
+    return {"histogram": [sum(counts) for counts in zip(*(p.histogram for p in parts), strict=True)],
+            "histogram_edges": first.histogram_edges}
 
 
 def _opt(fn, a, b):
