@@ -25,7 +25,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from crosscheck.driftline_side import close, read_rows, session, write_tables  # noqa: E402
+from crosscheck.driftline_side import chunk_line, close, read_rows, session, write_tables  # noqa: E402
 from monitoring.config import parse_config  # noqa: E402
 from monitoring.performance.dle import encode  # noqa: E402
 from monitoring.performance.estimated import ESTIMATED  # noqa: E402
@@ -118,11 +118,7 @@ def main() -> int:
                 s["alerts"] += alert_differs
                 for a, b, k in pairs:
                     s[k] = max(s[k], _rel(a, b))
-                detail.append(f"| {period} | {chunk['key']} | {metric} | {_f(d.value)} / {_f(n['value'])} | "
-                              f"{_f(d.sampling_error)} / {_f(n['sampling_error'])} | {_f(d.lower_threshold)}, "
-                              f"{_f(d.upper_threshold)} / {_f(n['lower_threshold'])}, {_f(n['upper_threshold'])} | "
-                              f"{bool(d.alert)} / {n['alert']} | "
-                              f"{'yes' if not outside and not alert_differs else '**FAIL**'} |")
+                detail.append(chunk_line(period, chunk["key"], metric, d, n, not outside and not alert_differs, 8))
     summary = [f"NannyML {nanny['nannyml']} (LightGBM {nanny['lightgbm']}) DLE on {dataset}, chunk size "
                f"{nanny['chunk_size']}, {len(theirs['reference'])} reference + {len(theirs['analysis'])} analysis "
                f"chunks; Driftline with `compatibility: nannyml`, loss models trained on {training_rows} rows. "
@@ -145,10 +141,6 @@ def main() -> int:
             print(line)
     spark.stop()
     return 1 if failures else 0
-
-
-def _f(x: float | None) -> str:
-    return "-" if x is None else f"{x:.8g}"
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from crosscheck.driftline_side import close, read_rows, session, write_tables  # noqa: E402
+from crosscheck.driftline_side import chunk_line, close, read_rows, session, write_tables  # noqa: E402
 from monitoring.config import parse_config  # noqa: E402
 from monitoring.performance.results import PERFORMANCE  # noqa: E402
 from monitoring.pipeline import fit, run  # noqa: E402
@@ -99,10 +99,7 @@ def main() -> int:
                       and bool(d.alert) == n["alert"])
                 checks += 1
                 failures += not ok
-                lines.append(f"| {period} | {chunk['key']} | {metric} | {_f(d.value)} / {_f(n['value'])} | "
-                             f"{_f(d.sampling_error)} / {_f(n['sampling_error'])} | {_f(d.lower_threshold)}, "
-                             f"{_f(d.upper_threshold)} / {_f(n['lower_threshold'])}, {_f(n['upper_threshold'])} | "
-                             f"{bool(d.alert)} / {n['alert']} | {'yes' if ok else '**FAIL**'} |")
+                lines.append(chunk_line(period, chunk["key"], metric, d, n, ok, 6))
     text = "\n".join(lines) + "\n"
     (out / "realized_vs_nannyml.md").write_text(text)
     print(text)
@@ -110,10 +107,6 @@ def main() -> int:
           f"relative; ROC AUC {AUC_ABS:g}, its sampling error {AUC_SE_REL:g} relative; alerts equal)")
     spark.stop()
     return 1 if failures else 0
-
-
-def _f(x: float | None) -> str:
-    return "-" if x is None else f"{x:.6g}"
 
 
 if __name__ == "__main__":

@@ -37,3 +37,15 @@ def close(a: float | None, b: float | None, rel: float, abs_: float = 1e-12) -> 
     if a is None or b is None:
         return a is None and b is None
     return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
+
+
+def chunk_line(period: str, chunk: str, metric: str, ours, theirs: dict, ok: bool, digits: int) -> str:
+    """A markdown row of one chunk's metric, Driftline's result `ours` / NannyML's `theirs`: value, sampling
+    error, thresholds, alert and the verdict, numbers to `digits` significant digits."""
+    def f(x: float | None) -> str:
+        return "-" if x is None else f"{x:.{digits}g}"
+
+    return (f"| {period} | {chunk} | {metric} | {f(ours.value)} / {f(theirs['value'])} | "
+            f"{f(ours.sampling_error)} / {f(theirs['sampling_error'])} | {f(ours.lower_threshold)}, "
+            f"{f(ours.upper_threshold)} / {f(theirs['lower_threshold'])}, {f(theirs['upper_threshold'])} | "
+            f"{bool(ours.alert)} / {theirs['alert']} | {'yes' if ok else '**FAIL**'} |")
