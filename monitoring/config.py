@@ -17,7 +17,13 @@ from typing import Any
 import yaml
 
 from monitoring.errors import ConfigError
-from monitoring.registry import CATEGORICAL_METHODS, CONTINUOUS_METHODS, nannyml_rules, rule_names
+from monitoring.registry import (
+    CATEGORICAL_METHODS,
+    CONTINUOUS_METHODS,
+    DEFAULT_CONTINUOUS_METHODS,
+    nannyml_rules,
+    rule_names,
+)
 from monitoring.registry import metric as registered
 from monitoring.spark_settings import check_spark_settings
 from monitoring.thresholds import THRESHOLD_TYPES, ThresholdRule
@@ -181,14 +187,20 @@ class Profile:
 class Drift:
     """Univariate drift: methods per column kind, histogram bins, PSI epsilon, threshold rules."""
 
-    continuous_methods: tuple[str, ...] = CONTINUOUS_METHODS
+    continuous_methods: tuple[str, ...] = DEFAULT_CONTINUOUS_METHODS
     categorical_methods: tuple[str, ...] = CATEGORICAL_METHODS
     bins: int = 10
     psi_epsilon: float = 1e-4
     std_multiplier: float = 3.0
     thresholds: tuple[ThresholdRule, ...] = ()
     min_chunk_rows: int = 50  # analysis chunks with fewer rows get a note instead of column alerts
+    wasserstein_bins: int = 2048  # fine bins of the Wasserstein distance (monitoring/fine_bins.py)
     compatibility: str = "driftline"  # or NANNYML: NannyML 0.13.1's conventions (docs/statistics.md)
+
+    @property
+    def fine_bins(self) -> int:
+        """The fine bins the reference is cut into: `wasserstein_bins` when Wasserstein is computed, else 0."""
+        return self.wasserstein_bins if "wasserstein" in self.continuous_methods else 0
 
 
 @dataclass(frozen=True)
@@ -483,8 +495,8 @@ def _estimation(data: dict, problem_type: str, class_labels: list[str]) -> Estim
                       e.positive_int("loss_model_rows", 500_000, minimum=100))
 
 
-def _methods(d: _Section, name: str, valid: tuple[str, ...]) -> tuple[str, ...]:
-    chosen = d.get(name, list, list(valid))
+def _methods(d: _Section, name: str, valid: tuple[str, ...], default: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    chosen = d.get(name, list, list(default or valid))
     for i, m in enumerate(chosen):
         if m not in valid:
             near = difflib.get_close_matches(str(m), valid, n=1)
@@ -495,7 +507,7 @@ def _methods(d: _Section, name: str, valid: tuple[str, ...]) -> tuple[str, ...]:
 
 def _drift(data: Any, columns: list[str]) -> Drift:
     d = _Section(data, "drift", ("continuous_methods", "categorical_methods", "bins", "psi_epsilon", "std_multiplier",
-                                 "thresholds", "min_chunk_rows"))
+                                 "thresholds", "min_chunk_rows", "wasserstein_bins"))
     multiplier = d.get("std_multiplier", (int, float), 3.0)
     if not 0 < multiplier <= 20:
         raise ConfigError("drift.std_multiplier", f"{multiplier} is out of range; use a positive number like 3")
@@ -533,10 +545,11 @@ def _drift(data: Any, columns: list[str]) -> Drift:
         if not 0 < rule.alpha < 1:
             raise ConfigError(t.key("alpha"), f"{rule.alpha} is not a significance level in (0, 1)")
         rules.append(rule)
-    return Drift(_methods(d, "continuous_methods", CONTINUOUS_METHODS),
+    return Drift(_methods(d, "continuous_methods", CONTINUOUS_METHODS, DEFAULT_CONTINUOUS_METHODS),
                  _methods(d, "categorical_methods", CATEGORICAL_METHODS),
                  d.positive_int("bins", 10, minimum=2, maximum=1000), float(epsilon), float(multiplier), tuple(rules),
-                 d.positive_int("min_chunk_rows", 50, minimum=1))
+                 d.positive_int("min_chunk_rows", 50, minimum=1),
+                 d.positive_int("wasserstein_bins", 2048, minimum=16, maximum=65536))
 
 
 def _check_outputs(problem_type: str, outputs: Outputs) -> None:

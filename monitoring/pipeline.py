@@ -36,6 +36,7 @@ from monitoring.drift.compare import MetricResult, apply_thresholds, compare_sli
 from monitoring.drift.reconstruction import Reconstruction, fit_reconstruction, reconstruction_results
 from monitoring.errors import DataError
 from monitoring.faults import BEFORE_METRICS, PROFILING, failpoint
+from monitoring.fine_bins import FineBins
 from monitoring.fingerprints import compare_settings, fingerprints, part_of, with_predecessors
 from monitoring.guards import check_labels, empty_columns, kind_problems
 from monitoring.incremental import Increment, plan_increment
@@ -65,7 +66,7 @@ from monitoring.quality import (
     schema_results,
     vanished_results,
 )
-from monitoring.reference import FittedReference, add_histograms, bin_edges, counted, merge_reference
+from monitoring.reference import FittedReference, add_histograms, bin_edges, counted, fine_bins, merge_reference
 from monitoring.registry import UNBOUNDED
 from monitoring.relation import RelationBins, relation_bins, relation_results
 from monitoring.run_plan import STATE_TABLES, RunInputs, plan_run, recording
@@ -176,10 +177,11 @@ def estimators_table(config: MonitorConfig) -> str:
 
 def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] | None = None,
               model: RowModel | None = None, reconstruction: Reconstruction | None = None,
-              relation: RelationBins | None = None, histograms: dict[str, tuple[float, ...]] | None = None) -> str:
+              relation: RelationBins | None = None, histograms: dict[str, tuple[float, ...]] | None = None,
+              fine: dict[str, FineBins] | None = None) -> str:
     """A short hash of every setting the stored states of `dataset` depend on (for the analysis also
     the slice values taken from the reference, the models its rows were scored with and the reference
-    bins of the concept-drift sums and of the exact histograms). The label
+    bins of the concept-drift sums, of the exact histograms and the fine bins). The label
     table's version is not part of it: label changes are backfilled chunk by chunk (monitoring/backfill.py)."""
     ref, lab = config.reference, config.labels
     labels = [lab.table, lab.id_column, lab.label_column, lab.timestamp_column] if lab else None
@@ -192,7 +194,9 @@ def signature(config: MonitorConfig, dataset: str, slices: dict[str, list[str]] 
                 "row_model": model.fingerprint() if model else None,
                 "reconstruction": reconstruction.fingerprint() if reconstruction else None,
                 "relation": relation.fingerprint() if relation else None,
-                "histograms": sorted(histograms.items()) if histograms else None, "third_moment": _doane(config)}
+                "histograms": sorted(histograms.items()) if histograms else None, "third_moment": _doane(config),
+                "fine_bins": config.drift.fine_bins,
+                "fine": sorted((c, f.to_list()) for c, f in fine.items()) if fine else None}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -265,7 +269,8 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
                     model: RowModel | None = None, reconstruction: Reconstruction | None = None,
                     relation: RelationBins | None = None, stored: StoredProfiles | None = None,
                     write: bool = True, tables: Tables | None = None, label_states: bool = True,
-                    histograms: dict[str, tuple[float, ...]] | None = None) -> ProfileResult:
+                    histograms: dict[str, tuple[float, ...]] | None = None,
+                    fine: dict[str, FineBins] | None = None) -> ProfileResult:
     """Profile the reference or the analysis rows per chunk and slice and MERGE them into `profiles`
     (`model` scores rows for the performance states, `reconstruction` for the multivariate drift,
     `relation` bins the residual sums of the per-feature concept drift).
@@ -284,7 +289,8 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
     source = dataset_source(config, tables, dataset)
     df, version = source.rows, source.version
     labels = tables.labels
-    sig, table = signature(config, dataset, slices, model, reconstruction, relation, histograms), profiles_table(config)
+    sig = signature(config, dataset, slices, model, reconstruction, relation, histograms, fine)
+    table = profiles_table(config)
     sums = prediction_checks(config) | (reconstruction.sums() if reconstruction else {})
     if not refresh and stored is None:
         stored = read_stored_profiles(spark, table, config.monitor, [dataset])
@@ -309,7 +315,8 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
             log.warning("%s: re-profiling every chunk: %s", dataset, increment.reason)
         else:
             return replace(_profile_increment(spark, config, dataset, df, labels, stored, increment, sig, model,
-                                              relation, sums, started, histograms), schema=schema_of(df.schema))
+                                              relation, sums, started, histograms, fine),
+                             schema=schema_of(df.schema))
     if slices is None:
         slices = slice_values(df, config.slices.expressions, config.slices.top_n)
     # the analysis's labels are joined against the whole source, so that their unmatched ids are labels of
@@ -321,7 +328,7 @@ def profile_dataset(spark: SparkSession, config: MonitorConfig, dataset: str,
         profiled = source.table.where(source.window | F.col(quote_part(config.source.timestamp_column)).isNull())
     chunks, stats = _profile(config, profiled, labels if label_states else None, slices, model, relation, sums,
                              join_source=(source.table, source.window) if dataset == ANALYSIS else None,
-                             keep_null_ts=count_nulls, histograms=histograms)
+                             keep_null_ts=count_nulls, histograms=histograms, fine=fine)
     if dataset == REFERENCE and not chunks:
         raise DataError(f"the reference of monitor '{config.monitor}' holds no rows "
                         f"(reference: {config.reference}); widen reference.start/end or fill the table")
@@ -353,18 +360,20 @@ def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None
              model: RowModel | None, relation: RelationBins | None, sums: dict[str, Column],
              label_filter: Column | None = None, join_source: tuple[DataFrame, Column | None] | None = None,
              keep_null_ts: bool = False, also: dict[str, DataFrame] | None = None,
-             histograms: dict[str, tuple[float, ...]] | None = None) -> tuple[ProfiledChunks, LabelStats | None]:
+             histograms: dict[str, tuple[float, ...]] | None = None,
+             fine: dict[str, FineBins] | None = None) -> tuple[ProfiledChunks, LabelStats | None]:
     """The scan: chunk profiles of `df`'s own rows (no labels needed) with the per-chunk `sums`, then,
     when there are labels, every label-dependent state from one query over the one label join
     (the label rows `label_filter` keeps), with the label counts observed on the way. `join_source`:
     (table, which of its rows are `df`'s) to join the labels against instead of `df`. `keep_null_ts`: `df`
     holds the rows without a timestamp too, for the moments aggregation to count. `also`: small frames read
-    by the profiling query (`ProfiledChunks.also`). `histograms`: edges of the exact bin counts."""
+    by the profiling query (`ProfiledChunks.also`). `histograms`: edges of the exact bin counts; `fine`: the
+    fine bins counted (Wasserstein)."""
     chunks = profile_chunks(_chunked(config, df, slices, keep_null_ts), config.monitored_columns(), config.chunking,
                             config.source.timestamp_column, config.profile.kll_k, config.profile.top_n,
                             kll_impl=resolve_kll_impl(df.sparkSession, config.profile.kll),
                             sums=sums, id_col=config.source.id_column, also=also, histograms=histograms,
-                            third_moment=_doane(config))
+                            third_moment=_doane(config), fine=fine)
     failpoint(PROFILING)
     if not labels:
         return chunks, None
@@ -378,7 +387,8 @@ def _profile(config: MonitorConfig, df: DataFrame, labels: VersionedTable | None
 def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str, df: DataFrame,
                        labels: VersionedTable | None, stored: list[ChunkProfile], increment: Increment, sig: str,
                        model: RowModel | None, relation: RelationBins | None, sums: dict[str, Column],
-                       started: float, histograms: dict[str, tuple[float, ...]] | None = None) -> ProfileResult:
+                       started: float, histograms: dict[str, tuple[float, ...]] | None = None,
+                       fine: dict[str, FineBins] | None = None) -> ProfileResult:
     """Re-profile the chunks of `increment` (the rows of their periods only), keep every other stored chunk,
     write the new rows in one commit (a re-profiled chunk without rows keeps its stored profile: `_vanished`), then
     backfill the labels of the kept chunks."""
@@ -395,7 +405,8 @@ def _profile_increment(spark: SparkSession, config: MonitorConfig, dataset: str,
         query = states_query(spark, profiles_table(config), config.monitor, dataset, before)
         with few_partitions(spark, expected):
             fresh, stats = _profile(config, rows, labels, _stored_slices(stored), model, relation, sums, label_filter,
-                                    also={"states": query} if query is not None else None, histograms=histograms)
+                                    also={"states": query} if query is not None else None, histograms=histograms,
+                                    fine=fine)
         apply_states(fresh.also.get("states", []), before, profiles_table(config))
     vanished = _vanished(fresh, [c for c in stored if c.chunk.index in redo])[1] if dataset == ANALYSIS else ()
     gone = {c.index for c in vanished}  # kept as stored, labels included: their rows are no longer there
@@ -600,12 +611,14 @@ def fit(spark: SparkSession, config: MonitorConfig, refresh: bool = False, analy
     kept = stored is not None and bool(stored.columns) and (
         stored.source_version, stored.signature, stored.schema) == (ref.source_version, ref.signature, ref.schema)
     ref.columns = stored.columns if kept else merge_reference(profiles.chunks, config.drift.bins,
-                                                              config.profile.top_n, _doane(config))
+                                                              config.profile.top_n, _doane(config),
+                                                              config.drift.fine_bins)
     df, labels = dataset_source(config, tables, REFERENCE).rows, tables.labels
-    edges = bin_edges(ref.columns)
-    recounted = not counted(ref.chunks, edges)
+    edges, fine = bin_edges(ref.columns), fine_bins(ref.columns)
+    recounted = not counted(ref.chunks, edges, fine)
     if recounted:  # the exact counts in the bins just learnt: one more pass over the reference rows
-        count_bins(_chunked(config, df, _stored_slices(ref.chunks)), config.monitored_columns(), edges, ref.chunks)
+        count_bins(_chunked(config, df, _stored_slices(ref.chunks)), config.monitored_columns(), edges, ref.chunks,
+                   fine=fine)
         add_histograms(ref.columns, ref.chunks)
     if recounted or not kept:
         write_reference(spark, reference_table(config), config.monitor, ref, config.profile.kll_k)
@@ -702,10 +715,11 @@ def _fit_with_analysis(spark: SparkSession, config: MonitorConfig, tables: Table
                         f"(reference: {config.reference}); widen reference.start/end or fill the table")
     ref = FittedReference(parts[REFERENCE], source_version=source.version, signature=signature(config, REFERENCE),
                           schema=schema_of(source.df.schema))
-    ref.columns = merge_reference(ref.chunks, config.drift.bins, config.profile.top_n, _doane(config))
+    ref.columns = merge_reference(ref.chunks, config.drift.bins, config.profile.top_n, _doane(config),
+                                  config.drift.fine_bins)
     # the exact counts of both datasets in the bins just learnt: one more pass over the rows
     count_bins(_chunked(config, table.where(F.col(DATASET).isNotNull()), slices), config.monitored_columns(),
-               bin_edges(ref.columns), chunks, by=DATASET)
+               bin_edges(ref.columns), chunks, by=DATASET, fine=fine_bins(ref.columns))
     add_histograms(ref.columns, ref.chunks)
     write_reference(spark, reference_table(config), config.monitor, ref, config.profile.kll_k)
     relation = relation_bins(ref.columns.get(WHOLE, {}), config)
@@ -956,7 +970,7 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
         estimators = load_estimators(config, reference, estimator_rows)
         reconstruction = load_reconstruction(config, reference, estimator_rows)
     relation = relation_bins(reference.columns.get(WHOLE, {}), config)
-    edges = bin_edges(reference.columns)
+    edges, fine = bin_edges(reference.columns), fine_bins(reference.columns)
     log.info("stage 1/3 reference: %d chunks, %d slices, estimation models: %s; loaded in %.1fs",
              len(reference.chunks_of(WHOLE)), len(reference.slices()),
              "yes" if estimators.calibrator or estimators.row_model else "none", time.monotonic() - started)
@@ -967,13 +981,14 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
     pca = reconstruction.model if reconstruction else None
     with recording(spark, inputs.marker(config.monitor)):  # its profiles commit: see monitoring/run_plan.py
         if scanned is not None:
-            sig = signature(config, ANALYSIS, reference.slice_values(), estimators.row_model, pca, relation, edges)
+            sig = signature(config, ANALYSIS, reference.slice_values(), estimators.row_model, pca, relation, edges,
+                            fine)
             profiles = replace(scanned, rows_written=write_profiles(
                 spark, profiles_table(config), config.monitor, ANALYSIS, scanned.chunks, config.profile.kll_k,
                 scanned.source_version, sig))
         else:
             profiles = profile_dataset(spark, config, ANALYSIS, reference.slice_values(), refresh, estimators.row_model,
-                                       pca, relation, stored_profiles, tables=tables, histograms=edges)
+                                       pca, relation, stored_profiles, tables=tables, histograms=edges, fine=fine)
     started = time.monotonic()
     changes = schema_changes(reference.schema, profiles.schema) if reference.schema is not None else []
     null_timestamps, outside = (profiles.null_timestamps, profiles.outside) if profiles.null_timestamps is not None \
@@ -1006,7 +1021,7 @@ def run(spark: SparkSession, config: MonitorConfig, run_id: str | None = None,
         ref = reference.chunks_of(key)
         analysis = [cp for cp in compared[key] if cp.chunk.index in stale]
         drift = compare_slice(ref, compared[key], columns, reference.edges(key), config.drift,
-                              stored_reference.get(key))
+                              stored_reference.get(key), fine)
         results += [r for r in drift if r.period == REFERENCE or r.chunk.index in stale]
         quality = quality_results(ref, analysis, config)
         if key == WHOLE:  # periods without rows: computed from the chunk indices, so rewritten every run

@@ -26,6 +26,7 @@ from pyspark.sql.types import BinaryType, IntegralType, StringType
 from monitoring.chunking import CHUNK_COL, ChunkInfo, period_chunk, utc_from_micros
 from monitoring.config import Chunking
 from monitoring.errors import DataError
+from monitoring.fine_bins import FineBins
 from monitoring.performance.state import PerformanceState
 from monitoring.session import session_conf
 from monitoring.sketches import (
@@ -88,7 +89,8 @@ class ChunkProfile:
             h.update(repr((name, p.kind, p.row_count, p.null_count, p.nan_count, p.inf_count, p.valid_count, p.min,
                            p.max, p.mean, p.m2, p.m3, sorted(p.categories.items()), p.other_count,
                            p.distinct_count)).encode())
-            h.update(repr((p.histogram, p.histogram_edges)).encode())
+            h.update(repr((p.histogram, p.histogram_edges, p.fine_bins, p.fine_index, p.fine_counts,
+                           p.fine_sums)).encode())
             h.update(p.kll or b"")
             h.update(p.hll or b"")
         return h.digest()
@@ -112,7 +114,7 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
                    sums: dict[str, Column] | None = None, id_col: str | None = None,
                    by: str | None = None, also: dict[str, DataFrame] | None = None,
                    histograms: dict[str, tuple[float, ...]] | None = None,
-                   third_moment: bool = False) -> ProfiledChunks:
+                   third_moment: bool = False, fine: dict[str, FineBins] | None = None) -> ProfiledChunks:
     """Profile every column of `df` per chunk and slice (`df` holds CHUNK_COL, SLICE_KEY and SLICE_VALUE,
     see `monitoring.slices.with_slices`); returns chunks in (index, slice) order. `kll_impl`: `native`
     (Spark >= 4.1) or `python` (`monitoring.sketches.resolve_kll_impl` picks one from `profile.kll`).
@@ -121,7 +123,9 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     shared by the reference and the analysis); chunks are then profiled per dataset, in `dataset`. `also`:
     small frames (name -> frame) collected by the same query, their rows returned in `also`. `histograms`:
     continuous column -> the reference's bin edges; their chunks get exact bin counts (`ColumnProfile.histogram`),
-    counted in the moments' compiled aggregation. `third_moment`: continuous profiles get `m3` too."""
+    counted in the moments' compiled aggregation. `third_moment`: continuous profiles get `m3` too. `fine`:
+    continuous column -> the reference's fine bins (monitoring/fine_bins.py); their chunks get the exact count
+    and sum per fine bin (`_fine_counts`, in the same query)."""
     if kll_impl not in KLL_IMPLS:
         raise ValueError(f"kll_impl '{kll_impl}' is not one of {', '.join(KLL_IMPLS)} (resolve_kll_impl resolves auto)")
     continuous = [c for c, k in columns if k == CONTINUOUS]
@@ -151,9 +155,12 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
         parts["k"] = _kll_sketches(inputs.where(placed), group, aliases, kll_k, kll_impl, id_range if in_kll else [])
     if categorical or id_col:
         parts["v"] = _value_counts(df.where(placed), group, categorical, top_n, id_col)
+    finely = _fine_entries(continuous, fine)
+    if finely:
+        parts["f"] = _fine_counts(df.where(placed), group, finely)
     also = {f"also:{name}": frame for name, frame in (also or {}).items()}
     with bins.session(df.sparkSession):
-        found = {name: [] for name in ("m", "k", "v")} | collect_union(parts | also)
+        found = {name: [] for name in ("m", "k", "v", "f")} | collect_union(parts | also)
     if layout.groups > 1:
         found["m"] = layout.unstack(found["m"], group)
     # rows without a timestamp or outside the window (kept by `with_chunk_index(keep_null_ts=True)`) form the
@@ -183,6 +190,7 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
         chunks[key] = cp
 
     duplicates: dict[tuple[int, str, str, str], int] = {}
+    _set_fine(chunks, continuous, fine, found["f"], by)
     for r in found["v"]:
         if r["i"] == ID_ENTRY:
             duplicates[_key(r, by)] = int(r["other"] or 0)
@@ -197,6 +205,7 @@ def profile_chunks(df: DataFrame, columns: list[tuple[str, str]], chunking: Chun
     if id_col is not None:
         for key, cp in chunks.items():
             cp.sums = (cp.sums or {}) | {DUPLICATE_IDS: float(duplicates.get(key, 0))}
+    _empty_fine(chunks.values(), finely)
     return ProfiledChunks([chunks[k] for k in sorted(chunks)], null_ts, outside,
                           {name.removeprefix("also:"): found[name] for name in also})
 
@@ -290,32 +299,41 @@ def _moments(df: DataFrame, inputs: DataFrame, group: list[str], per_row: list[C
 
 
 def count_bins(df: DataFrame, columns: list[tuple[str, str]], histograms: dict[str, tuple[float, ...]],
-               chunks: list[ChunkProfile], by: str | None = None) -> None:
-    """Exact bin counts of the continuous `columns` of `chunks` (profiled before the edges were known: the
-    reference at fit) from one aggregation of `df` (chunked rows, as profiled), set on their profiles."""
+               chunks: list[ChunkProfile], by: str | None = None, fine: dict[str, FineBins] | None = None) -> None:
+    """Exact bin counts (and the fine bins' counts and sums, `fine`) of the continuous `columns` of `chunks`
+    (profiled before the edges were known: the reference at fit) from one query over `df` (chunked rows, as
+    profiled), set on their profiles."""
     continuous = [c for c, k in columns if k == CONTINUOUS]
     bins = Bins.of(continuous, histograms)
-    if not bins.fields or not chunks:
+    finely = _fine_entries(continuous, fine)
+    if not (bins.fields or finely) or not chunks:
         return
     group = GROUP + ([by] if by else [])
     placed = df.where(F.col(CHUNK_COL).isNotNull())
     per_row = [F.col(quote_part(g)) for g in group]
-    inputs = placed.select(*per_row, *[F.expr(f"{finite_sql(quote_part(c))} AS `c{i}__f`")
-                                       for i, c in enumerate(continuous)])
-    frame, layout = _moments(placed, inputs, group, per_row, continuous, [F.count(F.lit(1)).alias("rows")], bins,
-                             moments=False)
+    frames = {}
+    if bins.fields:
+        inputs = placed.select(*per_row, *[F.expr(f"{finite_sql(quote_part(c))} AS `c{i}__f`")
+                                           for i, c in enumerate(continuous)])
+        frames["h"], layout = _moments(placed, inputs, group, per_row, continuous,
+                                       [F.count(F.lit(1)).alias("rows")], bins, moments=False)
+    if finely:
+        frames["f"] = _fine_counts(placed, group, finely)
     with bins.session(df.sparkSession):
-        rows = collect_union({"h": frame})["h"]
-    if layout.groups > 1:
-        rows = layout.unstack(rows, group)
-    found = {_key(r, by): r for r in rows}
-    for cp in chunks:
-        r = found.get((cp.chunk.index, cp.slice_key, cp.slice_value, cp.dataset if by else ""))
+        found = {"h": [], "f": []} | collect_union(frames)
+    if bins.fields and layout.groups > 1:
+        found["h"] = layout.unstack(found["h"], group)
+    counted = {_key(r, by): r for r in found["h"]}
+    by_chunk = {(cp.chunk.index, cp.slice_key, cp.slice_value, cp.dataset if by else ""): cp for cp in chunks}
+    _set_fine(by_chunk, continuous, fine, found["f"], by)
+    for key, cp in by_chunk.items():
+        r = counted.get(key)
         if r is None:  # a chunk the rows no longer hold: no counts rather than zeros
             continue
         for i, name in enumerate(continuous):
             if name in cp.columns:
                 bins.apply(cp.columns[name], r, i)
+    _empty_fine(chunks, finely)
 
 
 SLOT_GROUP = "_dl_g"
@@ -407,6 +425,47 @@ def _continuous_profile(name: str, r, sketch_row, alias: str, row_count: int) ->
 
 
 ID_ENTRY = -1  # the value-count entry of the prediction id, for the duplicate-id count
+
+
+def _fine_entries(continuous: list[str], fine: dict[str, FineBins] | None) -> list[tuple[int, str, FineBins]]:
+    """(position, column, fine bins) of the continuous columns counted in fine bins."""
+    return [(j, c, fine[c]) for j, c in enumerate(continuous) if fine and fine.get(c) is not None]
+
+
+def _empty_fine(chunks, finely: list[tuple[int, str, FineBins]]) -> None:
+    """Empty fine bins for the counted columns of `chunks` without a finite value (no aggregated row)."""
+    for cp in chunks:
+        for _, name, spec in finely:
+            p = cp.columns.get(name)
+            if p is not None and p.fine_counts is None and p.valid_count == 0:
+                p.fine_bins, p.fine_index, p.fine_counts, p.fine_sums = spec.to_list(), [], [], []
+
+
+def _set_fine(chunks: dict[tuple[int, str, str, str], ChunkProfile], continuous: list[str],
+              fine: dict[str, FineBins], rows: list[dict], by: str | None) -> None:
+    """Set the fine-bin counts and sums of `chunks`' continuous profiles from `_fine_counts` rows."""
+    found: dict[tuple, list[tuple[int, int, float]]] = {}
+    for r in rows:
+        found.setdefault((_key(r, by), int(r["i"])), []).append((int(r["k"]), int(r["n"]), float(r["s"])))
+    for (key, j), bins in found.items():
+        cp = chunks.get(key)
+        if cp is None or continuous[j] not in cp.columns:
+            continue
+        p = cp.columns[continuous[j]]
+        bins.sort()
+        p.fine_bins = fine[p.column].to_list()
+        p.fine_index, p.fine_counts, p.fine_sums = (list(v) for v in zip(*bins, strict=True))
+
+
+def _fine_counts(df: DataFrame, group: list[str], finely: list[tuple[int, str, FineBins]]) -> DataFrame:
+    """One aggregation of the finite values of the `finely` columns by chunk x slice x column (`i`, its position
+    among the continuous columns) x fine bin (`k`): count `n` and sum `s`. Its own aggregation over numeric keys
+    (in the value counts' it cost twice as much: docs/performance.md part 15)."""
+    rows = df.select(*group, *[F.col(quote_part(name)).cast("double").alias(f"_dl_fine{j}") for j, name, _ in finely])
+    entries = ", ".join(f"{j}, CAST({spec.sql(f'`_dl_fine{j}`')} AS INT), `_dl_fine{j}`" for j, _, spec in finely)
+    return (rows.selectExpr(*[f"`{g}`" for g in group], f"stack({len(finely)}, {entries}) AS (i, k, x)")
+            .where(F.col("k").isNotNull())
+            .groupBy(*group, "i", "k").agg(F.count(F.lit(1)).alias("n"), F.sum("x").alias("s")))
 
 
 def _value_counts(df: DataFrame, group: list[str], categorical: list[str], top_n: int,

@@ -231,6 +231,12 @@ class ColumnProfile:
     # edges, `bin_count` bins: below the first edge, the inner bins, above the last), None when not counted
     histogram: list[int] | None = None
     histogram_edges: list[float] | None = None
+    # continuous: the exact count and value sum of the finite values per fine bin (monitoring/fine_bins.py)
+    # of `fine_bins` (FineBins.to_list()), sparse (the bins holding values), None when not counted
+    fine_bins: list[float] | None = None
+    fine_index: list[int] | None = None
+    fine_counts: list[int] | None = None
+    fine_sums: list[float] | None = None
 
     # ------------------------------------------------------------------ derived statistics
     @property
@@ -286,6 +292,7 @@ class ColumnProfile:
             kll=_merge_kll(self.kll, other.kll),
             hll=_merge_hll(self.hll, other.hll),
             **merge_histograms([self, other]),
+            **merge_fine([self, other]),
         )
         if self.kind == CATEGORICAL:
             counts = dict(self.categories)
@@ -340,6 +347,23 @@ def merge_histograms(parts: list[ColumnProfile]) -> dict:
         return {"histogram": None, "histogram_edges": None}
     return {"histogram": [sum(counts) for counts in zip(*(p.histogram for p in parts), strict=True)],
             "histogram_edges": first.histogram_edges}
+
+
+def merge_fine(parts: list[ColumnProfile]) -> dict:
+    """The fine-bin fields of the union of `parts`: counts and sums added bin by bin when every part was
+    counted in the same fine bins, else none."""
+    first = parts[0]
+    if any(p.fine_counts is None or p.fine_bins != first.fine_bins for p in parts):
+        return {"fine_bins": None, "fine_index": None, "fine_counts": None, "fine_sums": None}
+    counts: dict[int, int] = {}
+    sums: dict[int, float] = {}
+    for p in parts:
+        for i, n, s in zip(p.fine_index, p.fine_counts, p.fine_sums, strict=True):
+            counts[i] = counts.get(i, 0) + n
+            sums[i] = sums.get(i, 0.0) + s
+    index = sorted(counts)
+    return {"fine_bins": first.fine_bins, "fine_index": index, "fine_counts": [counts[i] for i in index],
+            "fine_sums": [sums[i] for i in index]}
 
 
 def _opt(fn, a, b):

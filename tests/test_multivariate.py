@@ -122,7 +122,7 @@ def test_correlation_flip_alerts_multivariate_not_univariate(monitored):
     mv_ref = [r.value for r in _by_day(result, "multivariate", "reconstruction_error", period="reference").values()]
     assert min(z([v], mv_ref) for v in flipped) > 10
     for column in ("a", "b"):
-        for metric in ("kolmogorov_smirnov", "jensen_shannon", "wasserstein"):
+        for metric in ("kolmogorov_smirnov", "jensen_shannon", "hellinger"):
             drift = _by_day(result, "drift", metric, column, comparison="BASELINE")
             ref = [r.value for r in _by_day(result, "drift", metric, column, "reference", "BASELINE").values()]
             assert z([drift[d].value for d in range(FLIP_DAY, DAYS)], ref) < 3, (column, metric)

@@ -15,6 +15,8 @@ from monitoring.chunking import ChunkInfo
 from monitoring.config import NANNYML, Drift
 from monitoring.drift.distributions import CategoryCounts, WeightedSample, quantile_edges
 from monitoring.drift.methods import QUALITY_METHODS, categorical_metrics, continuous_metrics
+from monitoring.fine_bins import NANNYML_MIN_ROWS, FineBins, FineCounts, nannyml_wasserstein
+from monitoring.fine_bins import wasserstein as fine_wasserstein
 from monitoring.profiling import ChunkProfile
 from monitoring.registry import DRIFT, resolve, value_range
 from monitoring.registry import QUALITY as DATA_QUALITY
@@ -69,6 +71,35 @@ def exact_counts(p: ColumnProfile | None, edges: np.ndarray | None) -> np.ndarra
     return np.asarray(p.histogram, float)
 
 
+def fine_counts(p: ColumnProfile | None, spec: FineBins | None) -> FineCounts | None:
+    """The fine-bin counts and sums of a continuous state, when they were counted in `spec`."""
+    if p is None or spec is None or p.fine_counts is None or p.fine_bins != spec.to_list():
+        return None
+    return FineCounts.of(spec, p.fine_index, p.fine_counts, p.fine_sums)
+
+
+def _sum(parts: list) -> object | None:
+    """The sum of `parts` (arrays or FineCounts), None when there is none or one is unknown."""
+    if not parts or any(x is None for x in parts):
+        return None
+    out = parts[0]
+    for x in parts[1:]:
+        out = out + x
+    return out
+
+
+def _distance(fine: tuple[FineBins | None, FineCounts | None, FineCounts | None], nannyml: bool) -> float | None:
+    """The Wasserstein distance from both sides' fine bins (None when either is unknown or empty): NannyML's
+    binned estimate when `nannyml` (a comparison with the whole reference under `compatibility: nannyml`)
+    and the reference holds at least NannyML's 10,000 values, else `fine_bins.wasserstein`."""
+    spec, ref, cur = fine
+    if spec is None or ref is None or cur is None or ref.n <= 0 or cur.n <= 0:
+        return None
+    if nannyml and ref.n >= NANNYML_MIN_ROWS:
+        return nannyml_wasserstein(spec, ref, cur)
+    return fine_wasserstein(spec, ref, cur)
+
+
 def _concat(dists: list[Dist]) -> Dist | None:
     if not dists:
         return None
@@ -76,10 +107,13 @@ def _concat(dists: list[Dist]) -> Dist | None:
 
 
 def _metrics(reference: Dist, current: Dist, edges: np.ndarray | None, std: float, config: Drift,
-             rows: int | None = None, counts: tuple[np.ndarray | None, np.ndarray | None] = (None, None)):
+             rows: int | None = None, counts: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+             fine: tuple = (None, None, None), whole: bool = False):
     """`rows`: the current chunk's rows, nulls included (`compatibility: nannyml` divides the unseen count
     by them; by default the non-null values are the denominator). `counts`: both sides' exact counts in the
-    bins of `edges`, when known (else the binned methods read the bins' mass from the KLL sketches)."""
+    bins of `edges`, when known (else the binned methods read the bins' mass from the KLL sketches). `fine`:
+    (fine bins, reference's, current's fine counts), when known (Wasserstein); `whole`: the reference is the
+    whole reference."""
     if isinstance(reference, WeightedSample):
         if edges is None or not len(edges):
             edges = quantile_edges(reference, config.bins)
@@ -87,18 +121,20 @@ def _metrics(reference: Dist, current: Dist, edges: np.ndarray | None, std: floa
         if counts[0] is not None and counts[1] is not None and counts[0].sum() > 0 and counts[1].sum() > 0:
             binned = (counts[0] / counts[0].sum(), counts[1] / counts[1].sum())
         return continuous_metrics(reference, current, edges, std, config.continuous_methods, config.psi_epsilon,
-                                  binned)
+                                  binned, _distance(fine, whole and config.compatibility == NANNYML))
     return categorical_metrics(reference, current, config.categorical_methods, config.psi_epsilon,
                                rows if config.compatibility == NANNYML else None)
 
 
 def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], columns: list[tuple[str, str]],
                   edges: dict[str, np.ndarray], config: Drift,
-                  stored_reference: list[MetricResult] | None = None) -> list[MetricResult]:
+                  stored_reference: list[MetricResult] | None = None,
+                  fine: dict[str, FineBins] | None = None) -> list[MetricResult]:
     """All drift and data-quality results of one slice, thresholds and alerts applied. `stored_reference`:
     this slice's reference rows as a run with the same inputs stored them (`reference_rows`); they are
     taken instead of comparing every reference chunk with the others again (the thresholds come from
-    their values, as from freshly computed ones)."""
+    their values, as from freshly computed ones). `fine`: the whole reference's fine bins per column."""
+    fine = fine or {}
     results: list[MetricResult] = list(stored_reference or [])
     sequence = [(REFERENCE, cp) for cp in reference] + [(ANALYSIS, cp) for cp in analysis]
 
@@ -120,6 +156,9 @@ def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], c
         counts = [exact_counts(cp.columns.get(column), bins) for _, cp in sequence]
         ref_counts = [c for c, d in zip(counts[:len(reference)], ref_dists, strict=True) if d is not None]
         whole_counts = np.sum(ref_counts, axis=0) if ref_counts and all(c is not None for c in ref_counts) else None
+        spec = fine.get(column)
+        sums = [fine_counts(cp.columns.get(column), spec) for _, cp in sequence]
+        whole_sums = _sum([f for f, d in zip(sums[:len(reference)], ref_dists, strict=True) if d is not None])
         for i, ((period, cp), dist) in enumerate(zip(sequence, dists, strict=True)):
             if period == REFERENCE and stored_reference:
                 continue
@@ -133,17 +172,20 @@ def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], c
             if period == REFERENCE and config.compatibility != NANNYML:  # leave-one-out (docs/statistics.md)
                 others = _concat([d for j, d in enumerate(ref_dists) if j != i and d is not None])
                 rest = whole_counts - counts[i] if whole_counts is not None and counts[i] is not None else None
-                baseline = _metrics(others, dist, bins, std, config, rows, (rest, counts[i])) \
-                    if others is not None else None
+                rest_sums = whole_sums - sums[i] if whole_sums is not None and sums[i] is not None else None
+                baseline = _metrics(others, dist, bins, std, config, rows, (rest, counts[i]),
+                                    (spec, rest_sums, sums[i])) if others is not None else None
             else:  # NannyML compares a reference chunk with the whole reference, itself included
-                baseline = _metrics(whole, dist, bins, std, config, rows, (whole_counts, counts[i]))
+                baseline = _metrics(whole, dist, bins, std, config, rows, (whole_counts, counts[i]),
+                                    (spec, whole_sums, sums[i]), whole=True)
             if baseline is not None:
                 quality = {m: baseline.pop(m) for m in QUALITY_METHODS if m in baseline}
                 add(period, cp, column, kind, DRIFT, BASELINE, baseline)
                 add(period, cp, column, kind, DATA_QUALITY, BASELINE, quality)
             previous = dists[i - 1] if i > 0 else None
             if previous is not None:
-                consecutive = _metrics(previous, dist, bins, std, config, rows, (counts[i - 1], counts[i]))
+                consecutive = _metrics(previous, dist, bins, std, config, rows, (counts[i - 1], counts[i]),
+                                       (spec, sums[i - 1], sums[i]))
                 add(period, cp, column, kind, DRIFT, CONSECUTIVE,
                     {m: v for m, v in consecutive.items() if m not in QUALITY_METHODS})
     apply_thresholds(results, config)

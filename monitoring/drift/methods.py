@@ -139,20 +139,22 @@ HISTOGRAM_METHODS = {
 
 def continuous_metrics(reference: WeightedSample, current: WeightedSample, edges: np.ndarray, reference_std: float,
                        methods: tuple[str, ...], epsilon: float,
-                       binned: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float | None]:
+                       binned: tuple[np.ndarray, np.ndarray] | None = None,
+                       distance: float | None = None) -> dict[str, float | None]:
     """Every metric of the chosen methods, reference vs current (both non-empty). `binned`: both sides'
-    probabilities in the bins of `edges` from exact counts; else the bins' mass is read from the sketches."""
+    probabilities in the bins of `edges` from exact counts; else the bins' mass is read from the sketches.
+    `distance`: the Wasserstein distance from both sides' fine bins (else estimated from the sketches)."""
     out: dict[str, float | None] = {}
     p = q = joint = None
     if HISTOGRAM_METHODS.keys() & set(methods):
         p, q = binned or (reference.bin_probabilities(edges), current.bin_probabilities(edges))
-    if {"kolmogorov_smirnov", "wasserstein"} & set(methods):
+    if "kolmogorov_smirnov" in methods or ("wasserstein" in methods and distance is None):
         joint = joint_cdfs(reference, current)
     for method in methods:
         if method == "kolmogorov_smirnov":
             out["kolmogorov_smirnov"], out["kolmogorov_smirnov_pvalue"] = ks(reference, current, joint)
         elif method == "wasserstein":
-            w = wasserstein(reference, current, joint)
+            w = wasserstein(reference, current, joint) if distance is None else distance
             out["wasserstein"] = w
             out["wasserstein_normalized"] = w / reference_std if reference_std > 0 else None
         elif method in HISTOGRAM_METHODS:

@@ -55,6 +55,10 @@ STATE_FIELDS = [
     StructField("hll", BinaryType(), True),
     StructField("histogram", ArrayType(LongType(), False), True),
     StructField("histogram_edges", ArrayType(DoubleType(), False), True),
+    StructField("fine_bins", ArrayType(DoubleType(), False), True),
+    StructField("fine_index", ArrayType(IntegerType(), False), True),
+    StructField("fine_counts", ArrayType(LongType(), False), True),
+    StructField("fine_sums", ArrayType(DoubleType(), False), True),
 ]
 _STATE_NAMES = [f.name for f in STATE_FIELDS if f.name != "kll_k"]
 
@@ -109,7 +113,7 @@ def state_values(p: ColumnProfile, kll_k: int) -> tuple:
     """The STATE_FIELDS of one column state, in schema order."""
     return (p.row_count, p.null_count, p.nan_count, p.inf_count, p.valid_count, p.min, p.max, p.mean, p.m2, p.m3, p.kll,
             kll_k if p.kll else None, p.categories or None, p.other_count, p.distinct_count, p.hll, p.histogram,
-            p.histogram_edges)
+            p.histogram_edges, p.fine_bins, p.fine_index, p.fine_counts, p.fine_sums)
 
 
 def with_missing(df: DataFrame, schema: StructType) -> DataFrame:
@@ -124,7 +128,7 @@ def state_from_row(r) -> dict:
     state["kll"] = bytes(state["kll"]) if state["kll"] is not None else None
     state["hll"] = bytes(state["hll"]) if state["hll"] is not None else None
     state["categories"] = dict(state["categories"] or {})
-    for name in ("histogram", "histogram_edges"):
+    for name in ("histogram", "histogram_edges", "fine_bins", "fine_index", "fine_counts", "fine_sums"):
         state[name] = list(state[name]) if state[name] is not None else None
     return {"column": r["column_name"], "kind": r["column_kind"], **state}
 

@@ -11,6 +11,7 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from monitoring.fine_bins import FineBins
 from monitoring.reference import FittedReference, ReferenceColumn, SliceKey
 from monitoring.sketches import CONTINUOUS, ColumnProfile
 from monitoring.stores.profiles import REFERENCE_SCHEMA, state_from_row, state_values, with_missing
@@ -63,7 +64,8 @@ def parse_reference(rows: list) -> StoredReference:
             schema[r["column_name"][len(SCHEMA_PREFIX):]] = r["column_kind"]
             continue
         edges = np.asarray(r["bin_edges"] or [], float)
+        state = ColumnProfile(**state_from_row(r))
         out[(r["slice_key"], r["slice_value"])][r["column_name"]] = ReferenceColumn(
-            ColumnProfile(**state_from_row(r)), edges, int(r["chunk_count"]))
+            state, edges, int(r["chunk_count"]), FineBins.from_list(state.fine_bins))
     version = rows[0]["source_version"] if rows else None
     return StoredReference(dict(out), version, rows[0]["signature"] if rows else "", schema or None)
