@@ -3,7 +3,8 @@
     python crosscheck/compare_cbpe.py DATASET OUT_DIR      # DATASET: car_loan (binary) or multiclass
 
 Writes the rows as Delta tables (reference table with its labels; the analysis without labels), runs
-`fit` and `run` with 5000-row chunks, and compares each analysis chunk's estimated ROC AUC, F1 and
+`fit` and `run` under `compatibility: nannyml` with 5000-row chunks, checks that the same classes are
+calibrated (NannyML's decision), and compares each analysis chunk's estimated ROC AUC, F1 and
 accuracy (multiclass: macro ROC AUC and F1) (|difference| <= 0.002) and their sampling errors (<= 5%
 relative) with NannyML's. Prints a markdown table (also OUT_DIR/DATASET/cbpe_vs_nannyml.md); exits 1
 when a check fails.
@@ -21,10 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from monitoring.config import parse_config  # noqa: E402
-from monitoring.performance.cbpe import fit_calibrator  # noqa: E402
 from monitoring.performance.estimated import ESTIMATED  # noqa: E402
-from monitoring.performance.realized import histograms  # noqa: E402
-from monitoring.performance.results import reference_state  # noqa: E402
 from monitoring.pipeline import fit, run  # noqa: E402
 from monitoring.session import embedded_session  # noqa: E402
 from monitoring.slices import WHOLE  # noqa: E402
@@ -62,6 +60,7 @@ def main() -> int:
         {"class_scores": {c: f"y_pred_proba_{c}" for c in CLASSES}, "prediction": "y_pred"}
     config = parse_config({
         "monitor": f"{dataset}_crosscheck", "problem_type": "binary" if binary else "multiclass",
+        "compatibility": "nannyml",
         "source": {"table": str(delta / "analysis"), "id_column": "id", "timestamp_column": "timestamp"},
         "features": [{"name": n, "kind": k} for n, k in FEATURES[dataset]], "outputs": outputs,
         "labels": {"table": str(delta / "labels"), "label_column": target, "timestamp_column": "label_ts"},
@@ -71,10 +70,11 @@ def main() -> int:
     })
     ref = fit(spark, config, refresh=True)
     result = run(spark, config, refresh=True)
-    state = reference_state(ref.chunks_of(WHOLE))
-    auto = {c: fit_calibrator(*histograms(state, c), "auto").applied for c in (["1"] if binary else CLASSES)}
-    if sorted(c for c, applied in auto.items() if applied) != calibrated:  # `auto` decides per class, as NannyML
-        print(f"NannyML calibrates {calibrated or 'none'}; Driftline's `auto` would calibrate "
+    estimators = ref.models.estimators
+    fitted = [estimators.calibrator] if binary else list(estimators.row_model.calibrators)
+    auto = dict(zip(["1"] if binary else CLASSES, [c.applied for c in fitted], strict=True))
+    if sorted(c for c, applied in auto.items() if applied) != calibrated:  # decided per class, as NannyML
+        print(f"NannyML calibrates {calibrated or 'none'}; Driftline calibrates "
               f"{[c for c, a in auto.items() if a] or 'none'}")
         return 1
 
@@ -86,7 +86,8 @@ def main() -> int:
     names = {"roc_auc": "roc_auc", "f1": "f1", "accuracy": "accuracy"} if binary else \
         {"roc_auc": "roc_auc_macro", "f1": "f1_macro", "accuracy": "accuracy"}
     lines = [f"NannyML {nanny['nannyml']} on {dataset}, chunk size {nanny['chunk_size']}; NannyML calibrates: "
-             f"{calibrated or 'none'}; Driftline `auto` would calibrate: {[c for c, a in auto.items() if a] or 'none'}",
+             f"{calibrated or 'none'}; Driftline (compatibility: nannyml) calibrates: "
+             f"{[c for c, a in auto.items() if a] or 'none'}",
              "",
              "| chunk | metric | Driftline | NannyML | difference | SE Driftline | SE NannyML | SE rel. diff |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -45,6 +45,7 @@ from monitoring.performance.cbpe import Calibrator, ClassCalibrators, fit_calibr
 from monitoring.performance.dle import SEED as DLE_SEED
 from monitoring.performance.dle import LossModels, fit_loss_models
 from monitoring.performance.estimated import estimated_results, estimation_enabled
+from monitoring.performance.nannyml_calibration import needs_calibration
 from monitoring.performance.realized import histograms
 from monitoring.performance.results import performance_results, reference_state
 from monitoring.performance.state import PerformanceState, RowModel, classes
@@ -818,27 +819,47 @@ def _fit_estimators(spark: SparkSession, config: MonitorConfig, ref: FittedRefer
     calibrators, DLE loss models)."""
     if config.problem_type == "regression":
         return Estimators(row_model=_fit_loss_models(spark, config, ref, joined))
-    calibrators = _fit_calibrators(spark, config, ref)
+    calibrators = _fit_calibrators(spark, config, ref, joined)
     if config.problem_type == "binary":
         return Estimators(calibrator=calibrators[classes(config)[0][0]])
     return Estimators(row_model=ClassCalibrators(tuple(classes(config)), tuple(calibrators.values())))
 
 
-def _fit_calibrators(spark: SparkSession, config: MonitorConfig, ref: FittedReference) -> dict[str, Calibrator]:
+def _fit_calibrators(spark: SparkSession, config: MonitorConfig, ref: FittedReference,
+                     joined: DataFrame) -> dict[str, Calibrator]:
     """Isotonic calibration of each class score (binary: the positive class) on the labelled reference
-    rows of all chunks, one vs rest."""
+    rows of all chunks, one vs rest. Under `compatibility: nannyml` with `auto`, whether a class is
+    calibrated is NannyML's decision on the labelled reference rows themselves (`_nannyml_decisions`)."""
     state = reference_state(ref.chunks_of(WHOLE))
     mode = config.estimation.calibration
+    decided = _nannyml_decisions(config, joined) if mode == "auto" and config.drift.compatibility == NANNYML \
+        else {}
     calibrators = {}
     for cls, _ in classes(config):
         pos, neg, sums = histograms(state, cls)
-        calibrators[cls] = cal = fit_calibrator(pos, neg, sums, mode)
+        chosen = mode if cls not in decided else "always" if decided[cls] else "never"
+        calibrators[cls] = cal = fit_calibrator(pos, neg, sums, chosen)
         log.info("CBPE calibration of class %s (%s): %s (expected calibration error %s raw, %s calibrated on "
                  "held-out rows)", cls, mode, "applied" if cal.applied else "not applied", cal.ece_raw,
                  cal.ece_calibrated)
     write_calibrators(spark, estimators_table(config), config.monitor, calibrators, mode, ref.source_version,
                       ref.signature)
     return calibrators
+
+
+def _nannyml_decisions(config: MonitorConfig, joined: DataFrame) -> dict[str, bool]:
+    """Per class, NannyML's `needs_calibration` on the labelled reference rows with every class score, in
+    prediction id order (NannyML takes the reference frame's order; its splits depend on it). The rows are
+    collected: one label and one score per class each."""
+    pairs = classes(config)
+    order = config.source.id_column or config.source.timestamp_column
+    rows = joined.where(F.col(LABELLED) & reduce(lambda a, b: a & b, [F.col(quote_part(c)).isNotNull()
+                                                                       for _, c in pairs]))
+    frame = rows.select(F.col(quote_part(order)).alias("_dl_order"), F.col(LABEL).cast("string").alias("y"),
+                        *[F.col(quote_part(c)).cast("double").alias(f"p{i}") for i, (_, c) in enumerate(pairs)]
+                        ).orderBy("_dl_order").toPandas()
+    return {cls: needs_calibration((frame["y"] == str(cls)).to_numpy(float), frame[f"p{i}"].to_numpy(float))
+            for i, (cls, _) in enumerate(pairs)}
 
 
 def _fit_loss_models(spark: SparkSession, config: MonitorConfig, ref: FittedReference,

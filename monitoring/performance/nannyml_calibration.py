@@ -42,4 +42,5 @@ def _ece(y: np.ndarray, p: np.ndarray) -> float:
     edges[-1] = n
     order = p.argsort()
     p, y = p[order], y[order]
-    return float(np.sum([(b - a) / n * abs(np.mean(p[a:b]) - np.mean(y[a:b])) for a, b in zip(edges, edges[1:])]))
+    return float(np.sum([(b - a) / n * abs(np.mean(p[a:b]) - np.mean(y[a:b]))
+                         for a, b in zip(edges[:-1], edges[1:], strict=True)]))
