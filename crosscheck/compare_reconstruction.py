@@ -3,11 +3,13 @@ crosscheck/nannyml_reconstruction.py).
 
     python crosscheck/compare_reconstruction.py OUT_DIR
 
-Writes the rows as Delta tables (the reference as its own table), runs `fit` and `run` with 5000-row
-chunks and compares every chunk's reconstruction error (reference and analysis) with NannyML's: value
-within 1% relative (the acceptance; the preprocessing and PCA are the same, so the difference is rounding),
-sampling error within 1% relative, thresholds and alerts equal. Prints a markdown table (also
-OUT_DIR/reconstruction/reconstruction_vs_nannyml.md); exits 1 when a check fails.
+Writes the rows as Delta tables (the reference as its own table), runs `fit` and `run` under
+`compatibility: nannyml` with 5000-row chunks (a float column declared categorical: the reconstruction
+takes NannyML's kinds from the column types) and compares every chunk's reconstruction error (reference
+and analysis) with NannyML's: value within 1% relative (the acceptance; the preprocessing and PCA are the
+same, so the difference is rounding), sampling error within 1% relative, thresholds and alerts equal.
+Prints a markdown table (also OUT_DIR/reconstruction/reconstruction_vs_nannyml.md); exits 1 when a check
+fails.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ from monitoring.session import embedded_session  # noqa: E402
 from monitoring.slices import WHOLE  # noqa: E402
 
 REL_TOL = 0.01
-CATEGORICAL = {"salary_range", "repaid_loan_on_prev_car", "size_of_downpayment"}
+# declared kinds: loan_length, a float column, declared categorical (as a user declares a few-valued number for
+# univariate drift, NannyML's treat_as_categorical); NannyML's reconstruction reads it as continuous (a float
+# dtype), and so does Driftline's under `compatibility: nannyml` (its kinds from the column types)
+CATEGORICAL = {"salary_range", "repaid_loan_on_prev_car", "size_of_downpayment", "loan_length"}
 
 
 def main() -> int:
@@ -42,7 +47,7 @@ def main() -> int:
         spark.createDataFrame(frame).write.format("delta").mode("overwrite").option("overwriteSchema", "true") \
             .save(str(delta / name))
     config = parse_config({
-        "monitor": "reconstruction_crosscheck", "problem_type": "binary",
+        "monitor": "reconstruction_crosscheck", "problem_type": "binary", "compatibility": "nannyml",
         "source": {"table": str(delta / "analysis"), "id_column": "id", "timestamp_column": "timestamp"},
         "features": [{"name": f, "kind": "categorical" if f in CATEGORICAL else "continuous"}
                      for f in nanny["features"]],

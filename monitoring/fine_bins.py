@@ -117,8 +117,12 @@ class FineBins:
             start, width = self._grid()
             u = f"(({x} - {c}) / {s})"
             t = f"(signum({u}) * ln(abs({u}) + sqrt({u} * {u} + 1D)))"
-            inner = (f"least({k - 1}, greatest(0, CAST(floor(({t} - {double_sql(start)}) * "
-                     f"{double_sql(1 / width)}) AS INT)))")
+            guess = f"CAST(floor(({t} - {double_sql(start)}) * {double_sql(1 / width)}) AS INT)"
+            # clamped to its side of lo and hi, which are compared exactly (a rounded logarithm may not be)
+            lo_bin, hi_bin = self.extra, self.extra + self.bins - 1
+            inner = (f"CASE WHEN {x} < {double_sql(self.lo)} THEN least({lo_bin - 1}, greatest(0, {guess})) "
+                     f"WHEN {x} <= {double_sql(self.hi)} THEN least({hi_bin}, greatest({lo_bin}, {guess})) "
+                     f"ELSE least({k - 1}, greatest({hi_bin + 1}, {guess})) END")
         return (f"CASE WHEN {x} IS NULL OR isnan({x}) OR abs({x}) = double('inf') THEN NULL "
                 f"WHEN {x} < {first} THEN 0 WHEN {x} > {last} THEN {k + 1} ELSE {inner} + 1 END")
 
@@ -145,7 +149,11 @@ class FineBins:
             i += (i != self.bins - 1) & (v >= e[np.minimum(i + 1, self.bins)])
         else:
             start, width = self._grid()
-            i = np.clip(np.floor((self._t(v) - start) * (1 / width)), 0, self.slots - 1).astype(np.int64)
+            guess = np.floor((self._t(v) - start) * (1 / width))
+            lo_bin, hi_bin = self.extra, self.extra + self.bins - 1
+            i = np.where(v < self.lo, np.clip(guess, 0, lo_bin - 1),
+                         np.where(v <= self.hi, np.clip(guess, lo_bin, hi_bin),
+                                  np.clip(guess, hi_bin + 1, self.slots - 1))).astype(np.int64)
         out[below], out[above], out[inner] = 0, self.slots + 1, i + 1
         return out
 

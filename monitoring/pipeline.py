@@ -33,7 +33,13 @@ from monitoring.concept import concept_results
 from monitoring.config import NANNYML, MonitorConfig, validate_against_schema
 from monitoring.drift.classifier import classifier_results, sample
 from monitoring.drift.compare import MetricResult, apply_thresholds, compare_slice, reference_rows
-from monitoring.drift.reconstruction import Reconstruction, fit_reconstruction, reconstruction_results
+from monitoring.drift.reconstruction import (
+    Reconstruction,
+    continuous_states,
+    fit_reconstruction,
+    nannyml_kinds,
+    reconstruction_results,
+)
 from monitoring.errors import DataError
 from monitoring.faults import BEFORE_METRICS, PROFILING, failpoint
 from monitoring.fine_bins import FineBins
@@ -72,7 +78,7 @@ from monitoring.registry import UNBOUNDED
 from monitoring.relation import RelationBins, relation_bins, relation_results
 from monitoring.run_plan import STATE_TABLES, RunInputs, plan_run, recording
 from monitoring.session import few_partitions
-from monitoring.sketches import resolve_kll_impl
+from monitoring.sketches import CONTINUOUS, resolve_kll_impl
 from monitoring.slices import WHOLE, slice_values, validate_slices, with_slices
 from monitoring.stores.estimators import (
     StoredReconstruction,
@@ -793,7 +799,8 @@ def _shared_label_pass(config: MonitorConfig, table: DataFrame, keep: Column, la
 
 
 def _reconstruction_settings(config: MonitorConfig) -> str:
-    return json.dumps([config.reconstruction_columns(), config.multivariate.n_components])
+    return json.dumps([config.reconstruction_columns(), config.multivariate.n_components,
+                       config.drift.compatibility])
 
 
 def _fit_reconstruction(spark: SparkSession, config: MonitorConfig, ref: FittedReference,
@@ -805,8 +812,11 @@ def _fit_reconstruction(spark: SparkSession, config: MonitorConfig, ref: FittedR
     if stored is not None and _current(stored, ref, settings):
         return None
     columns = config.reconstruction_columns()
-    model = fit_reconstruction(df, {c: rc.state for c, rc in ref.columns[WHOLE].items()}, columns,
-                               config.multivariate.n_components, settings)
+    states = {c: rc.state for c, rc in ref.columns[WHOLE].items()}
+    if config.drift.compatibility == NANNYML:  # NannyML infers the reconstruction's kinds from the types
+        declared, columns = dict(columns), nannyml_kinds(columns, schema_of(df.schema))
+        states |= continuous_states(df, [c for c, k in columns if k == CONTINUOUS and declared[c] != CONTINUOUS])
+    model = fit_reconstruction(df, states, columns, config.multivariate.n_components, settings)
     log.info("reconstruction error: PCA of %d columns keeps %d components (%.1f%% of the variance)", len(columns),
              model.components, 100 * model.explained_variance)
     return model

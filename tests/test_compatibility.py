@@ -122,3 +122,32 @@ def _raw() -> dict:
             "features": [{"name": "c", "kind": "categorical"}], "outputs": {"score": "score"},
             "chunking": {"period": "1d"}, "reference": {"start": "2025-01-01", "end": "2025-01-05"},
             "output": {"path": "/tmp/t/out"}, "mlflow": {"enabled": False}}
+
+
+def test_reconstruction_kinds_follow_the_column_types():
+    """NannyML's reconstruction reads a numeric column as continuous and any other as categorical, whatever
+    the declared kind (a float declared categorical for univariate drift stays continuous there)."""
+    from monitoring.drift.reconstruction import nannyml_kinds
+
+    columns = [("a", "categorical"), ("b", "continuous"), ("c", "categorical"), ("d", "categorical"),
+               ("e", "categorical")]
+    schema = {"a": "double", "b": "bigint", "c": "string", "d": "boolean", "e": "decimal(10,2)"}
+    assert nannyml_kinds(columns, schema) == [("a", "continuous"), ("b", "continuous"), ("c", "categorical"),
+                                              ("d", "categorical"), ("e", "continuous")]
+
+
+def test_continuous_states_of_columns_profiled_as_categorical(spark):
+    """Their mean and sum of squared deviations over the finite values, nulls and NaN counted as missing,
+    equal numpy's on the same rows."""
+    import pandas as pd
+
+    from monitoring.drift.reconstruction import continuous_states
+
+    x = np.array([1.0, 2.0, np.nan, 4.0, 4.0, 7.5])
+    rows = spark.createDataFrame(pd.DataFrame({"x": x})).selectExpr(
+        "CASE WHEN isnan(x) THEN CAST('NaN' AS DOUBLE) ELSE x END AS x").union(spark.sql("SELECT NULL AS x"))
+    s = continuous_states(rows, ["x"])["x"]
+    finite = x[np.isfinite(x)]
+    assert (s.row_count, s.null_count, s.valid_count) == (7, 2, 5)
+    assert s.mean == pytest.approx(finite.mean(), rel=1e-12)
+    assert s.m2 == pytest.approx(((finite - finite.mean()) ** 2).sum(), rel=1e-12)

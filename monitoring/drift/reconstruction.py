@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +30,7 @@ from pyspark.sql import functions as F
 from monitoring.drift.compare import ANALYSIS, NO_COMPARISON, REFERENCE, MetricResult
 from monitoring.performance.results import TABLE
 from monitoring.profiling import ChunkProfile
-from monitoring.sketches import CONTINUOUS, ColumnProfile, finite
+from monitoring.sketches import CATEGORICAL, CONTINUOUS, ColumnProfile, finite
 from monitoring.stores.tables import quote_part
 
 N, SUM, SUMSQ = "reconstruction:n", "reconstruction:sum", "reconstruction:sumsq"  # keys in ChunkProfile.sums
@@ -131,6 +132,37 @@ def preprocessing(states: dict[str, ColumnProfile], columns: list[tuple[str, str
     scale_arr = np.asarray(scale, float)
     scale_arr[scale_arr <= 1e-12 * np.maximum(1.0, np.abs(center))] = 1.0  # StandardScaler: constant -> 1
     return impute, encodings, np.asarray(center, float), scale_arr
+
+
+NUMERIC_TYPES = re.compile(r"(tinyint|smallint|int|bigint|float|double|decimal\(.*\))")
+
+
+def nannyml_kinds(columns: list[tuple[str, str]], schema: dict[str, str]) -> list[tuple[str, str]]:
+    """NannyML's kinds for the reconstruction (`nannyml.base._split_features_by_type`, from the pandas dtypes):
+    a column of a numeric type is continuous, any other (text, boolean) categorical, whatever its declared
+    kind (univariate drift keeps the declared one: NannyML's `treat_as_categorical`)."""
+    return [(name, CONTINUOUS if NUMERIC_TYPES.fullmatch(schema.get(name, "")) else CATEGORICAL)
+            for name, _ in columns]
+
+
+def continuous_states(rows: DataFrame, names: list[str]) -> dict[str, ColumnProfile]:
+    """Continuous reference states (row count, nulls, mean, m2 of the finite values) of columns profiled under
+    another kind, from one aggregation of the reference `rows`."""
+    if not names:
+        return {}
+    aggs = [F.count(F.lit(1)).alias("rows")]
+    for i, name in enumerate(names):
+        x = finite(F.col(quote_part(name)).cast("double"))
+        aggs += [F.count(x).alias(f"n{i}"), F.avg(x).alias(f"mean{i}"), F.var_pop(x).alias(f"var{i}")]
+    r = rows.agg(*aggs).first()
+    out = {}
+    for i, name in enumerate(names):
+        n = int(r[f"n{i}"])
+        out[name] = ColumnProfile(column=name, kind=CONTINUOUS, row_count=int(r["rows"]),
+                                  null_count=int(r["rows"]) - n, valid_count=n,
+                                  mean=float(r[f"mean{i}"]) if n else None,
+                                  m2=float(r[f"var{i}"]) * n if n else None)
+    return out
 
 
 def fit_reconstruction(rows: DataFrame, states: dict[str, ColumnProfile], columns: list[tuple[str, str]],
