@@ -100,6 +100,20 @@ def test_profiled_counts_equal_numpy(spark, copies):
             assert sum(p.histogram) == p.valid_count and p.histogram_edges == list(edges[name])
 
 
+def fit_and_run(spark, tmp_path, pdf: pd.DataFrame, columns: list[str], shared: bool, methods: list[str]):
+    """Write `pdf` as a Delta table, fit its first 3 days as the reference with these continuous `methods` and
+    run (`shared`: `run --fit`'s shared scan); KLL sketches far from exact (k 50): the values must not come
+    from them. Returns (config, run result)."""
+    table = str(tmp_path / "preds")
+    _spark_frame(spark, pdf, columns).write.format("delta").save(table)
+    config = make_config(table, [(c, "continuous") for c in columns], str(tmp_path / "out"),
+                         reference={"start": "2025-01-01", "end": "2025-01-04"},
+                         drift={"continuous_methods": methods}, profile={"kll_k": 50})
+    result = run(spark, config, fitted=fit(spark, config, analysis=True)) if shared else \
+        (fit(spark, config), run(spark, config))[1]
+    return config, result
+
+
 def _js(p, q) -> float:
     return float(jensenshannon(p, q, base=2))
 
@@ -123,14 +137,7 @@ def test_binned_distances_equal_numpy_on_the_same_rows(spark, tmp_path, shared):
     the stored edges, within 1e-9."""
     pdf = _frame(11)
     columns = ["heavy", "ties", "skewed", "constant"]
-    table = str(tmp_path / "preds")
-    _spark_frame(spark, pdf, columns).write.format("delta").save(table)
-    config = make_config(table, [(c, "continuous") for c in columns], str(tmp_path / "out"),
-                         reference={"start": "2025-01-01", "end": "2025-01-04"},
-                         drift={"continuous_methods": list(EXACT)},
-                         profile={"kll_k": 50})  # sketches far from exact: the counts must not come from them
-    result = run(spark, config, fitted=fit(spark, config, analysis=True)) if shared else \
-        (fit(spark, config), run(spark, config))[1]
+    config, result = fit_and_run(spark, tmp_path, pdf, columns, shared, list(EXACT))
     edges = {c: rc.edges for c, rc in read_reference(spark, reference_table(config), "t").columns[("", "")].items()}
     by_day = {d: pdf[pdf["day"] == d] for d in range(DAYS)}
     first = min(r.chunk.index for r in result.metrics)

@@ -14,15 +14,14 @@ from monitoring.chunking import with_chunk_index
 from monitoring.config import Chunking, Period
 from monitoring.drift.compare import fine_counts
 from monitoring.fine_bins import FineBins, FineCounts, nannyml_wasserstein, wasserstein
-from monitoring.pipeline import fit, run
 from monitoring.profiling import profile_chunks
 from monitoring.reference import fine_bins_of, merge_reference
 from monitoring.slices import with_slices
-from tests.helpers import daily_ts, make_config
+from tests.helpers import daily_ts
 from tests.test_exact_histograms import DAYS as HISTOGRAM_DAYS
 from tests.test_exact_histograms import _frame as histogram_frame
 from tests.test_exact_histograms import _raw as raw
-from tests.test_exact_histograms import _spark_frame as spark_frame
+from tests.test_exact_histograms import fit_and_run
 
 TOLERANCE = 0.01  # the issue's: within 1% of scipy's value on the same rows
 SHAPES = ("normal", "lognormal", "bimodal", "poisson")
@@ -157,13 +156,7 @@ def test_run_values_within_one_percent(spark, tmp_path, shared):
     Cauchy tails, Poisson ties, a lognormal shift, a constant column, null, NaN and +-inf."""
     pdf = histogram_frame(11)
     columns = ["heavy", "ties", "skewed", "constant"]
-    table = str(tmp_path / "preds")
-    spark_frame(spark, pdf, columns).write.format("delta").save(table)
-    config = make_config(table, [(c, "continuous") for c in columns], str(tmp_path / "out"),
-                         reference={"start": "2025-01-01", "end": "2025-01-04"},
-                         drift={"continuous_methods": ["wasserstein"]}, profile={"kll_k": 50})
-    result = run(spark, config, fitted=fit(spark, config, analysis=True)) if shared else \
-        (fit(spark, config), run(spark, config))[1]
+    _, result = fit_and_run(spark, tmp_path, pdf, columns, shared, ["wasserstein"])
     first = min(r.chunk.index for r in result.metrics)
 
     def finite(days, column: str) -> np.ndarray:
