@@ -94,9 +94,7 @@ class FineBins:
             start, width = self._grid()
             e = self.center + self.scale * np.sinh(start + np.arange(self.slots + 1) * width)
             e[self.extra] = self.lo
-            e[self.extra + self.bins] = self.hi
-            return e
-        e[-1] = self.hi
+        e[self.extra + self.bins] = self.hi
         return e
 
     def sql(self, x: str) -> str:

@@ -58,13 +58,13 @@ class FittedReference:
         return dict(out)
 
 
-def merge_reference(chunks: list[ChunkProfile], bins: int, top_n: int, doane: bool = False,
+def merge_reference(chunks: list[ChunkProfile], bins: int, top_n: int, nannyml: bool = False,
                     fine_bins: int = 0) -> dict[SliceKey, dict[str, ReferenceColumn]]:
     """Merge the chunk states per slice and column; continuous columns get reference-quantile bin edges
     from the concatenated chunk sketches of the whole reference (deterministic, see docs/statistics.md),
-    or with `doane` (`compatibility: nannyml`) NannyML's Doane bins from its exact moments; the same in
+    or with `nannyml` (`compatibility: nannyml`) NannyML's Doane bins from its exact moments; the same in
     every slice: the bins a chunk's exact counts are kept in (`bin_edges`). With `fine_bins` (Wasserstein
-    is computed) they also get the whole reference's fine bins (`fine_bins_of`; NannyML's with `doane`)."""
+    is computed) they also get the whole reference's fine bins (`fine_bins_of`; NannyML's with `nannyml`)."""
     grouped = _by_slice_and_column(chunks)
     merged = {key: {name: merge_all(profiles, top_n) for name, profiles in columns.items()}
               for key, columns in grouped.items()}
@@ -75,8 +75,8 @@ def merge_reference(chunks: list[ChunkProfile], bins: int, top_n: int, doane: bo
         if state.kind != CONTINUOUS:
             continue
         if fine_bins and state.valid_count:
-            fine[name] = fine_bins_of(state, fine_bins, doane)
-        if doane and state.valid_count and state.m3 is not None:
+            fine[name] = fine_bins_of(state, fine_bins, nannyml)
+        if nannyml and state.valid_count and state.m3 is not None:
             whole[name] = doane_edges(state.valid_count, state.mean, state.m2, state.m3, state.min, state.max)
         else:
             samples = [WeightedSample.from_kll(p.kll, p.mean, (p.min, p.max)) for p in profiles]
@@ -122,11 +122,10 @@ def counted(chunks: list[ChunkProfile], edges: dict[str, tuple[float, ...]],
             fine: dict[str, FineBins] | None = None) -> bool:
     """Whether every continuous column of `chunks` with edges holds exact counts in those edges (and, with
     fine bins, its counts in them)."""
-    fine = fine or {}
-    return all(p.histogram is not None and tuple(p.histogram_edges or ()) == edges[name]
+    bins = {name: spec.to_list() for name, spec in (fine or {}).items()}
+    return all(p.counted_in(edges[name])
                for cp in chunks for name, p in cp.columns.items() if name in edges and p.valid_count) and all(
-        p.fine_counts is not None and p.fine_bins == fine[name].to_list()
-        for cp in chunks for name, p in cp.columns.items() if name in fine)
+        p.fine_counted_in(bins[name]) for cp in chunks for name, p in cp.columns.items() if name in bins)
 
 
 def add_histograms(columns: dict[SliceKey, dict[str, ReferenceColumn]], chunks: list[ChunkProfile]) -> None:
@@ -135,9 +134,6 @@ def add_histograms(columns: dict[SliceKey, dict[str, ReferenceColumn]], chunks: 
     for key, cols in columns.items():
         for name, rc in cols.items():
             if rc.state.kind == CONTINUOUS and parts[key][name]:
-                counts = merge_histograms(parts[key][name])
-                if counts["histogram"] is not None:
-                    rc.state.histogram, rc.state.histogram_edges = counts["histogram"], counts["histogram_edges"]
-                sums = merge_fine(parts[key][name])
-                if sums["fine_counts"] is not None:
-                    rc.state = replace(rc.state, **sums)
+                counts, sums = merge_histograms(parts[key][name]), merge_fine(parts[key][name])
+                rc.state = replace(rc.state, **(counts if counts["histogram"] is not None else {}),
+                                   **(sums if sums["fine_counts"] is not None else {}))

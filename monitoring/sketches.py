@@ -252,6 +252,14 @@ class ColumnProfile:
     def sketch(self) -> ds.kll_doubles_sketch | None:
         return ds.kll_doubles_sketch.deserialize(self.kll) if self.kll else None
 
+    def counted_in(self, edges) -> bool:
+        """Whether `histogram` holds the exact counts in `edges`."""
+        return self.histogram is not None and self.histogram_edges == [float(e) for e in edges]
+
+    def fine_counted_in(self, bins: list[float]) -> bool:
+        """Whether the fine-bin fields hold the counts in the fine bins `bins` (`FineBins.to_list()`)."""
+        return self.fine_counts is not None and self.fine_bins == bins
+
     def quantiles(self, ranks: list[float] | np.ndarray) -> np.ndarray:
         sk = self.sketch()
         if sk is None or sk.is_empty():

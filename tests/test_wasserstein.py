@@ -125,7 +125,7 @@ def test_profiled_fine_counts_equal_numpy(spark, nannyml):
     chunking = Chunking(period=Period(1, "d"))
     df = with_slices(with_chunk_index(spark.createDataFrame(pdf), chunking, "ts", "id"), {})
     first = profile_chunks(df, columns, chunking, "ts", 200, 10)
-    ref = merge_reference(first[:2], 10, 10, doane=nannyml, fine_bins=512)
+    ref = merge_reference(first[:2], 10, 10, nannyml=nannyml, fine_bins=512)
     fine = {c: rc.fine for c, rc in ref[("", "")].items()}
     chunks = profile_chunks(df, columns, chunking, "ts", 200, 10, fine=fine)
     day = pdf["ts"].dt.floor("D").rank(method="dense").astype(int).to_numpy() - 1

@@ -66,20 +66,20 @@ def _dist(p: ColumnProfile | None) -> Dist | None:
 
 def exact_counts(p: ColumnProfile | None, edges: np.ndarray | None) -> np.ndarray | None:
     """The exact bin counts of a continuous state, when they were counted in `edges`."""
-    if p is None or p.histogram is None or edges is None or p.histogram_edges != [float(e) for e in edges]:
+    if p is None or edges is None or not p.counted_in(edges):
         return None
     return np.asarray(p.histogram, float)
 
 
 def fine_counts(p: ColumnProfile | None, spec: FineBins | None) -> FineCounts | None:
     """The fine-bin counts and sums of a continuous state, when they were counted in `spec`."""
-    if p is None or spec is None or p.fine_counts is None or p.fine_bins != spec.to_list():
+    if p is None or spec is None or not p.fine_counted_in(spec.to_list()):
         return None
     return FineCounts.of(spec, p.fine_index, p.fine_counts, p.fine_sums)
 
 
-def _sum(parts: list) -> object | None:
-    """The sum of `parts` (arrays or FineCounts), None when there is none or one is unknown."""
+def _total(parts: list) -> object | None:
+    """The sum of `parts` (count arrays or FineCounts), None when there is none or one is unknown."""
     if not parts or any(x is None for x in parts):
         return None
     out = parts[0]
@@ -155,10 +155,10 @@ def compare_slice(reference: list[ChunkProfile], analysis: list[ChunkProfile], c
         bins = edges.get(column)  # the whole reference's: every binned comparison of the column uses them
         counts = [exact_counts(cp.columns.get(column), bins) for _, cp in sequence]
         ref_counts = [c for c, d in zip(counts[:len(reference)], ref_dists, strict=True) if d is not None]
-        whole_counts = np.sum(ref_counts, axis=0) if ref_counts and all(c is not None for c in ref_counts) else None
+        whole_counts = _total(ref_counts)
         spec = fine.get(column)
         sums = [fine_counts(cp.columns.get(column), spec) for _, cp in sequence]
-        whole_sums = _sum([f for f, d in zip(sums[:len(reference)], ref_dists, strict=True) if d is not None])
+        whole_sums = _total([f for f, d in zip(sums[:len(reference)], ref_dists, strict=True) if d is not None])
         for i, ((period, cp), dist) in enumerate(zip(sequence, dists, strict=True)):
             if period == REFERENCE and stored_reference:
                 continue
