@@ -25,7 +25,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from crosscheck.driftline_side import chunk_line, close, read_rows, session, write_tables  # noqa: E402
+from crosscheck.driftline_side import chunk_line, close, paired_chunks, read_rows, session, write_tables  # noqa: E402
 from monitoring.config import parse_config  # noqa: E402
 from monitoring.performance.dle import encode  # noqa: E402
 from monitoring.performance.estimated import ESTIMATED  # noqa: E402
@@ -93,34 +93,32 @@ def main() -> int:
     for r in result.metrics:
         if r.family == ESTIMATED and r.comparison == "NONE" and (r.slice_key, r.slice_value) == WHOLE:
             ours.setdefault((r.period, r.chunk.index), {})[r.metric] = r
-    theirs = {p: [c for c in nanny["chunks"] if c["period"] == p] for p in ("reference", "analysis")}
+    pairs = paired_chunks(ours, nanny["chunks"])
+    if pairs is None:
+        return 1
     row_diffs, training_rows = _row_losses(spark, config, frames, out)
     stats = {m: {"chunks": 0, "values": 0, "outside": 0, "alerts": 0, "value": 0.0, "se": 0.0, "thr": 0.0}
              for m in metrics}
     detail = ["| period | chunk | metric | estimate D / N | sampling error D / N | thresholds D / N | alert D / N "
               "| ok |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for period in ("reference", "analysis"):
-        mine = sorted(k for k in ours if k[0] == period)
-        if len(mine) != len(theirs[period]):
-            print(f"{period} chunk counts differ: Driftline {len(mine)}, NannyML {len(theirs[period])}")
-            return 1
-        for key, chunk in zip(mine, theirs[period], strict=True):
-            for metric in metrics:
-                d, n, s = ours[key][metric], chunk[metric], stats[metric]
-                pairs = [(d.value, n["value"], "value"), (d.sampling_error, n["sampling_error"], "se"),
-                         (d.lower_threshold, n["lower_threshold"], "thr"),
-                         (d.upper_threshold, n["upper_threshold"], "thr")]
-                outside = sum(not close(a, b, REL) for a, b, _ in pairs)
-                alert_differs = bool(d.alert) != n["alert"]
-                s["chunks"] += 1
-                s["values"] += len(pairs)
-                s["outside"] += outside
-                s["alerts"] += alert_differs
-                for a, b, k in pairs:
-                    s[k] = max(s[k], _rel(a, b))
-                detail.append(chunk_line(period, chunk["key"], metric, d, n, not outside and not alert_differs, 8))
+    for period, key, chunk in pairs:
+        for metric in metrics:
+            d, n, s = ours[key][metric], chunk[metric], stats[metric]
+            values = [(d.value, n["value"], "value"), (d.sampling_error, n["sampling_error"], "se"),
+                      (d.lower_threshold, n["lower_threshold"], "thr"),
+                      (d.upper_threshold, n["upper_threshold"], "thr")]
+            outside = sum(not close(a, b, REL) for a, b, _ in values)
+            alert_differs = bool(d.alert) != n["alert"]
+            s["chunks"] += 1
+            s["values"] += len(values)
+            s["outside"] += outside
+            s["alerts"] += alert_differs
+            for a, b, k in values:
+                s[k] = max(s[k], _rel(a, b))
+            detail.append(chunk_line(period, chunk["key"], metric, d, n, not outside and not alert_differs, 8))
+    counts = {p: sum(period == p for period, _, _ in pairs) for p in ("reference", "analysis")}
     summary = [f"NannyML {nanny['nannyml']} (LightGBM {nanny['lightgbm']}) DLE on {dataset}, chunk size "
-               f"{nanny['chunk_size']}, {len(theirs['reference'])} reference + {len(theirs['analysis'])} analysis "
+               f"{nanny['chunk_size']}, {counts['reference']} reference + {counts['analysis']} analysis "
                f"chunks; Driftline with `compatibility: nannyml`, loss models trained on {training_rows} rows. "
                f"Tolerance {REL:g} relative (estimate, sampling error, thresholds); alerts equal.", "",
                "| metric | chunks | values compared | outside tolerance | alerts different | largest rel. diff: "

@@ -21,7 +21,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from crosscheck.driftline_side import chunk_line, close, read_rows, session, write_tables  # noqa: E402
+from crosscheck.driftline_side import chunk_line, close, paired_chunks, read_rows, session, write_tables  # noqa: E402
 from monitoring.config import parse_config  # noqa: E402
 from monitoring.performance.results import PERFORMANCE  # noqa: E402
 from monitoring.pipeline import fit, run  # noqa: E402
@@ -76,30 +76,27 @@ def main() -> int:
     for r in result.metrics:
         if r.family == PERFORMANCE and (r.slice_key, r.slice_value) == WHOLE:
             ours.setdefault((r.period, r.chunk.index), {})[r.metric] = r
-    theirs = {p: [c for c in nanny["chunks"] if c["period"] == p] for p in ("reference", "analysis")}
+    pairs = paired_chunks(ours, nanny["chunks"])
+    if pairs is None:
+        return 1
     lines = [f"NannyML {nanny['nannyml']} realized performance on {dataset}, chunk size {nanny['chunk_size']}, "
              "Driftline with `compatibility: nannyml`", "",
              "| period | chunk | metric | value D / N | sampling error D / N | thresholds D / N | alert D / N | ok |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     failures = checks = 0
-    for period in ("reference", "analysis"):
-        mine = sorted(k for k in ours if k[0] == period)
-        if len(mine) != len(theirs[period]):
-            print(f"{period} chunk counts differ: Driftline {len(mine)}, NannyML {len(theirs[period])}")
-            return 1
-        for key, chunk in zip(mine, theirs[period], strict=True):
-            for metric in nanny["metrics"]:
-                name = f"{metric}_macro" if dataset == "multiclass" and metric != "accuracy" else metric
-                d, n = ours[key][name], chunk[metric]
-                auc = metric == "roc_auc"
-                ok = (close(d.value, n["value"], 0 if auc else REL, AUC_ABS if auc else 1e-12)
-                      and close(d.sampling_error, n["sampling_error"], AUC_SE_REL if auc else REL)
-                      and close(d.lower_threshold, n["lower_threshold"], 0 if auc else REL, AUC_ABS if auc else 1e-12)
-                      and close(d.upper_threshold, n["upper_threshold"], 0 if auc else REL, AUC_ABS if auc else 1e-12)
-                      and bool(d.alert) == n["alert"])
-                checks += 1
-                failures += not ok
-                lines.append(chunk_line(period, chunk["key"], metric, d, n, ok, 6))
+    for period, key, chunk in pairs:
+        for metric in nanny["metrics"]:
+            name = f"{metric}_macro" if dataset == "multiclass" and metric != "accuracy" else metric
+            d, n = ours[key][name], chunk[metric]
+            auc = metric == "roc_auc"
+            ok = (close(d.value, n["value"], 0 if auc else REL, AUC_ABS if auc else 1e-12)
+                  and close(d.sampling_error, n["sampling_error"], AUC_SE_REL if auc else REL)
+                  and close(d.lower_threshold, n["lower_threshold"], 0 if auc else REL, AUC_ABS if auc else 1e-12)
+                  and close(d.upper_threshold, n["upper_threshold"], 0 if auc else REL, AUC_ABS if auc else 1e-12)
+                  and bool(d.alert) == n["alert"])
+            checks += 1
+            failures += not ok
+            lines.append(chunk_line(period, chunk["key"], metric, d, n, ok, 6))
     text = "\n".join(lines) + "\n"
     (out / "realized_vs_nannyml.md").write_text(text)
     print(text)

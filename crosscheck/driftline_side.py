@@ -32,6 +32,22 @@ def write_tables(spark: SparkSession, delta: Path, tables: dict[str, pd.DataFram
             .save(str(delta / name))
 
 
+def paired_chunks(ours: dict[tuple[str, int], object],
+                  nanny_chunks: list[dict]) -> list[tuple[str, tuple, dict]] | None:
+    """(period, Driftline's chunk key, NannyML's chunk) for every reference then analysis chunk, in order:
+    `ours` is keyed (period, chunk index), `nanny_chunks` carry their period. None (said) when a period's
+    chunk counts differ."""
+    pairs = []
+    for period in ("reference", "analysis"):
+        mine = sorted(k for k in ours if k[0] == period)
+        theirs = [c for c in nanny_chunks if c["period"] == period]
+        if len(mine) != len(theirs):
+            print(f"{period} chunk counts differ: Driftline {len(mine)}, NannyML {len(theirs)}")
+            return None
+        pairs += [(period, key, chunk) for key, chunk in zip(mine, theirs, strict=True)]
+    return pairs
+
+
 def close(a: float | None, b: float | None, rel: float, abs_: float = 1e-12) -> bool:
     """Both missing, or within `rel` relative or `abs_` absolute."""
     if a is None or b is None:
