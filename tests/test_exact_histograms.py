@@ -18,47 +18,10 @@ from monitoring.pipeline import fit, reference_table, run
 from monitoring.profiling import profile_chunks
 from monitoring.slices import with_slices
 from monitoring.stores.reference import read_reference
-from tests.helpers import daily_ts, make_config
+from tests.helpers import make_config
+from tests.special_values import DAYS, fit_and_run, raw, spark_frame, special_frame
 
-NAN_MARK = -12345.5  # pandas' NaN reaches Spark as null: a marker turned into a real NaN in Spark
-DAYS, PER_DAY = 6, 1500
 EPS = 1e-4  # drift.psi_epsilon's default
-
-
-def _values(rng: np.random.Generator, n: int, day: np.ndarray) -> dict[str, np.ndarray]:
-    """The test shapes: Cauchy tails, Poisson ties, a shifted lognormal, a constant; special values sprinkled."""
-    heavy = rng.standard_cauchy(n) * (1 + (day >= 3))
-    ties = rng.poisson(3 + (day >= 4), n).astype(float)
-    skewed = rng.lognormal(0.2 * (day >= 2), 1.0, n)
-    constant = np.full(n, 2.5)
-    for x in (heavy, ties, skewed):
-        x[rng.random(n) < 0.03] = np.nan
-        x[rng.random(n) < 0.01] = np.inf
-        x[rng.random(n) < 0.01] = -np.inf
-    return {"heavy": heavy, "ties": ties, "skewed": skewed, "constant": constant}
-
-
-def _frame(seed: int = 7) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    n = DAYS * PER_DAY
-    day = np.repeat(np.arange(DAYS), PER_DAY)
-    pdf = pd.DataFrame({"id": np.arange(n), "ts": daily_ts(rng, day), "day": day,
-                        "score": rng.random(n)})
-    for name, x in _values(rng, n, day).items():
-        pdf[name] = np.where(np.isnan(x), NAN_MARK, x)
-    pdf.loc[rng.random(n) < 0.02, "heavy"] = None  # nulls as well as NaN
-    return pdf
-
-
-def _spark_frame(spark, pdf: pd.DataFrame, columns: list[str]):
-    return spark.createDataFrame(pdf).selectExpr(
-        "id", "ts", "score", *[f"CASE WHEN {c} = {NAN_MARK} THEN CAST('NaN' AS DOUBLE) ELSE {c} END AS {c}"
-                              for c in columns])
-
-
-def _raw(pdf: pd.DataFrame, column: str) -> np.ndarray:
-    x = pdf[column].to_numpy(dtype=float, na_value=np.nan)
-    return np.where(x == NAN_MARK, np.nan, x)
 
 
 def test_bin_index_convention():
@@ -75,7 +38,7 @@ def test_profiled_counts_equal_numpy(spark, copies):
     """Each chunk's counts equal numpy's on the same rows, in edges with data values on them (ties), a
     constant column's single edge and out-of-range rows on both sides; 8 copies of the 4 columns (32) pass
     the compiled aggregation's field limit and are counted in stacked groups."""
-    pdf = _frame()
+    pdf = special_frame()
     base = ["heavy", "ties", "skewed", "constant"]
     names = [f"{c}_{k}" if k else c for k in range(copies) for c in base]
     for name in names:
@@ -83,35 +46,21 @@ def test_profiled_counts_equal_numpy(spark, copies):
     reference = pdf[pdf["day"] < 2]
     edges = {}
     for name in names:
-        x = _raw(reference, name)
+        x = raw(reference, name)
         x = x[np.isfinite(x)]
         edges[name] = tuple(np.unique(np.concatenate([[x.min()], np.quantile(x, np.arange(1, 10) / 10), [x.max()]])))
     assert len(edges["constant"]) == 1 and len(edges["ties"]) < 11  # a constant and ties on the edges
     chunking = Chunking(period=Period(1, "d"))
-    df = with_slices(with_chunk_index(_spark_frame(spark, pdf, names), chunking, "ts", "id"), {})
+    df = with_slices(with_chunk_index(spark_frame(spark, pdf, names), chunking, "ts", "id"), {})
     chunks = profile_chunks(df, [(c, "continuous") for c in names], chunking, "ts", 50, 20, histograms=edges)
     assert len(chunks) == DAYS
     for cp in chunks:
         rows = pdf[pdf["day"] == cp.chunk.index - chunks[0].chunk.index]
         for name in names:
             p = cp.columns[name]
-            expected = bin_counts(_raw(rows, name), np.array(edges[name]))
+            expected = bin_counts(raw(rows, name), np.array(edges[name]))
             assert p.histogram == expected.tolist(), (cp.chunk.key, name)
             assert sum(p.histogram) == p.valid_count and p.histogram_edges == list(edges[name])
-
-
-def fit_and_run(spark, tmp_path, pdf: pd.DataFrame, columns: list[str], shared: bool, methods: list[str]):
-    """Write `pdf` as a Delta table, fit its first 3 days as the reference with these continuous `methods` and
-    run (`shared`: `run --fit`'s shared scan); KLL sketches far from exact (k 50): the values must not come
-    from them. Returns (config, run result)."""
-    table = str(tmp_path / "preds")
-    _spark_frame(spark, pdf, columns).write.format("delta").save(table)
-    config = make_config(table, [(c, "continuous") for c in columns], str(tmp_path / "out"),
-                         reference={"start": "2025-01-01", "end": "2025-01-04"},
-                         drift={"continuous_methods": methods}, profile={"kll_k": 50})
-    result = run(spark, config, fitted=fit(spark, config, analysis=True)) if shared else \
-        (fit(spark, config), run(spark, config))[1]
-    return config, result
 
 
 def _js(p, q) -> float:
@@ -135,13 +84,13 @@ def test_binned_distances_equal_numpy_on_the_same_rows(spark, tmp_path, shared):
     """Every BASELINE (the analysis against the whole reference, a reference chunk against the reference
     without it) and CONSECUTIVE value of the three binned methods equals numpy/scipy on the same rows and
     the stored edges, within 1e-9."""
-    pdf = _frame(11)
+    pdf = special_frame(11)
     columns = ["heavy", "ties", "skewed", "constant"]
     config, result = fit_and_run(spark, tmp_path, pdf, columns, shared, list(EXACT))
     edges = {c: rc.edges for c, rc in read_reference(spark, reference_table(config), "t").columns[("", "")].items()}
     by_day = {d: pdf[pdf["day"] == d] for d in range(DAYS)}
     first = min(r.chunk.index for r in result.metrics)
-    counts = {(d, c): bin_counts(_raw(by_day[d], c), edges[c]) for d in range(DAYS) for c in columns}
+    counts = {(d, c): bin_counts(raw(by_day[d], c), edges[c]) for d in range(DAYS) for c in columns}
     reference_days = range(3)
     checked = 0
     for r in result.metrics:
@@ -178,10 +127,10 @@ def test_compatibility_nannyml_bins_by_doane(spark, tmp_path):
     (from the exact moments, third included), and every chunk's Jensen-Shannon and Hellinger (each chunk,
     reference chunks included, against the whole reference) equals NannyML's formula on the same rows
     within 1e-9."""
-    pdf = _frame(5)
+    pdf = special_frame(5)
     columns = ["heavy", "ties", "skewed", "constant"]
     table = str(tmp_path / "preds")
-    _spark_frame(spark, pdf, columns).write.format("delta").save(table)
+    spark_frame(spark, pdf, columns).write.format("delta").save(table)
     config = make_config(table, [(c, "continuous") for c in columns], str(tmp_path / "out"),
                          reference={"start": "2025-01-01", "end": "2025-01-04"}, compatibility="nannyml",
                          drift={"continuous_methods": ["jensen_shannon", "hellinger"]}, profile={"kll_k": 50})
@@ -190,7 +139,7 @@ def test_compatibility_nannyml_bins_by_doane(spark, tmp_path):
     edges = {c: rc.edges for c, rc in read_reference(spark, reference_table(config), "t").columns[("", "")].items()}
 
     def finite(rows: pd.DataFrame, column: str) -> np.ndarray:
-        x = _raw(rows, column)
+        x = raw(rows, column)
         return x[np.isfinite(x)]
 
     reference = pdf[pdf["day"] < 3]

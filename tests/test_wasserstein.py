@@ -18,10 +18,8 @@ from monitoring.profiling import profile_chunks
 from monitoring.reference import fine_bins_of, merge_reference
 from monitoring.slices import with_slices
 from tests.helpers import daily_ts
-from tests.test_exact_histograms import DAYS as HISTOGRAM_DAYS
-from tests.test_exact_histograms import _frame as histogram_frame
-from tests.test_exact_histograms import _raw as raw
-from tests.test_exact_histograms import fit_and_run
+from tests.special_values import DAYS as HISTOGRAM_DAYS
+from tests.special_values import fit_and_run, raw, special_frame
 
 TOLERANCE = 0.01  # the issue's: within 1% of scipy's value on the same rows
 SHAPES = ("normal", "lognormal", "bimodal", "poisson")
@@ -154,7 +152,7 @@ def test_run_values_within_one_percent(spark, tmp_path, shared):
     """A fit and run with `wasserstein`: every BASELINE (the analysis against the whole reference, a reference
     chunk against the reference without it) and CONSECUTIVE value is within 1% of scipy's on the same rows;
     Cauchy tails, Poisson ties, a lognormal shift, a constant column, null, NaN and +-inf."""
-    pdf = histogram_frame(11)
+    pdf = special_frame(11)
     columns = ["heavy", "ties", "skewed", "constant"]
     _, result = fit_and_run(spark, tmp_path, pdf, columns, shared, ["wasserstein"])
     first = min(r.chunk.index for r in result.metrics)
