@@ -98,7 +98,7 @@ class FineBins:
         return e
 
     def sql(self, x: str) -> str:
-        """SQL text: the bin index of the double `x` (quoted; null when `x` is null, NaN or infinite)."""
+        """SQL text: the bin index of `x` (quoted), a finite double or null (`sketches.finite_sql`); null for null."""
         e = self.edges()
         first, last, k = double_sql(e[0]), double_sql(e[-1]), self.slots
         if self.hi == self.lo:  # a constant reference: its one bin
@@ -121,7 +121,7 @@ class FineBins:
             inner = (f"CASE WHEN {x} < {double_sql(self.lo)} THEN least({lo_bin - 1}, greatest(0, {guess})) "
                      f"WHEN {x} <= {double_sql(self.hi)} THEN least({hi_bin}, greatest({lo_bin}, {guess})) "
                      f"ELSE least({k - 1}, greatest({hi_bin + 1}, {guess})) END")
-        return (f"CASE WHEN {x} IS NULL OR isnan({x}) OR abs({x}) = double('inf') THEN NULL "
+        return (f"CASE WHEN {x} IS NULL THEN NULL "
                 f"WHEN {x} < {first} THEN 0 WHEN {x} > {last} THEN {k + 1} ELSE {inner} + 1 END")
 
     def _linear_index(self, x: str, guess: str, edge) -> str:

@@ -461,7 +461,7 @@ def _fine_counts(df: DataFrame, group: list[str], finely: list[tuple[int, str, F
     """One aggregation of the finite values of the `finely` columns by chunk x slice x column (`i`, its position
     among the continuous columns) x fine bin (`k`): count `n` and sum `s`. Its own aggregation over numeric keys
     (inside the value counts' aggregation it cost more: docs/performance.md part 15)."""
-    rows = df.select(*group, *[F.col(quote_part(name)).cast("double").alias(f"_dl_fine{j}") for j, name, _ in finely])
+    rows = df.select(*group, *[F.expr(f"{finite_sql(quote_part(name))} AS `_dl_fine{j}`") for j, name, _ in finely])
     entries = ", ".join(f"{j}, CAST({spec.sql(f'`_dl_fine{j}`')} AS INT), `_dl_fine{j}`" for j, _, spec in finely)
     return (rows.selectExpr(*[f"`{g}`" for g in group], f"stack({len(finely)}, {entries}) AS (i, k, x)")
             .where(F.col("k").isNotNull())
