@@ -351,7 +351,7 @@ def merge_histograms(parts: list[ColumnProfile]) -> dict:
     """`histogram` and `histogram_edges` of the union of `parts`: the summed counts when every part was
     counted in the same bins, else none (a part without counts makes the union's unknown)."""
     first = parts[0]
-    if any(p.histogram is None or p.histogram_edges != first.histogram_edges for p in parts):
+    if any(not p.counted_in(first.histogram_edges) for p in parts):  # parts[0] first: None edges stop there
         return {"histogram": None, "histogram_edges": None}
     return {"histogram": [sum(counts) for counts in zip(*(p.histogram for p in parts), strict=True)],
             "histogram_edges": first.histogram_edges}
@@ -361,7 +361,7 @@ def merge_fine(parts: list[ColumnProfile]) -> dict:
     """The fine-bin fields of the union of `parts`: counts and sums added bin by bin when every part was
     counted in the same fine bins, else none."""
     first = parts[0]
-    if any(p.fine_counts is None or p.fine_bins != first.fine_bins for p in parts):
+    if any(not p.fine_counted_in(first.fine_bins) for p in parts):
         return {"fine_bins": None, "fine_index": None, "fine_counts": None, "fine_sums": None}
     counts: dict[int, int] = {}
     sums: dict[int, float] = {}
